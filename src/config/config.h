@@ -1,0 +1,89 @@
+// tandemd configuration: one TOML file per host, fully validated.
+// Reference: docs/CONFIG.md. Every error names the file, the key and what is
+// wrong ("host.toml: heartbeat.timeout_ms: must be greater than
+// heartbeat.interval_ms (1000), got 500"); unknown keys are errors.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ha/types.h"
+#include "util/status.h"
+
+namespace tandem::config {
+
+// An IPv4 address and port, parsed from "a.b.c.d:port".
+struct Endpoint {
+  std::string host;  // dotted quad
+  uint16_t port = 0;
+  bool empty() const { return host.empty(); }
+  std::string ToString() const;
+  bool operator==(const Endpoint&) const = default;
+};
+
+struct ServiceConfig {
+  std::string name;                   // unique, [A-Za-z0-9_.-]{1,64}
+  std::vector<std::string> command;   // argv; argv[0] absolute or on PATH
+  int64_t restart_backoff_min_ms = 100;
+  int64_t restart_backoff_max_ms = 10000;
+  int64_t stop_timeout_ms = 5000;     // SIGTERM, then SIGKILL after this
+};
+
+struct Config {
+  std::string path;  // the file this was loaded from (absolute)
+
+  // [cluster]
+  std::string cluster_name;          // cluster.name
+  std::string key_file;              // cluster.key_file (absolute after load)
+  std::string cluster_key;           // contents of key_file (>= 32 bytes); never logged
+  std::string vip;                   // cluster.vip, dotted quad
+  std::string vip_mode = "loopback"; // cluster.vip_mode: "loopback" (127/8 only)
+
+  // [host]
+  std::string host_name;             // host.name
+  ha::Role role = ha::Role::kPrimary;// host.role: "primary" | "secondary"
+  std::string state_dir;             // host.state_dir (absolute): state file, logs
+  std::string run_dir;               // host.run_dir (absolute): control socket, pid files
+  std::string admin_group;           // host.admin_group: may use the control socket besides root
+
+  // [heartbeat]
+  int64_t heartbeat_interval_ms = 10000;
+  int64_t heartbeat_timeout_ms = 30000;
+  int64_t initial_dead_time_ms = 60000;  // default: 2 * timeout_ms
+  Endpoint listen;                   // heartbeat.listen (management path)
+  Endpoint peer;                     // heartbeat.peer
+  Endpoint crossover_listen;         // heartbeat.crossover_listen (optional)
+  Endpoint crossover_peer;           // heartbeat.crossover_peer (optional, with the above)
+
+  // [connectivity]
+  std::vector<Endpoint> connectivity_peers;  // TCP connect tests
+  int64_t connectivity_interval_ms = 10000;
+  int64_t connectivity_timeout_ms = 2000;
+  bool connectivity_require_all = false;     // "any" (default) or "all" must answer
+
+  // [[service]]
+  std::vector<ServiceConfig> services;
+
+  // [notify]
+  std::vector<std::string> notify_command;   // argv; cluster host old new reason appended
+  int64_t notify_timeout_ms = 10000;
+
+  // [log]
+  std::string log_level = "info";    // trace|debug|info|warn|error
+  std::string log_file;              // empty: stderr
+
+  // [api] control channel
+  std::string control_socket;        // default: <run_dir>/tandemd.sock
+};
+
+// Parses and validates `path`. Relative paths inside the file are resolved
+// against the file's directory. On error nothing is returned and the Status
+// message is "<path>: <key>: <what is wrong>".
+Result<Config> Load(const std::string& path);
+
+// Same, from text (for tests and fuzzing). `path` is used for messages and
+// relative-path resolution only; key_file is read from disk.
+Result<Config> Parse(const std::string& text, const std::string& path);
+
+}  // namespace tandem::config
