@@ -49,6 +49,9 @@ struct Advert {
   HostStatus status = HostStatus::kStarting;
   AdminMode admin = AdminMode::kOnline;
   uint64_t epoch = 0;  // data generation: bumped each time the host becomes Active
+  // The sender was the Active host of `epoch` (it created that generation):
+  // breaks start-up ties in favour of the last active host.
+  bool active_in_epoch = false;
   // Sender finished releasing and hands the active role to the receiver
   // (giveback, takeover, manual failover, controlled failover).
   bool handover = false;

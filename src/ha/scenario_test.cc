@@ -1,0 +1,236 @@
+// Data-driven scenario tests of ha::Step (etcd raft testdata style).
+// Each test/scenarios/*.txt holds blocks:
+//   <command line>
+//   ----
+//   <expected output lines>
+//   <blank line>
+// Run with TANDEM_REWRITE=1 to rewrite the expected output after a
+// deliberate behaviour change; review the diff like code.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ha/state_machine.h"
+
+namespace tandem::ha {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Block {
+  std::string comments;  // comment lines before the command, kept on rewrite
+  std::string command;
+  std::string expected;
+};
+
+std::vector<Block> ReadBlocks(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<Block> blocks;
+  std::string line, comments;
+  enum { kCommand, kExpect } mode = kCommand;
+  while (std::getline(in, line)) {
+    if (mode != kExpect && line.empty()) continue;
+    if (mode != kExpect && line[0] == '#') {
+      comments += line + "\n";
+      continue;
+    }
+    if (mode != kExpect) {
+      blocks.push_back(Block{comments, line, ""});
+      comments.clear();
+      std::getline(in, line);
+      EXPECT_EQ(line, "----") << path << ": command not followed by ----: " << blocks.back().command;
+      mode = kExpect;
+      continue;
+    }
+    if (line.empty()) {
+      mode = kCommand;
+      continue;
+    }
+    blocks.back().expected += line + "\n";
+  }
+  return blocks;
+}
+
+std::map<std::string, std::string> Args(std::istringstream& in) {
+  std::map<std::string, std::string> kv;
+  std::string tok;
+  while (in >> tok) {
+    auto eq = tok.find('=');
+    if (eq == std::string::npos) {
+      kv[tok] = "";
+    } else {
+      kv[tok.substr(0, eq)] = tok.substr(eq + 1);
+    }
+  }
+  return kv;
+}
+
+int64_t Int(const std::map<std::string, std::string>& kv, const std::string& k, int64_t def) {
+  auto it = kv.find(k);
+  return it == kv.end() ? def : std::stoll(it->second);
+}
+
+HostStatus ParseStatus(const std::string& s) {
+  for (uint8_t v = 0; v <= kHostStatusMax; ++v) {
+    if (StatusName(static_cast<HostStatus>(v)) == s) return static_cast<HostStatus>(v);
+  }
+  ADD_FAILURE() << "unknown status " << s;
+  return HostStatus::kUnknown;
+}
+
+class Runner {
+ public:
+  std::string Run(const std::string& command) {
+    std::istringstream in(command);
+    std::string verb;
+    in >> verb;
+    if (verb == "init") return Init(in);
+    int64_t t = 0;
+    in >> t;
+    auto kv = Args(in);
+    Event e{t, Tick{}};
+    if (verb == "tick") {
+      e.body = Tick{};
+    } else if (verb == "peer") {
+      e.body = PeerHeartbeat{static_cast<int>(Int(kv, "path", 0)), ParseAdvert(kv)};
+    } else if (verb == "conn") {
+      e.body = ConnectivityResult{kv.count("ok") > 0, ""};
+    } else if (verb == "seqdone") {
+      uint64_t seq = static_cast<uint64_t>(Int(kv, "seq", static_cast<int64_t>(state_.sequence)));
+      e.body = SequenceDone{seq, kv.count("fail") == 0, kv.count("fail") ? kv["fail"] : ""};
+    } else if (verb == "admin") {
+      e.body = AdminCommand{ParseOp(kv)};
+    } else if (verb == "fail") {
+      e.body = LocalFailure{kv.begin() == kv.end() ? "failure" : kv.begin()->first};
+    } else {
+      ADD_FAILURE() << "unknown command " << verb;
+      return "";
+    }
+    return Apply(e);
+  }
+
+ private:
+  std::string Init(std::istringstream& in) {
+    auto kv = Args(in);
+    Options o;
+    o.role = kv["role"] == "secondary" ? Role::kSecondary : Role::kPrimary;
+    o.heartbeat_interval_ms = Int(kv, "interval", 1000);
+    o.heartbeat_timeout_ms = Int(kv, "timeout", 3000);
+    o.initial_dead_time_ms = Int(kv, "dead", 6000);
+    o.has_connectivity_peers = Int(kv, "conn", 0) != 0;
+    o.connectivity_interval_ms = Int(kv, "conn_interval", 1000);
+    o.request_id_base = static_cast<uint32_t>(Int(kv, "idbase", 100));
+    Persistent d;
+    d.epoch = static_cast<uint64_t>(Int(kv, "epoch", 0));
+    d.last_active_epoch = static_cast<uint64_t>(Int(kv, "last_active", 0));
+    d.admin_offline = kv.count("offline") > 0;
+    d.failed = kv.count("failed") > 0;
+    if (d.failed) d.failed_reason = "disk";
+    state_ = Boot(o, d, Int(kv, "t", 0));
+    return Summary();
+  }
+
+  Advert ParseAdvert(std::map<std::string, std::string>& kv) {
+    Advert a;
+    a.role = kv["role"] == "PRIMARY" ? Role::kPrimary : Role::kSecondary;
+    a.status = ParseStatus(kv.count("status") ? kv["status"] : "STANDBY");
+    a.admin = kv["admin"] == "OFFLINE" ? AdminMode::kOffline : AdminMode::kOnline;
+    a.epoch = static_cast<uint64_t>(Int(kv, "epoch", 0));
+    a.active_in_epoch = kv.count("active_in_epoch") > 0;
+    a.handover = kv.count("handover") > 0;
+    a.connectivity_ok = kv["conn"] != "fail";
+    a.takeover_request = static_cast<uint32_t>(Int(kv, "takeover", 0));
+    a.conn_check_request = static_cast<uint32_t>(Int(kv, "conncheck", 0));
+    a.conn_check_answer_id = static_cast<uint32_t>(Int(kv, "answer", 0));
+    a.conn_check_answer_ok = kv.count("answer_ok") > 0;
+    return a;
+  }
+
+  AdminOp ParseOp(const std::map<std::string, std::string>& kv) {
+    const std::string& op = kv.begin()->first;
+    if (op == "offline") return AdminOp::kSetOffline;
+    if (op == "online") return AdminOp::kSetOnline;
+    if (op == "takeover") return AdminOp::kTakeover;
+    if (op == "giveback") return AdminOp::kGiveback;
+    if (op == "restore") return AdminOp::kRestore;
+    ADD_FAILURE() << "unknown admin op " << op;
+    return AdminOp::kRestore;
+  }
+
+  std::string Apply(const Event& e) {
+    Output out = Step(state_, e);
+    std::ostringstream os;
+    if (out.admin_accepted) {
+      os << (*out.admin_accepted ? "accepted: " : "refused: ") << out.admin_message << "\n";
+    }
+    for (const auto& t : out.transitions) {
+      os << StatusName(t.from) << " -> " << StatusName(t.to) << ": " << t.reason << "\n";
+    }
+    for (const auto& a : out.actions) {
+      if (a.type == ActionType::kNotify) continue;  // mirrors the transitions above
+      os << "  " << ActionName(a.type);
+      if (a.sequence) os << " [seq " << a.sequence << (a.last_in_sequence ? ", last]" : "]");
+      if (a.type == ActionType::kPersist || a.type == ActionType::kRunConnectivityTest) {
+        os << " (" << a.detail << ")";
+      }
+      os << "\n";
+    }
+    state_ = out.state;
+    os << Summary();
+    return os.str();
+  }
+
+  std::string Summary() const {
+    std::ostringstream os;
+    Advert a = MakeAdvert(state_);
+    os << "= " << StatusName(state_.status) << "/" << AdminName(a.admin) << " epoch=" << a.epoch
+       << (a.handover ? " handover" : "") << (a.takeover_request ? " takeover-req" : "")
+       << (a.conn_check_request ? " conncheck-req=" + std::to_string(a.conn_check_request) : "")
+       << (a.conn_check_answer_id ? " answered=" + std::to_string(a.conn_check_answer_id) +
+                                        (a.conn_check_answer_ok ? ":ok" : ":fail")
+                                  : "")
+       << " peer=" << (PeerAlive(state_) ? "up" : "down") << " | " << state_.reason << "\n";
+    return os.str();
+  }
+
+  State state_;
+};
+
+std::vector<std::string> ScenarioFiles() {
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(std::string(TANDEM_SOURCE_DIR) + "/test/scenarios")) {
+    if (e.path().extension() == ".txt") files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+TEST(Scenarios, AllFilesMatch) {
+  bool rewrite = std::getenv("TANDEM_REWRITE") != nullptr;
+  auto files = ScenarioFiles();
+  ASSERT_GE(files.size(), 5u) << "scenario files missing";
+  for (const auto& path : files) {
+    auto blocks = ReadBlocks(path);
+    ASSERT_FALSE(blocks.empty()) << path;
+    Runner runner;
+    std::ostringstream rewritten;
+    for (const auto& b : blocks) {
+      std::string got = runner.Run(b.command);
+      if (!rewrite) {
+        EXPECT_EQ(got, b.expected) << path << ": after `" << b.command << "`";
+      }
+      rewritten << b.comments << b.command << "\n----\n" << got << "\n";
+    }
+    if (rewrite) std::ofstream(path) << rewritten.str();
+  }
+}
+
+}  // namespace
+}  // namespace tandem::ha

@@ -1,0 +1,171 @@
+// The failover logic as a pure function (ENGINEERING.md #1, etcd raft style):
+//   Output Step(const State&, const Event&)
+// No sockets, files or clock reads: time arrives inside every Event. The
+// executor (daemon/) carries out the returned actions in order and feeds the
+// outcomes back as events. Behaviour is pinned by test/scenarios/*.txt.
+//
+// Design: event handlers only record facts (peer advert, test verdicts, admin
+// requests); Reconcile() then applies the rules of the current status. Every
+// rule is level-triggered, so a lost heartbeat is repaired by the next one.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "ha/types.h"
+
+namespace tandem::ha {
+
+constexpr int kPathsMax = 2;  // 0 = management, 1 = crossover (R-HB-2)
+
+struct Options {
+  Role role = Role::kPrimary;
+  int64_t heartbeat_interval_ms = 10000;
+  int64_t heartbeat_timeout_ms = 30000;
+  int64_t initial_dead_time_ms = 60000;
+  bool has_connectivity_peers = false;  // no peers: the test trivially passes
+  int64_t connectivity_interval_ms = 10000;
+  // Ids of takeover / connectivity-check requests start here; the executor
+  // derives it from the daemon's incarnation so ids never repeat across runs.
+  uint32_t request_id_base = 1;
+};
+
+// What survives a restart (the local state file, never /store).
+struct Persistent {
+  uint64_t epoch = 0;              // newest data generation this host holds
+  uint64_t last_active_epoch = 0;  // epoch in which this host was last Active (R-OP-7)
+  bool admin_offline = false;
+  bool failed = false;  // sticky Failed until `ha restore`
+  std::string failed_reason;
+  bool operator==(const Persistent&) const = default;
+};
+
+enum class SeqKind : uint8_t { kNone, kActivate, kRelease };
+
+struct State {
+  Options opts;
+  Persistent disk;
+
+  HostStatus status = HostStatus::kStarting;
+  std::string reason;  // why the host is in `status`
+  int64_t now_ms = 0;
+  int64_t started_ms = 0;
+  int64_t status_since_ms = 0;
+
+  // Peer knowledge.
+  std::array<int64_t, kPathsMax> path_heard_ms{-1, -1};  // -1: never heard
+  std::optional<Advert> peer;                            // last advert received
+  int64_t peer_silent_since_ms = -1;                     // -1: peer alive (or never heard)
+
+  // Connectivity tests (R-NC-1..3).
+  bool conn_in_flight = false;
+  int64_t conn_requested_ms = -1;
+  int64_t conn_result_ms = -1;  // -1: no result yet
+  bool conn_ok = true;
+  bool conn_failure_noted = false;  // standby: "not taking over" logged once
+
+  // Planned switch-over.
+  bool handover = false;  // advertised after releasing to the peer
+  int64_t handover_since_ms = -1;
+  uint32_t next_request_id = 0;
+  uint32_t takeover_request = 0;  // ours, as standby
+  int64_t takeover_since_ms = -1;
+  uint32_t takeover_handled = 0;  // peer's request we already served, as active
+  uint32_t conn_check_request = 0;  // ours, as active (R-NC-2)
+  int64_t conn_check_since_ms = -1;
+  uint32_t conn_check_served = 0;  // peer's request whose test we started, as standby
+  uint32_t conn_check_answer_id = 0;
+  bool conn_check_answer_ok = false;
+
+  // The action sequence in flight (activation or release).
+  uint64_t next_sequence = 1;
+  uint64_t sequence = 0;  // 0: none in flight
+  SeqKind seq_kind = SeqKind::kNone;
+  HostStatus release_target = HostStatus::kStandby;
+  bool release_handover = false;
+};
+
+// Creates the state of a freshly started daemon.
+State Boot(const Options& opts, const Persistent& disk, int64_t now_ms);
+
+// ---- Events ----
+struct Tick {};
+struct PeerHeartbeat {
+  int path = 0;  // 0..kPathsMax-1
+  Advert advert;
+};
+struct ConnectivityResult {
+  bool ok = false;
+  std::string detail;  // "2/2 peers answered", for the log
+};
+struct SequenceDone {
+  uint64_t sequence = 0;
+  bool ok = true;
+  std::string error;  // which step failed and why
+};
+enum class AdminOp : uint8_t { kSetOffline, kSetOnline, kTakeover, kGiveback, kRestore };
+struct AdminCommand {
+  AdminOp op;
+};
+struct LocalFailure {  // e.g. DiskFailed (replication issue) or a fatal executor error
+  std::string reason;
+};
+
+struct Event {
+  int64_t now_ms = 0;
+  std::variant<Tick, PeerHeartbeat, ConnectivityResult, SequenceDone, AdminCommand, LocalFailure>
+      body;
+};
+
+// ---- Actions ----
+enum class ActionType : uint8_t {
+  // R-FO-3 take-over sequence, in this order:
+  kAttachStore, kAddAlias, kAssignVip, kStartServices, kFetchConfig,
+  // ... and its reverse for releasing:
+  kStopServices, kUnassignVip, kRemoveAlias, kDetachStore,
+  // Immediate actions:
+  kPersist,              // write State::disk to the state file (before anything after it)
+  kSendHeartbeat,        // advert changed: tell the peer now, don't wait for the interval
+  kRunConnectivityTest,  // answer with ConnectivityResult
+  kNotify,               // status changed: run the notify hook (from, to, reason)
+};
+std::string_view ActionName(ActionType t);  // "attach-store", ...
+
+struct Action {
+  ActionType type;
+  uint64_t sequence = 0;  // nonzero: a step of that sequence; report SequenceDone after the last
+  bool last_in_sequence = false;
+  std::string detail;  // reason / notify text
+
+  bool operator==(const Action&) const = default;
+};
+
+struct Transition {
+  HostStatus from;
+  HostStatus to;
+  std::string reason;
+};
+
+struct Output {
+  State state;
+  std::vector<Transition> transitions;
+  std::vector<Action> actions;
+  // For AdminCommand: whether it was accepted, and the reason if refused.
+  std::optional<bool> admin_accepted;
+  std::string admin_message;
+};
+
+Output Step(const State& s, const Event& e);
+
+// The advert this host sends in its heartbeats.
+Advert MakeAdvert(const State& s);
+
+// True if the peer has been heard on some path within the timeout.
+bool PeerAlive(const State& s);
+int PathsUp(const State& s);
+
+}  // namespace tandem::ha
