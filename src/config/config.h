@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ha/types.h"
@@ -18,6 +20,7 @@ struct Endpoint {
   std::string host;  // dotted quad
   uint16_t port = 0;
   bool empty() const { return host.empty(); }
+  // "a.b.c.d:port"; "" when empty().
   std::string ToString() const;
   bool operator==(const Endpoint&) const = default;
 };
@@ -85,5 +88,16 @@ Result<Config> Load(const std::string& path);
 // Same, from text (for tests and fuzzing). `path` is used for messages and
 // relative-path resolution only; key_file is read from disk.
 Result<Config> Parse(const std::string& text, const std::string& path);
+
+// Parses "a.b.c.d:port" strictly: four decimal octets 0..255 and a decimal
+// port 1..65535, neither with leading zeros ("01.2.3.4" and "1.2.3.4:080"
+// are rejected, since inet_aton and friends read them as octal), nothing
+// else (no spaces, host names or IPv6). On error the message (without path or key)
+// says what is wrong: `expected "a.b.c.d:port", got "1.2.3.4" (no ":port")`.
+Result<Endpoint> ParseEndpoint(std::string_view text);
+
+// A strict dotted-quad IPv4 address (same octet rules as ParseEndpoint), in
+// host byte order; nullopt if `text` is anything else.
+std::optional<uint32_t> ParseIPv4(std::string_view text);
 
 }  // namespace tandem::config

@@ -310,6 +310,7 @@ void OnPeerHeartbeat(Output& out, const PeerHeartbeat& hb) {
   State& s = out.state;
   if (hb.path < 0 || hb.path >= kPathsMax) return;
   s.path_heard_ms[static_cast<size_t>(hb.path)] = s.now_ms;
+  if (hb.stale && s.peer) return;
   s.peer = hb.advert;
   s.peer_silent_since_ms = -1;
   if (s.handover && hb.advert.status == HostStatus::kActive) s.handover = false;

@@ -97,6 +97,10 @@ struct Tick {};
 struct PeerHeartbeat {
   int path = 0;  // 0..kPathsMax-1
   Advert advert;
+  // The packet was authentic and new on its path, but an advert sent later
+  // already arrived on another path: it proves the path is alive, and its
+  // (older) advert is ignored.
+  bool stale = false;
 };
 struct ConnectivityResult {
   bool ok = false;
@@ -116,9 +120,10 @@ struct LocalFailure {  // e.g. DiskFailed (replication issue) or a fatal executo
 };
 
 struct Event {
+  using Body = std::variant<Tick, PeerHeartbeat, ConnectivityResult, SequenceDone, AdminCommand,
+                            LocalFailure>;
   int64_t now_ms = 0;
-  std::variant<Tick, PeerHeartbeat, ConnectivityResult, SequenceDone, AdminCommand, LocalFailure>
-      body;
+  Body body;
 };
 
 // ---- Actions ----

@@ -1,0 +1,757 @@
+// tandemd configuration loading and validation. Reference: docs/CONFIG.md.
+//
+// Shape: toml++ turns the text into a tree (syntax errors are caught here
+// and never leave this file as exceptions), then one small function per
+// table checks its keys. The first error found is returned; its message is
+// always one line: "<path>: <dotted key>: <what is wrong>".
+#include "config/config.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <filesystem>
+#include <initializer_list>
+#include <set>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+namespace tandem::config {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Limits (ENGINEERING.md #7). Each is checked and documented in CONFIG.md.
+constexpr size_t kConfigFileBytesMax = 1 << 20;
+constexpr size_t kKeyFileBytesMax = 64 * 1024;
+constexpr size_t kClusterKeyBytesMin = 32;
+constexpr size_t kHostNameLenMax = 63;  // cluster.name, host.name
+constexpr size_t kServiceNameLenMax = 64;
+constexpr size_t kGroupNameLenMax = 32;
+constexpr size_t kServicesMax = 64;
+constexpr size_t kArgvMax = 256;
+constexpr size_t kConnectivityPeersMax = 64;
+constexpr size_t kUnixSocketPathMax = 107;  // sun_path minus the NUL
+static_assert(sizeof(sockaddr_un{}.sun_path) == kUnixSocketPathMax + 1);
+constexpr size_t kQuoteBytesMax = 80;  // user text echoed in messages
+
+constexpr int64_t kHeartbeatIntervalMsMin = 10;
+constexpr int64_t kHeartbeatIntervalMsMax = 600000;
+constexpr int64_t kHeartbeatTimeoutMsMax = 3600000;
+constexpr int64_t kInitialDeadTimeMsMax = 86400000;
+constexpr int64_t kConnIntervalMsMin = 10;
+constexpr int64_t kConnIntervalMsMax = 3600000;
+constexpr int64_t kBackoffMsMax = 3600000;
+constexpr int64_t kTimeoutMsMax = 600000;  // stop, notify, backoff min
+static_assert(kHeartbeatIntervalMsMax < kHeartbeatTimeoutMsMax);
+static_assert(2 * kHeartbeatTimeoutMsMax <= kInitialDeadTimeMsMax);
+static_assert(kTimeoutMsMax <= kBackoffMsMax);
+
+constexpr std::string_view kDefaultControlSocketName = "tandemd.sock";
+
+// Echoes user text safely on one line: quoted, control bytes escaped, long
+// text cut (at a UTF-8 character boundary) and marked with "...".
+std::string Quote(std::string_view s) {
+  std::string out = "\"";
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (i >= kQuoteBytesMax && (c & 0xC0) != 0x80) {
+      out += "...";
+      break;
+    }
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+bool IsBareKeyChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-';
+}
+
+// One component of a dotted key, as TOML would write it: bare when
+// possible, quoted otherwise (so a key with a newline stays on one line).
+std::string KeyPart(std::string_view key) {
+  bool bare = !key.empty() && key.size() <= kQuoteBytesMax;
+  for (char c : key) bare = bare && IsBareKeyChar(c);
+  return bare ? std::string(key) : Quote(key);
+}
+
+std::string_view TypeName(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::table:
+      return "table";
+    case toml::node_type::array:
+      return "array";
+    case toml::node_type::string:
+      return "string";
+    case toml::node_type::integer:
+      return "integer";
+    case toml::node_type::floating_point:
+      return "floating-point";
+    case toml::node_type::boolean:
+      return "boolean";
+    case toml::node_type::date:
+      return "date";
+    case toml::node_type::time:
+      return "time";
+    case toml::node_type::date_time:
+      return "date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+bool IsNameChar(char c) { return IsBareKeyChar(c) || c == '.'; }
+
+// [A-Za-z0-9_.-]{1,max_len}
+bool IsValidName(std::string_view s, size_t max_len) {
+  if (s.empty() || s.size() > max_len) return false;
+  for (char c : s) {
+    if (!IsNameChar(c)) return false;
+  }
+  return true;
+}
+
+// Where messages point and relative paths resolve.
+struct Context {
+  std::string path;  // as the caller gave it; starts every message
+  fs::path dir;      // absolute directory of the file
+
+  Status Error(std::string_view key, std::string_view what) const {
+    std::string m = path;
+    m.append(": ").append(key).append(": ").append(what);
+    return Status::Error(std::move(m));
+  }
+};
+
+// One TOML table (or an absent one, which reads as empty) and the dotted
+// name of it used in messages ("heartbeat", "service[2]").
+class Section {
+ public:
+  Section(const Context& ctx, const toml::table* table, std::string name)
+      : ctx_(ctx), table_(table), name_(std::move(name)) {}
+
+  std::string Key(std::string_view key) const { return name_ + "." + KeyPart(key); }
+  Status Error(std::string_view key, std::string_view what) const {
+    return ctx_.Error(Key(key), what);
+  }
+  const Context& ctx() const { return ctx_; }
+  const toml::node* Get(std::string_view key) const {
+    return table_ == nullptr ? nullptr : table_->get(key);
+  }
+
+  Status CheckKnown(std::initializer_list<std::string_view> known) const;
+  // Each getter: absent and !required leaves *out (the default) alone.
+  Status GetString(std::string_view key, bool required, std::string* out) const;
+  Status GetInt(std::string_view key, int64_t* out, bool* present = nullptr) const;
+  Status GetIntInRange(std::string_view key, int64_t lo, int64_t hi, int64_t* out) const;
+  Status GetName(std::string_view key, size_t max_len, std::string* out) const;
+  Status GetEnum(std::string_view key, std::initializer_list<std::string_view> allowed,
+                 std::string* out) const;
+  Status GetPath(std::string_view key, bool required, std::string* out) const;
+  Status GetEndpoint(std::string_view key, bool required, Endpoint* out) const;
+  Status GetArray(std::string_view key, size_t max_size, const toml::array** out) const;
+  Status GetStringList(std::string_view key, size_t max_size, std::vector<std::string>* out) const;
+  Status GetCommand(std::string_view key, bool required, std::vector<std::string>* out) const;
+
+ private:
+  const Context& ctx_;
+  const toml::table* table_;
+  std::string name_;
+};
+
+Status Section::CheckKnown(std::initializer_list<std::string_view> known) const {
+  if (table_ == nullptr) return Status::Ok();
+  for (const auto& [key, value] : *table_) {
+    bool found = false;
+    for (std::string_view k : known) found = found || key.str() == k;
+    if (!found) return Error(key.str(), "unknown key");
+  }
+  return Status::Ok();
+}
+
+Status Section::GetString(std::string_view key, bool required, std::string* out) const {
+  const toml::node* node = Get(key);
+  if (node == nullptr) {
+    return required ? Error(key, "required key is missing") : Status::Ok();
+  }
+  const auto* str = node->as_string();
+  if (str == nullptr) {
+    return Error(key, "expected a string, got " + std::string(TypeName(*node)));
+  }
+  *out = str->get();
+  return Status::Ok();
+}
+
+Status Section::GetInt(std::string_view key, int64_t* out, bool* present) const {
+  const toml::node* node = Get(key);
+  if (present != nullptr) *present = node != nullptr;
+  if (node == nullptr) return Status::Ok();
+  const auto* i = node->as_integer();
+  if (i == nullptr) {
+    return Error(key, "expected an integer, got " + std::string(TypeName(*node)));
+  }
+  *out = i->get();
+  return Status::Ok();
+}
+
+Status Section::GetIntInRange(std::string_view key, int64_t lo, int64_t hi, int64_t* out) const {
+  int64_t v = *out;
+  TANDEM_RETURN_IF_ERROR(GetInt(key, &v));
+  if (v < lo || v > hi) {
+    return Error(key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                          ", got " + std::to_string(v));
+  }
+  *out = v;
+  return Status::Ok();
+}
+
+Status Section::GetName(std::string_view key, size_t max_len, std::string* out) const {
+  std::string v;
+  TANDEM_RETURN_IF_ERROR(GetString(key, /*required=*/true, &v));
+  if (!IsValidName(v, max_len)) {
+    return Error(key, "must be 1 to " + std::to_string(max_len) +
+                          " characters from A-Z a-z 0-9 _ . -, got " + Quote(v));
+  }
+  *out = std::move(v);
+  return Status::Ok();
+}
+
+Status Section::GetEnum(std::string_view key, std::initializer_list<std::string_view> allowed,
+                        std::string* out) const {
+  std::string v = *out;
+  TANDEM_RETURN_IF_ERROR(GetString(key, /*required=*/false, &v));
+  std::string list;
+  for (std::string_view a : allowed) {
+    if (v == a) {
+      *out = std::move(v);
+      return Status::Ok();
+    }
+    list += (list.empty() ? "" : ", ") + Quote(a);
+  }
+  return Error(key, "must be one of " + list + "; got " + Quote(v));
+}
+
+// Relative paths resolve against the config file's directory; the result
+// is lexically normalized ("a/../b" -> "b"), without touching the disk.
+Status Section::GetPath(std::string_view key, bool required, std::string* out) const {
+  if (Get(key) == nullptr && !required) return Status::Ok();
+  std::string v;
+  TANDEM_RETURN_IF_ERROR(GetString(key, required, &v));
+  if (v.empty()) return Error(key, "must not be empty");
+  if (v.find('\0') != std::string::npos) return Error(key, "must not contain a NUL byte");
+  fs::path p = (ctx_.dir / v).lexically_normal();
+  if (!p.has_filename() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();
+  *out = p.string();
+  return Status::Ok();
+}
+
+Status Section::GetEndpoint(std::string_view key, bool required, Endpoint* out) const {
+  if (Get(key) == nullptr && !required) return Status::Ok();
+  std::string v;
+  TANDEM_RETURN_IF_ERROR(GetString(key, required, &v));
+  Result<Endpoint> ep = ParseEndpoint(v);
+  if (!ep.ok()) return Error(key, ep.status().message());
+  *out = std::move(ep).value();
+  return Status::Ok();
+}
+
+Status Section::GetArray(std::string_view key, size_t max_size, const toml::array** out) const {
+  const toml::node* node = Get(key);
+  *out = node == nullptr ? nullptr : node->as_array();
+  if (node != nullptr && *out == nullptr) {
+    return Error(key, "expected an array of strings, got " + std::string(TypeName(*node)));
+  }
+  if (*out != nullptr && (*out)->size() > max_size) {
+    return Error(key, "must have at most " + std::to_string(max_size) + " elements, got " +
+                          std::to_string((*out)->size()));
+  }
+  return Status::Ok();
+}
+
+// An array of strings; absent leaves *out alone.
+Status Section::GetStringList(std::string_view key, size_t max_size,
+                              std::vector<std::string>* out) const {
+  const toml::array* array = nullptr;
+  TANDEM_RETURN_IF_ERROR(GetArray(key, max_size, &array));
+  if (array == nullptr) return Status::Ok();
+  std::vector<std::string> list;
+  for (size_t i = 0; i < array->size(); ++i) {
+    const toml::node& elem = (*array)[i];
+    const auto* str = elem.as_string();
+    if (str == nullptr) {
+      return ctx_.Error(Key(key) + "[" + std::to_string(i) + "]",
+                        "expected a string, got " + std::string(TypeName(elem)));
+    }
+    list.push_back(str->get());
+  }
+  *out = std::move(list);
+  return Status::Ok();
+}
+
+// An argv: non-empty array of non-empty strings without NUL bytes.
+Status Section::GetCommand(std::string_view key, bool required,
+                           std::vector<std::string>* out) const {
+  if (Get(key) == nullptr) {
+    return required ? Error(key, "required key is missing") : Status::Ok();
+  }
+  std::vector<std::string> argv;
+  TANDEM_RETURN_IF_ERROR(GetStringList(key, kArgvMax, &argv));
+  if (argv.empty()) return Error(key, "must not be empty (give at least the program)");
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string elem_key = Key(key) + "[" + std::to_string(i) + "]";
+    if (argv[i].empty()) return ctx_.Error(elem_key, "must not be empty");
+    if (argv[i].find('\0') != std::string::npos) {
+      return ctx_.Error(elem_key, "must not contain a NUL byte");
+    }
+  }
+  *out = std::move(argv);
+  return Status::Ok();
+}
+
+// A top-level table; absent reads as empty (so its required keys report
+// themselves as missing).
+Result<const toml::table*> GetTable(const Context& ctx, const toml::table& root,
+                                    std::string_view name) {
+  const toml::node* node = root.get(name);
+  if (node == nullptr) return static_cast<const toml::table*>(nullptr);
+  if (const auto* table = node->as_table()) return table;
+  return ctx.Error(name, "expected a table, got " + std::string(TypeName(*node)));
+}
+
+Status CheckTopLevel(const Context& ctx, const toml::table& root) {
+  static constexpr std::string_view kKnown[] = {"cluster", "host",   "heartbeat", "connectivity",
+                                                "service", "notify", "log",       "api"};
+  for (const auto& [key, value] : root) {
+    bool found = false;
+    for (std::string_view k : kKnown) found = found || key.str() == k;
+    if (!found) return ctx.Error(KeyPart(key.str()), "unknown key");
+  }
+  return Status::Ok();
+}
+
+Status ParseCluster(const Section& s, Config* c) {
+  TANDEM_RETURN_IF_ERROR(s.CheckKnown({"name", "key_file", "vip", "vip_mode"}));
+  TANDEM_RETURN_IF_ERROR(s.GetName("name", kHostNameLenMax, &c->cluster_name));
+  TANDEM_RETURN_IF_ERROR(s.GetPath("key_file", /*required=*/true, &c->key_file));
+  TANDEM_RETURN_IF_ERROR(s.GetString("vip", /*required=*/true, &c->vip));
+  const std::optional<uint32_t> vip = ParseIPv4(c->vip);
+  if (!vip) return s.Error("vip", "expected a dotted-quad IPv4 address, got " + Quote(c->vip));
+  TANDEM_RETURN_IF_ERROR(s.GetEnum("vip_mode", {"loopback"}, &c->vip_mode));
+  if (c->vip_mode == "loopback" && (*vip >> 24) != 127) {
+    return s.Error(
+        "vip", "must be in 127.0.0.0/8 with cluster.vip_mode \"loopback\", got " + Quote(c->vip));
+  }
+  return Status::Ok();
+}
+
+Status ParseHost(const Section& s, Config* c) {
+  TANDEM_RETURN_IF_ERROR(s.CheckKnown({"name", "role", "state_dir", "run_dir", "admin_group"}));
+  TANDEM_RETURN_IF_ERROR(s.GetName("name", kHostNameLenMax, &c->host_name));
+  if (s.Get("role") == nullptr) return s.Error("role", "required key is missing");
+  std::string role;
+  TANDEM_RETURN_IF_ERROR(s.GetEnum("role", {"primary", "secondary"}, &role));
+  c->role = role == "primary" ? ha::Role::kPrimary : ha::Role::kSecondary;
+  TANDEM_RETURN_IF_ERROR(s.GetPath("state_dir", /*required=*/true, &c->state_dir));
+  TANDEM_RETURN_IF_ERROR(s.GetPath("run_dir", /*required=*/true, &c->run_dir));
+  TANDEM_RETURN_IF_ERROR(s.GetString("admin_group", /*required=*/false, &c->admin_group));
+  if (!c->admin_group.empty() && !IsValidName(c->admin_group, kGroupNameLenMax)) {
+    return s.Error("admin_group", "must be empty or 1 to " + std::to_string(kGroupNameLenMax) +
+                                      " characters from A-Z a-z 0-9 _ . -, got " +
+                                      Quote(c->admin_group));
+  }
+  return Status::Ok();
+}
+
+Status ParseHeartbeatTimers(const Section& s, Config* c) {
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("interval_ms", kHeartbeatIntervalMsMin,
+                                         kHeartbeatIntervalMsMax, &c->heartbeat_interval_ms));
+  bool present = false;
+  TANDEM_RETURN_IF_ERROR(s.GetInt("timeout_ms", &c->heartbeat_timeout_ms, &present));
+  if (c->heartbeat_timeout_ms <= c->heartbeat_interval_ms) {
+    return s.Error("timeout_ms", "must be greater than heartbeat.interval_ms (" +
+                                     std::to_string(c->heartbeat_interval_ms) + "), got " +
+                                     std::to_string(c->heartbeat_timeout_ms) +
+                                     (present ? "" : " (the default)"));
+  }
+  if (c->heartbeat_timeout_ms > kHeartbeatTimeoutMsMax) {
+    return s.Error("timeout_ms", "must be at most " + std::to_string(kHeartbeatTimeoutMsMax) +
+                                     ", got " + std::to_string(c->heartbeat_timeout_ms));
+  }
+  c->initial_dead_time_ms = 2 * c->heartbeat_timeout_ms;
+  return s.GetIntInRange("initial_dead_time_ms", 0, kInitialDeadTimeMsMax,
+                         &c->initial_dead_time_ms);
+}
+
+// Each crossover endpoint must differ from both management endpoints and
+// from the other crossover endpoint.
+Status CheckCrossoverDistinct(const Section& s, const Config& c) {
+  const std::pair<std::string_view, const Endpoint*> mgmt[] = {{"listen", &c.listen},
+                                                               {"peer", &c.peer}};
+  const std::pair<std::string_view, const Endpoint*> xover[] = {
+      {"crossover_listen", &c.crossover_listen}, {"crossover_peer", &c.crossover_peer}};
+  for (const auto& [xkey, xep] : xover) {
+    for (const auto& [mkey, mep] : mgmt) {
+      if (*xep == *mep) {
+        return s.Error(
+            xkey, "must differ from heartbeat." + std::string(mkey) + " (" + mep->ToString() + ")");
+      }
+    }
+  }
+  if (c.crossover_listen == c.crossover_peer) {
+    return s.Error("crossover_peer", "must differ from heartbeat.crossover_listen (" +
+                                         c.crossover_listen.ToString() + ")");
+  }
+  return Status::Ok();
+}
+
+Status ParseHeartbeatPaths(const Section& s, Config* c) {
+  TANDEM_RETURN_IF_ERROR(s.GetEndpoint("listen", /*required=*/true, &c->listen));
+  TANDEM_RETURN_IF_ERROR(s.GetEndpoint("peer", /*required=*/true, &c->peer));
+  if (c->peer == c->listen) {
+    return s.Error("peer", "must differ from heartbeat.listen (" + c->listen.ToString() + ")");
+  }
+  TANDEM_RETURN_IF_ERROR(s.GetEndpoint("crossover_listen", false, &c->crossover_listen));
+  TANDEM_RETURN_IF_ERROR(s.GetEndpoint("crossover_peer", false, &c->crossover_peer));
+  if (c->crossover_listen.empty() != c->crossover_peer.empty()) {
+    const bool listen_missing = c->crossover_listen.empty();
+    return s.Error(listen_missing ? "crossover_listen" : "crossover_peer",
+                   std::string("required when heartbeat.") +
+                       (listen_missing ? "crossover_peer" : "crossover_listen") +
+                       " is set (give both or neither)");
+  }
+  if (c->crossover_listen.empty()) return Status::Ok();
+  return CheckCrossoverDistinct(s, *c);
+}
+
+Status ParseHeartbeat(const Section& s, Config* c) {
+  TANDEM_RETURN_IF_ERROR(s.CheckKnown({"interval_ms", "timeout_ms", "initial_dead_time_ms",
+                                       "listen", "peer", "crossover_listen", "crossover_peer"}));
+  TANDEM_RETURN_IF_ERROR(ParseHeartbeatTimers(s, c));
+  return ParseHeartbeatPaths(s, c);
+}
+
+Status ParseConnectivityPeers(const Section& s, Config* c) {
+  std::vector<std::string> peers;
+  TANDEM_RETURN_IF_ERROR(s.GetStringList("peers", kConnectivityPeersMax, &peers));
+  for (size_t i = 0; i < peers.size(); ++i) {
+    const std::string key = s.Key("peers") + "[" + std::to_string(i) + "]";
+    Result<Endpoint> ep = ParseEndpoint(peers[i]);
+    if (!ep.ok()) return s.ctx().Error(key, ep.status().message());
+    for (size_t j = 0; j < i; ++j) {
+      if (c->connectivity_peers[j] == *ep) {
+        return s.ctx().Error(key, "duplicate of connectivity.peers[" + std::to_string(j) + "] (" +
+                                      ep->ToString() + ")");
+      }
+    }
+    c->connectivity_peers.push_back(std::move(ep).value());
+  }
+  return Status::Ok();
+}
+
+Status ParseConnectivity(const Section& s, Config* c) {
+  TANDEM_RETURN_IF_ERROR(s.CheckKnown({"peers", "interval_ms", "timeout_ms", "require"}));
+  TANDEM_RETURN_IF_ERROR(ParseConnectivityPeers(s, c));
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("interval_ms", kConnIntervalMsMin, kConnIntervalMsMax,
+                                         &c->connectivity_interval_ms));
+  int64_t timeout = c->connectivity_timeout_ms;
+  TANDEM_RETURN_IF_ERROR(s.GetInt("timeout_ms", &timeout));
+  if (timeout < 1 || timeout > c->connectivity_interval_ms) {
+    return s.Error("timeout_ms", "must be between 1 and connectivity.interval_ms (" +
+                                     std::to_string(c->connectivity_interval_ms) + "), got " +
+                                     std::to_string(timeout));
+  }
+  c->connectivity_timeout_ms = timeout;
+  std::string require = "any";
+  TANDEM_RETURN_IF_ERROR(s.GetEnum("require", {"any", "all"}, &require));
+  c->connectivity_require_all = require == "all";
+  return Status::Ok();
+}
+
+Status ParseService(const Section& s, ServiceConfig* svc) {
+  TANDEM_RETURN_IF_ERROR(s.CheckKnown(
+      {"name", "command", "restart_backoff_min_ms", "restart_backoff_max_ms", "stop_timeout_ms"}));
+  TANDEM_RETURN_IF_ERROR(s.GetName("name", kServiceNameLenMax, &svc->name));
+  TANDEM_RETURN_IF_ERROR(s.GetCommand("command", /*required=*/true, &svc->command));
+  TANDEM_RETURN_IF_ERROR(
+      s.GetIntInRange("restart_backoff_min_ms", 1, kTimeoutMsMax, &svc->restart_backoff_min_ms));
+  int64_t max_ms = svc->restart_backoff_max_ms;
+  TANDEM_RETURN_IF_ERROR(s.GetInt("restart_backoff_max_ms", &max_ms));
+  if (max_ms < svc->restart_backoff_min_ms || max_ms > kBackoffMsMax) {
+    return s.Error("restart_backoff_max_ms",
+                   "must be between " + s.Key("restart_backoff_min_ms") + " (" +
+                       std::to_string(svc->restart_backoff_min_ms) + ") and " +
+                       std::to_string(kBackoffMsMax) + ", got " + std::to_string(max_ms));
+  }
+  svc->restart_backoff_max_ms = max_ms;
+  return s.GetIntInRange("stop_timeout_ms", 1, kTimeoutMsMax, &svc->stop_timeout_ms);
+}
+
+Status ParseServices(const Context& ctx, const toml::table& root, Config* c) {
+  const toml::node* node = root.get("service");
+  if (node == nullptr) return Status::Ok();
+  const toml::array* array = node->as_array();
+  if (array == nullptr) {
+    return ctx.Error("service", "expected an array of tables ([[service]]), got " +
+                                    std::string(TypeName(*node)));
+  }
+  if (array->size() > kServicesMax) {
+    return ctx.Error("service", "at most " + std::to_string(kServicesMax) +
+                                    " services are allowed, got " + std::to_string(array->size()));
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < array->size(); ++i) {
+    const std::string name = "service[" + std::to_string(i) + "]";
+    const toml::table* table = (*array)[i].as_table();
+    if (table == nullptr) {
+      return ctx.Error(name, "expected a table, got " + std::string(TypeName((*array)[i])));
+    }
+    const Section s(ctx, table, name);
+    ServiceConfig svc;
+    TANDEM_RETURN_IF_ERROR(ParseService(s, &svc));
+    if (!names.insert(svc.name).second) {
+      return s.Error("name", "duplicate service name " + Quote(svc.name));
+    }
+    c->services.push_back(std::move(svc));
+  }
+  return Status::Ok();
+}
+
+Status ParseNotify(const Section& s, Config* c) {
+  TANDEM_RETURN_IF_ERROR(s.CheckKnown({"command", "timeout_ms"}));
+  TANDEM_RETURN_IF_ERROR(s.GetCommand("command", /*required=*/false, &c->notify_command));
+  return s.GetIntInRange("timeout_ms", 1, kTimeoutMsMax, &c->notify_timeout_ms);
+}
+
+Status ParseLog(const Section& s, Config* c) {
+  TANDEM_RETURN_IF_ERROR(s.CheckKnown({"level", "file"}));
+  TANDEM_RETURN_IF_ERROR(
+      s.GetEnum("level", {"trace", "debug", "info", "warn", "error"}, &c->log_level));
+  return s.GetPath("file", /*required=*/false, &c->log_file);
+}
+
+// REQUIRES: c->run_dir is set (ParseHost succeeded).
+Status ParseApi(const Section& s, Config* c) {
+  TANDEM_RETURN_IF_ERROR(s.CheckKnown({"control_socket"}));
+  const bool given = s.Get("control_socket") != nullptr;
+  c->control_socket = (fs::path(c->run_dir) / kDefaultControlSocketName).string();
+  TANDEM_RETURN_IF_ERROR(s.GetPath("control_socket", /*required=*/false, &c->control_socket));
+  if (c->control_socket.size() > kUnixSocketPathMax) {
+    return s.Error("control_socket",
+                   std::string(given ? "" : "the default <host.run_dir>/tandemd.sock ") +
+                       "must be at most " + std::to_string(kUnixSocketPathMax) +
+                       " bytes (the Unix socket path limit), got " +
+                       std::to_string(c->control_socket.size()) + ": " + Quote(c->control_socket));
+  }
+  return Status::Ok();
+}
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Reads up to max_bytes + 1 bytes (so the caller can tell "too large").
+Status ReadAll(int fd, size_t max_bytes, std::string* out) {
+  out->clear();
+  char buf[4096];
+  while (out->size() <= max_bytes) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::Error(ErrnoText(errno));
+    if (n == 0) break;
+    out->append(buf, static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
+// Opens and checks cluster.key_file, and reads the key. O_NONBLOCK so a
+// FIFO cannot hang the daemon; fstat on the open fd so the checked file is
+// the read file.
+Status ReadKeyFile(const Context& ctx, Config* c) {
+  constexpr std::string_view kKey = "cluster.key_file";
+  const std::string& file = c->key_file;
+  const Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  if (fd.get() < 0) {
+    const int err = errno;
+    return ctx.Error(kKey, "cannot open " + Quote(file) + ": " + ErrnoText(err));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) {
+    const int err = errno;
+    return ctx.Error(kKey, "cannot stat " + Quote(file) + ": " + ErrnoText(err));
+  }
+  if (!S_ISREG(st.st_mode)) return ctx.Error(kKey, Quote(file) + " is not a regular file");
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return ctx.Error(kKey, Quote(file) + " has mode " + mode +
+                               "; it must not be readable or writable by group or others "
+                               "(chmod 600)");
+  }
+  std::string key;
+  Status read = ReadAll(fd.get(), kKeyFileBytesMax, &key);
+  if (!read.ok()) return ctx.Error(kKey, "cannot read " + Quote(file) + ": " + read.message());
+  if (key.size() > kKeyFileBytesMax) {
+    return ctx.Error(
+        kKey, Quote(file) + " is larger than " + std::to_string(kKeyFileBytesMax) + " bytes");
+  }
+  if (!key.empty() && key.back() == '\n') key.pop_back();
+  if (key.size() < kClusterKeyBytesMin) {
+    return ctx.Error(kKey, "key in " + Quote(file) + " is " + std::to_string(key.size()) +
+                               " bytes, must be at least " + std::to_string(kClusterKeyBytesMin));
+  }
+  c->cluster_key = std::move(key);
+  return Status::Ok();
+}
+
+using SectionFn = Status (*)(const Section&, Config*);
+
+Status ParseSection(const Context& ctx, const toml::table& root, std::string_view name,
+                    SectionFn fn, Config* c) {
+  Result<const toml::table*> table = GetTable(ctx, root, name);
+  if (!table.ok()) return table.status();
+  return fn(Section(ctx, *table, std::string(name)), c);
+}
+
+// Tables in file order of the reference; the key file is read last, so
+// every mistake in the text is reported before one on disk.
+Status ParseSections(const Context& ctx, const toml::table& root, Config* c) {
+  TANDEM_RETURN_IF_ERROR(CheckTopLevel(ctx, root));
+  TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "cluster", ParseCluster, c));
+  TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "host", ParseHost, c));
+  TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "heartbeat", ParseHeartbeat, c));
+  TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "connectivity", ParseConnectivity, c));
+  TANDEM_RETURN_IF_ERROR(ParseServices(ctx, root, c));
+  TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "notify", ParseNotify, c));
+  TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "log", ParseLog, c));
+  TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "api", ParseApi, c));
+  return ReadKeyFile(ctx, c);
+}
+
+// Never returns a message with a line break in it.
+std::string OneLine(std::string_view s) {
+  std::string out;
+  for (char c : s) out += (c == '\n' || c == '\r') ? ' ' : c;
+  return out;
+}
+
+Result<Config> ParseOrThrow(const std::string& text, const std::string& path) {
+  if (text.size() > kConfigFileBytesMax) {
+    return Status::Error(path + ": file is larger than " + std::to_string(kConfigFileBytesMax) +
+                         " bytes");
+  }
+  std::error_code ec;
+  fs::path abs = fs::absolute(path.empty() ? fs::path(".") : fs::path(path), ec);
+  if (ec) return Status::Error(path + ": cannot resolve path: " + ec.message());
+  abs = abs.lexically_normal();
+  const Context ctx{path, abs.parent_path()};
+  const toml::table root = toml::parse(text, path);
+  Config c;
+  c.path = abs.string();
+  TANDEM_RETURN_IF_ERROR(ParseSections(ctx, root, &c));
+  return c;
+}
+
+}  // namespace
+
+std::string Endpoint::ToString() const {
+  return empty() ? std::string() : host + ":" + std::to_string(port);
+}
+
+std::optional<uint32_t> ParseIPv4(std::string_view text) {
+  uint32_t addr = 0;
+  for (int i = 0; i < 4; ++i) {
+    if (i > 0) {
+      if (text.empty() || text.front() != '.') return std::nullopt;
+      text.remove_prefix(1);
+    }
+    size_t n = 0;
+    uint32_t octet = 0;
+    while (n < text.size() && n < 4 && text[n] >= '0' && text[n] <= '9') {
+      octet = octet * 10 + static_cast<uint32_t>(text[n] - '0');
+      ++n;
+    }
+    if (n == 0 || n > 3 || octet > 255 || (n > 1 && text.front() == '0')) return std::nullopt;
+    addr = (addr << 8) | octet;
+    text.remove_prefix(n);
+  }
+  if (!text.empty()) return std::nullopt;
+  return addr;
+}
+
+Result<Endpoint> ParseEndpoint(std::string_view text) {
+  const auto fail = [text](std::string_view why) {
+    return Status::Error("expected \"a.b.c.d:port\", got " + Quote(text) + " (" + std::string(why) +
+                         ")");
+  };
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos) return fail("no \":port\"");
+  const std::string_view host = text.substr(0, colon);
+  const std::string_view port = text.substr(colon + 1);
+  if (!ParseIPv4(host)) return fail("not a dotted-quad IPv4 address");
+  constexpr std::string_view kBadPort = "port must be a decimal number 1..65535";
+  if (port.empty() || port.size() > 5 || port.front() == '0') return fail(kBadPort);
+  uint32_t value = 0;
+  for (char ch : port) {
+    if (ch < '0' || ch > '9') return fail(kBadPort);
+    value = value * 10 + static_cast<uint32_t>(ch - '0');
+  }
+  if (value > 65535) return fail(kBadPort);
+  return Endpoint{std::string(host), static_cast<uint16_t>(value)};
+}
+
+Result<Config> Parse(const std::string& text, const std::string& path) {
+  try {
+    return ParseOrThrow(text, path);
+  } catch (const toml::parse_error& e) {
+    const toml::source_position& at = e.source().begin;
+    return Status::Error(path + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) +
+                         ": TOML syntax error: " + OneLine(e.description()));
+  } catch (const std::exception& e) {
+    return Status::Error(path + ": cannot parse: " + OneLine(e.what()));
+  } catch (...) {
+    return Status::Error(path + ": cannot parse: unknown error");
+  }
+}
+
+Result<Config> Load(const std::string& path) {
+  const Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (fd.get() < 0) {
+    const int err = errno;
+    return Status::Error(path + ": cannot read: " + ErrnoText(err));
+  }
+  std::string text;
+  Status read = ReadAll(fd.get(), kConfigFileBytesMax, &text);
+  if (!read.ok()) return Status::Error(path + ": cannot read: " + read.message());
+  return Parse(text, path);
+}
+
+}  // namespace tandem::config
