@@ -22,6 +22,10 @@ struct Packet {
   uint64_t incarnation = 0;  // sender's persisted start counter, +1 per daemon start
   uint64_t seq = 0;          // per-incarnation sequence, starts at 1, +1 per packet
   uint64_t echo_seq = 0;     // kAck: the heartbeat seq being answered; 0 otherwise
+  // The receiver's incarnation as last seen by the sender (highest authentic
+  // one received from it), 0 if none yet. Lets the receiver ignore packets
+  // recorded before its own restart (docs/formats/heartbeat.md, "Replay").
+  uint64_t peer_incarnation = 0;
   std::string sender;        // sender host name, <= 64 bytes
   ha::Advert advert;         // sender's state
 
@@ -29,8 +33,10 @@ struct Packet {
 };
 
 constexpr size_t kPacketBytesMax = 512;  // anything larger is dropped unread
+constexpr size_t kSenderBytesMax = 64;   // longest Packet::sender on the wire
 
 // Serialises and signs. Never fails for a Packet whose sender fits.
+// REQUIRES: p.sender.size() <= kSenderBytesMax (TANDEM_CHECK).
 std::vector<uint8_t> Encode(const Packet& p, std::string_view key);
 
 // Why a packet was rejected; each reason has its own counter.

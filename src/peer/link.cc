@@ -1,0 +1,183 @@
+#include "peer/link.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace tandem::peer {
+
+namespace {
+
+sockaddr_in ToSockaddr(const config::Endpoint& e) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(e.port);
+  inet_pton(AF_INET, e.host.c_str(), &sa.sin_addr);
+  return sa;
+}
+
+constexpr int kRecvPerWakeupMax = 64;  // datagrams read per readiness event
+
+}  // namespace
+
+HeartbeatLink::HeartbeatLink(os::EventLoop& loop, std::string self_name, std::string key,
+                             std::vector<Path> paths, uint64_t incarnation, int64_t interval_ms,
+                             OnHeartbeat on_heartbeat)
+    : loop_(loop),
+      self_(std::move(self_name)),
+      key_(std::move(key)),
+      cfg_(std::move(paths)),
+      replay_(cfg_.size()),
+      sent_at_(cfg_.size()),
+      incarnation_(incarnation),
+      interval_ms_(interval_ms),
+      on_heartbeat_(std::move(on_heartbeat)) {
+  TANDEM_CHECK(cfg_.size() >= 1 && cfg_.size() <= static_cast<size_t>(ha::kPathsMax));
+  for (size_t i = 0; i < cfg_.size(); ++i) {
+    PathStats st;
+    st.name = i == 0 ? "management" : "crossover";
+    st.listen = cfg_[i].listen;
+    st.peer = cfg_[i].peer;
+    stats_.push_back(st);
+  }
+}
+
+HeartbeatLink::~HeartbeatLink() {
+  if (timer_) loop_.CancelTimer(timer_);
+  for (int fd : fds_) {
+    loop_.RemoveFd(fd);
+    close(fd);
+  }
+}
+
+Status HeartbeatLink::Open() {
+  for (size_t i = 0; i < cfg_.size(); ++i) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return Status::Error(std::string("socket: ") + std::strerror(errno));
+    fds_.push_back(fd);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in sa = ToSockaddr(cfg_[i].listen);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+      return Status::Error("heartbeat " + stats_[i].name + " path: cannot bind " +
+                           cfg_[i].listen.ToString() + ": " + std::strerror(errno));
+    }
+    TANDEM_RETURN_IF_ERROR(loop_.AddFd(fd, EPOLLIN, [this, i](uint32_t) { OnReadable(i); }));
+  }
+  ScheduleTick();
+  return Status::Ok();
+}
+
+void HeartbeatLink::ScheduleTick() {
+  timer_ = loop_.AddTimer(interval_ms_, [this] {
+    timer_ = 0;
+    SendNow();
+    ScheduleTick();
+  });
+}
+
+void HeartbeatLink::SendNow() {
+  for (size_t i = 0; i < fds_.size(); ++i) Send(i, PacketType::kHeartbeat, 0);
+}
+
+void HeartbeatLink::Send(size_t path, PacketType type, uint64_t echo_seq) {
+  Packet p;
+  p.type = type;
+  p.path = static_cast<uint8_t>(path);
+  p.incarnation = incarnation_;
+  p.seq = ++seq_;  // one counter across paths: the receiver can tell the newest advert
+  p.echo_seq = echo_seq;
+  p.peer_incarnation = peer_incarnation_;
+  p.sender = self_;
+  p.advert = advert_;
+  std::vector<uint8_t> bytes = Encode(p, key_);
+  sockaddr_in to = ToSockaddr(cfg_[path].peer);
+  PathStats& st = stats_[path];
+  if (sendto(fds_[path], bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&to),
+             sizeof to) < 0) {
+    st.send_error = std::strerror(errno);
+    return;
+  }
+  st.send_error.clear();
+  st.sent++;
+  if (type == PacketType::kHeartbeat) {
+    sent_at_[path][p.seq % kRttSamplesMax] = {p.seq, loop_.clock().NowMs()};
+  }
+}
+
+void HeartbeatLink::OnReadable(size_t path) {
+  uint8_t buf[kPacketBytesMax + 1];
+  for (int n = 0; n < kRecvPerWakeupMax; ++n) {
+    sockaddr_in from{};
+    socklen_t len = sizeof from;
+    ssize_t got = recvfrom(fds_[path], buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+    if (got < 0) return;  // EAGAIN: drained
+    sockaddr_in want = ToSockaddr(cfg_[path].peer);
+    if (from.sin_addr.s_addr != want.sin_addr.s_addr || from.sin_port != want.sin_port) {
+      counters_.unknown_sender++;
+      continue;
+    }
+    Packet p;
+    DropReason why{};
+    if (!Decode(std::span<const uint8_t>(buf, static_cast<size_t>(got)), key_, &p, &why)) {
+      counters_.dropped[static_cast<size_t>(why)]++;
+      continue;
+    }
+    Handle(path, p);
+  }
+}
+
+void HeartbeatLink::Handle(size_t path, const Packet& p) {
+  // Both hosts hold the key: a packet of our own reflected back at us is
+  // authentic, so the sender's name must not be ours.
+  if (p.sender == self_) {
+    counters_.unknown_sender++;
+    return;
+  }
+  if (p.path != path) {
+    counters_.dropped[static_cast<size_t>(DropReason::kMalformed)]++;
+    return;
+  }
+  if (!replay_[path].Accept(p.incarnation, p.seq)) {
+    counters_.dropped[static_cast<size_t>(DropReason::kReplay)]++;
+    return;
+  }
+  // Learn the peer's incarnation (never downwards) so that our packets echo
+  // it; act only on packets that echo ours, so that packets recorded before
+  // our restart cannot be replayed to us.
+  if (p.incarnation > peer_incarnation_) peer_incarnation_ = p.incarnation;
+  if (p.peer_incarnation != incarnation_) {
+    counters_.unconfirmed++;
+    if (p.type == PacketType::kHeartbeat) Send(path, PacketType::kAck, p.seq);
+    return;
+  }
+  PathStats& st = stats_[path];
+  st.received++;
+  st.last_heard_ms = loop_.clock().NowMs();
+  peer_name_ = p.sender;
+  if (p.type == PacketType::kHeartbeat) {
+    Send(path, PacketType::kAck, p.seq);
+  } else {
+    auto& slot = sent_at_[path][p.echo_seq % kRttSamplesMax];
+    if (slot.first == p.echo_seq && p.echo_seq != 0) st.rtt_ms = st.last_heard_ms - slot.second;
+  }
+  std::pair<uint64_t, uint64_t> id{p.incarnation, p.seq};
+  bool stale = id <= newest_;
+  if (!stale) newest_ = id;
+  on_heartbeat_(ha::PeerHeartbeat{static_cast<int>(path), p.advert, stale});
+}
+
+int64_t HeartbeatLink::rtt_ms() const {
+  int64_t best = -1;
+  for (const PathStats& st : stats_) {
+    if (st.rtt_ms >= 0 && (best < 0 || st.rtt_ms < best)) best = st.rtt_ms;
+  }
+  return best;
+}
+
+}  // namespace tandem::peer

@@ -1,0 +1,91 @@
+// Heartbeat link to the peer over one or two UDP paths (R-HB-1..3):
+// management and, optionally, crossover. Sends the local advert every
+// interval and whenever it changes, answers each heartbeat with an ACK at
+// once (RTT), authenticates everything (HMAC, docs/formats/heartbeat.md),
+// drops and counts forged, replayed, unconfirmed and malformed packets.
+// Single-threaded: loop thread only.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "ha/state_machine.h"
+#include "os/event_loop.h"
+#include "peer/packet.h"
+
+namespace tandem::peer {
+
+constexpr size_t kRttSamplesMax = 64;  // sent-heartbeat times remembered per path
+
+struct PathStats {
+  std::string name;             // "management" | "crossover"
+  config::Endpoint listen, peer;
+  int64_t last_heard_ms = -1;   // monotonic; -1 never
+  int64_t rtt_ms = -1;          // last measured round trip; -1 unknown
+  uint64_t sent = 0;
+  uint64_t received = 0;        // accepted packets
+  std::string send_error;       // last sendto error, "" if none
+};
+
+struct LinkCounters {
+  std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> dropped{};
+  uint64_t unknown_sender = 0;  // from an address that is not the peer's
+  uint64_t unconfirmed = 0;     // authentic, but echoing an old incarnation of ours
+};
+
+class HeartbeatLink {
+ public:
+  struct Path {
+    config::Endpoint listen;
+    config::Endpoint peer;
+  };
+  using OnHeartbeat = std::function<void(const ha::PeerHeartbeat&)>;
+
+  // `incarnation`: this daemon's persisted start counter (strictly increasing).
+  HeartbeatLink(os::EventLoop& loop, std::string self_name, std::string key,
+                std::vector<Path> paths, uint64_t incarnation, int64_t interval_ms,
+                OnHeartbeat on_heartbeat);
+  ~HeartbeatLink();
+
+  // Binds every path's listen address and starts the interval timer.
+  Status Open();
+  void SetAdvert(const ha::Advert& a) { advert_ = a; }
+  void SendNow();  // a heartbeat on every path now (advert changed)
+
+  const std::vector<PathStats>& paths() const { return stats_; }
+  const LinkCounters& counters() const { return counters_; }
+  const std::string& peer_name() const { return peer_name_; }
+  uint64_t peer_incarnation() const { return peer_incarnation_; }
+  int64_t rtt_ms() const;  // best current RTT over live paths; -1 unknown
+
+ private:
+  void Send(size_t path, PacketType type, uint64_t echo_seq);
+  void OnReadable(size_t path);
+  void Handle(size_t path, const Packet& p);
+  void ScheduleTick();
+
+  os::EventLoop& loop_;
+  std::string self_;
+  std::string key_;
+  std::vector<Path> cfg_;
+  std::vector<PathStats> stats_;
+  std::vector<int> fds_;
+  std::vector<ReplayFilter> replay_;
+  std::vector<std::array<std::pair<uint64_t, int64_t>, kRttSamplesMax>> sent_at_;
+  uint64_t incarnation_;
+  uint64_t seq_ = 0;
+  int64_t interval_ms_;
+  OnHeartbeat on_heartbeat_;
+  ha::Advert advert_;
+  LinkCounters counters_;
+  std::string peer_name_;
+  uint64_t peer_incarnation_ = 0;                   // highest authentic incarnation seen
+  std::pair<uint64_t, uint64_t> newest_{0, 0};      // newest (incarnation, seq) delivered
+  os::EventLoop::TimerId timer_ = 0;
+};
+
+}  // namespace tandem::peer
