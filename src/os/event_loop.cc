@@ -136,14 +136,25 @@ void EventLoop::Stop() { running_ = false; }
 void EventLoop::RunTimers() {
   int64_t now = clock_.NowMs();
   // Timers added by callbacks for "now" run on the next iteration, so a
-  // zero-delay timer that re-arms itself cannot starve file descriptors.
-  std::vector<Callback> due;
-  while (!timers_.empty() && timers_.begin()->first <= now) {
-    auto node = timers_.extract(timers_.begin());
-    timer_due_.erase(node.mapped().first);
-    due.push_back(std::move(node.mapped().second));
+  // zero-delay timer that re-arms itself cannot starve file descriptors; a
+  // timer cancelled by an earlier callback of this iteration does not run.
+  std::vector<TimerId> due;
+  for (auto it = timers_.begin(); it != timers_.end() && it->first <= now; ++it) {
+    due.push_back(it->second.first);
   }
-  for (auto& cb : due) cb();
+  for (TimerId id : due) {
+    auto d = timer_due_.find(id);
+    if (d == timer_due_.end()) continue;
+    auto range = timers_.equal_range(d->second);
+    for (auto t = range.first; t != range.second; ++t) {
+      if (t->second.first != id) continue;
+      Callback cb = std::move(t->second.second);
+      timers_.erase(t);
+      timer_due_.erase(d);
+      cb();
+      break;
+    }
+  }
 }
 
 void EventLoop::Run() {

@@ -40,7 +40,7 @@ class Supervisor {
   // Kills (SIGKILL to the process group) every service recorded in
   // <run_dir>/services.pids by an earlier run whose pid still has the same
   // start time, then removes the file. Call once at daemon start.
-  Status CleanupStale();
+  tandem::Status CleanupStale();
 
   // Starts every stopped service; environment `env` is added to each
   // (TANDEM_VIP, TANDEM_HOST, ...). Idempotent.
