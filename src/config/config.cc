@@ -134,6 +134,7 @@ bool IsValidName(std::string_view s, size_t max_len) {
 struct Context {
   std::string path;  // as the caller gave it; starts every message
   fs::path dir;      // absolute directory of the file
+  bool read_key = true;
 
   Status Error(std::string_view key, std::string_view what) const {
     std::string m = path;
@@ -653,7 +654,7 @@ Status ParseSections(const Context& ctx, const toml::table& root, Config* c) {
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "notify", ParseNotify, c));
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "log", ParseLog, c));
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "api", ParseApi, c));
-  return ReadKeyFile(ctx, c);
+  return ctx.read_key ? ReadKeyFile(ctx, c) : Status::Ok();
 }
 
 // Never returns a message with a line break in it.
@@ -663,7 +664,7 @@ std::string OneLine(std::string_view s) {
   return out;
 }
 
-Result<Config> ParseOrThrow(const std::string& text, const std::string& path) {
+Result<Config> ParseOrThrow(const std::string& text, const std::string& path, bool read_key) {
   if (text.size() > kConfigFileBytesMax) {
     return Status::Error(path + ": file is larger than " + std::to_string(kConfigFileBytesMax) +
                          " bytes");
@@ -672,7 +673,7 @@ Result<Config> ParseOrThrow(const std::string& text, const std::string& path) {
   fs::path abs = fs::absolute(path.empty() ? fs::path(".") : fs::path(path), ec);
   if (ec) return Status::Error(path + ": cannot resolve path: " + ec.message());
   abs = abs.lexically_normal();
-  const Context ctx{path, abs.parent_path()};
+  const Context ctx{path, abs.parent_path(), read_key};
   const toml::table root = toml::parse(text, path);
   Config c;
   c.path = abs.string();
@@ -728,9 +729,9 @@ Result<Endpoint> ParseEndpoint(std::string_view text) {
   return Endpoint{std::string(host), static_cast<uint16_t>(value)};
 }
 
-Result<Config> Parse(const std::string& text, const std::string& path) {
+Result<Config> Parse(const std::string& text, const std::string& path, bool read_key) {
   try {
-    return ParseOrThrow(text, path);
+    return ParseOrThrow(text, path, read_key);
   } catch (const toml::parse_error& e) {
     const toml::source_position& at = e.source().begin;
     return Status::Error(path + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) +
@@ -742,7 +743,7 @@ Result<Config> Parse(const std::string& text, const std::string& path) {
   }
 }
 
-Result<Config> Load(const std::string& path) {
+Result<Config> Load(const std::string& path, bool read_key) {
   const Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (fd.get() < 0) {
     const int err = errno;
@@ -751,7 +752,7 @@ Result<Config> Load(const std::string& path) {
   std::string text;
   Status read = ReadAll(fd.get(), kConfigFileBytesMax, &text);
   if (!read.ok()) return Status::Error(path + ": cannot read: " + read.message());
-  return Parse(text, path);
+  return Parse(text, path, read_key);
 }
 
 }  // namespace tandem::config

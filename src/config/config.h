@@ -83,11 +83,13 @@ struct Config {
 // Parses and validates `path`. Relative paths inside the file are resolved
 // against the file's directory. On error nothing is returned and the Status
 // message is "<path>: <key>: <what is wrong>".
-Result<Config> Load(const std::string& path);
+// `read_key` false: cluster.key_file is not opened and cluster_key stays
+// empty (for `ha`, run by administrators who may not read the key).
+Result<Config> Load(const std::string& path, bool read_key = true);
 
 // Same, from text (for tests and fuzzing). `path` is used for messages and
 // relative-path resolution only; key_file is read from disk.
-Result<Config> Parse(const std::string& text, const std::string& path);
+Result<Config> Parse(const std::string& text, const std::string& path, bool read_key = true);
 
 // Parses "a.b.c.d:port" strictly: four decimal octets 0..255 and a decimal
 // port 1..65535, neither with leading zeros ("01.2.3.4" and "1.2.3.4:080"

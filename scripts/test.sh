@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test: a warnings-as-errors build, then the same tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer. Needs root (real sockets,
+# process groups; later issues add network namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+export TANDEM_SIM_SEEDS="${TANDEM_SIM_SEEDS:-500}"
+echo "== build (-Werror) =="
+scripts/build.sh build -DTANDEM_WERROR=ON
+echo "== tests =="
+ctest --test-dir build --output-on-failure -j2
+echo "== build (ASan + UBSan, -Werror) =="
+BUILD_TYPE=Debug scripts/build.sh build-asan -DTANDEM_WERROR=ON -DTANDEM_SANITIZE=ON
+echo "== tests under ASan + UBSan =="
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j2

@@ -1,0 +1,350 @@
+#include "daemon/daemon.h"
+
+#include <signal.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+
+#include <algorithm>
+
+#include "os/clock.h"
+
+namespace tandem::daemon {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int64_t kTickMinMs = 10;
+constexpr int64_t kTickMaxMs = 100;
+constexpr int kNotifyRunningMax = 8;  // notify hooks running at once; more are skipped
+constexpr int kFarewellPackets = 3;   // handover heartbeats sent on a clean exit
+
+int64_t WallMs() { return os::RealClock::Get().WallMs(); }
+
+std::shared_ptr<spdlog::logger> MakeLogger(const config::Config& cfg) {
+  std::shared_ptr<spdlog::logger> log;
+  if (cfg.log_file.empty()) {
+    log = std::make_shared<spdlog::logger>("tandemd",
+                                           std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  } else {
+    log = std::make_shared<spdlog::logger>(
+        "tandemd", std::make_shared<spdlog::sinks::basic_file_sink_mt>(cfg.log_file));
+  }
+  log->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l [" + cfg.host_name + "] %v");
+  log->set_level(spdlog::level::from_str(cfg.log_level));
+  log->flush_on(spdlog::level::trace);
+  return log;
+}
+
+std::vector<peer::HeartbeatLink::Path> LinkPaths(const config::Config& cfg) {
+  std::vector<peer::HeartbeatLink::Path> paths{{cfg.listen, cfg.peer}};
+  if (!cfg.crossover_listen.empty()) paths.push_back({cfg.crossover_listen, cfg.crossover_peer});
+  return paths;
+}
+
+}  // namespace
+
+Daemon::Daemon(config::Config cfg)
+    : cfg_(std::move(cfg)), log_(MakeLogger(cfg_)), reaper_(loop_) {}
+
+Daemon::~Daemon() {
+  if (services_) services_->KillAllNow();
+}
+
+Status Daemon::Start() {
+  TANDEM_RETURN_IF_ERROR(os::MakeDirs(cfg_.state_dir, 0700));
+  TANDEM_RETURN_IF_ERROR(os::MakeDirs(cfg_.run_dir, 0755));
+  TANDEM_RETURN_IF_ERROR(lock_.Acquire(cfg_.run_dir + "/tandemd.pid"));
+  state_path_ = cfg_.state_dir + "/state.json";
+  auto loaded = LoadStateFile(state_path_);
+  if (!loaded.ok()) return loaded.status();
+  file_ = *loaded;
+  file_.incarnation++;  // before any packet leaves: replay protection
+  TANDEM_RETURN_IF_ERROR(SaveStateFile(state_path_, file_));
+
+  services_ = std::make_unique<svc::Supervisor>(
+      loop_, reaper_, cfg_.services, cfg_.run_dir,
+      [this](const std::string& level, const std::string& msg) {
+        log_->log(spdlog::level::from_str(level), "service: {}", msg);
+      });
+  // A restarted daemon first cleans up whatever its previous run left.
+  TANDEM_RETURN_IF_ERROR(services_->CleanupStale());
+  vip_ = net::MakeLoopbackVip(cfg_.vip);
+  TANDEM_RETURN_IF_ERROR(vip_->Cleanup());
+  tester_ = std::make_unique<net::ConnectivityTester>(
+      loop_, cfg_.connectivity_peers, cfg_.connectivity_timeout_ms,
+      cfg_.connectivity_require_all);
+
+  ha::Options o;
+  o.role = cfg_.role;
+  o.heartbeat_interval_ms = cfg_.heartbeat_interval_ms;
+  o.heartbeat_timeout_ms = cfg_.heartbeat_timeout_ms;
+  o.initial_dead_time_ms = cfg_.initial_dead_time_ms;
+  o.has_connectivity_peers = !cfg_.connectivity_peers.empty();
+  o.connectivity_interval_ms = cfg_.connectivity_interval_ms;
+  o.request_id_base = static_cast<uint32_t>(file_.incarnation << 16);
+  state_ = ha::Boot(o, file_.disk, loop_.clock().NowMs());
+  status_since_wall_ms_ = WallMs();
+
+  link_ = std::make_unique<peer::HeartbeatLink>(
+      loop_, cfg_.host_name, cfg_.cluster_key, LinkPaths(cfg_), file_.incarnation,
+      cfg_.heartbeat_interval_ms, [this](const ha::PeerHeartbeat& hb) { Feed(hb); });
+  link_->SetAdvert(ha::MakeAdvert(state_));
+  TANDEM_RETURN_IF_ERROR(link_->Open());
+
+  control_ = std::make_unique<api::ControlServer>(
+      loop_, [this](const json& req) { return HandleControl(req); });
+  TANDEM_RETURN_IF_ERROR(control_->Listen(cfg_.control_socket, cfg_.admin_group));
+
+  for (int sig : {SIGTERM, SIGINT}) {
+    TANDEM_RETURN_IF_ERROR(loop_.AddSignal(sig, [this] { Shutdown(); }));
+  }
+  signal(SIGPIPE, SIG_IGN);
+  log_->info("started: cluster {} role {} incarnation {} epoch {} status {} ({}); vip {}",
+             cfg_.cluster_name, ha::RoleName(cfg_.role), file_.incarnation, file_.disk.epoch,
+             ha::StatusName(state_.status), state_.reason, vip_->Describe());
+  return Status::Ok();
+}
+
+int Daemon::Run() {
+  link_->SendNow();
+  OnTick();
+  loop_.Run();
+  return 0;
+}
+
+void Daemon::OnTick() {
+  if (stopping_) return;
+  Feed(ha::Tick{});
+  int64_t tick = std::clamp(cfg_.heartbeat_interval_ms / 10, kTickMinMs, kTickMaxMs);
+  loop_.AddTimer(tick, [this] { OnTick(); });
+}
+
+ha::Output Daemon::Feed(ha::Event::Body body) {
+  if (stopping_) return ha::Output{state_, {}, {}, false, "the daemon is shutting down"};
+  ha::Output out = ha::Step(state_, ha::Event{loop_.clock().NowMs(), std::move(body)});
+  bool peer_changed = out.state.peer && (!state_.peer || out.state.peer->status != state_.peer->status);
+  state_ = out.state;
+  if (peer_changed) {
+    file_.peer_status = std::string(ha::StatusName(state_.peer->status));
+    file_.peer_epoch = state_.peer->epoch;
+    file_.peer_heard_wall_ms = WallMs();
+    Persist();
+  }
+  link_->SetAdvert(ha::MakeAdvert(state_));
+  LogTransitions(out);
+  Execute(out);
+  if (out.admin_accepted) {
+    (*out.admin_accepted ? counters_.admin_accepted : counters_.admin_refused)++;
+    log_->log(*out.admin_accepted ? spdlog::level::warn : spdlog::level::info, "admin: {}: {}",
+              *out.admin_accepted ? "accepted" : "refused", out.admin_message);
+  }
+  return out;
+}
+
+void Daemon::LogTransitions(const ha::Output& out) {
+  for (const auto& t : out.transitions) {
+    counters_.transitions++;
+    status_since_wall_ms_ = WallMs();
+    if (t.to == ha::HostStatus::kActive) file_.last_active_wall_ms = status_since_wall_ms_;
+    log_->warn("status {} -> {}: {}", ha::StatusName(t.from), ha::StatusName(t.to), t.reason);
+  }
+}
+
+void Daemon::Persist() {
+  file_.disk = state_.disk;
+  file_.last_status = std::string(ha::StatusName(state_.status));
+  file_.last_status_wall_ms = status_since_wall_ms_;
+  Status st = SaveStateFile(state_path_, file_);
+  if (!st.ok()) {
+    // The state file is how a restarted host knows what it was: losing it
+    // silently could make it preempt. Fail this host instead.
+    log_->error("cannot write state file: {}", st.message());
+    loop_.Post([this, msg = st.message()] { Feed(ha::LocalFailure{"state file: " + msg}); });
+  }
+}
+
+void Daemon::Execute(const ha::Output& out) {
+  bool sequence_started = false;
+  bool persisted = false;
+  for (const ha::Action& a : out.actions) {
+    if (a.sequence != 0) {
+      if (!sequence_started) StartSequence(out);
+      sequence_started = true;
+      continue;
+    }
+    switch (a.type) {
+      case ha::ActionType::kPersist:
+        if (!persisted) Persist();
+        persisted = true;
+        break;
+      case ha::ActionType::kSendHeartbeat: link_->SendNow(); break;
+      case ha::ActionType::kRunConnectivityTest: RunConnectivityTest(); break;
+      case ha::ActionType::kNotify: Notify(a.detail); break;
+      default: break;
+    }
+  }
+  if (!out.transitions.empty() && !persisted) Persist();  // last_status for R-OP-7
+  if (sequence_started) RunNextStep();
+}
+
+// A new sequence supersedes the one in flight: its remaining steps are
+// dropped (the state machine has already ignored its completion).
+void Daemon::StartSequence(const ha::Output& out) {
+  exec_steps_.clear();
+  for (const ha::Action& a : out.actions) {
+    if (a.sequence != 0) exec_steps_.push_back(a);
+  }
+  exec_seq_ = exec_steps_.front().sequence;
+  exec_total_ = exec_steps_.size();
+  last_sequence_.clear();
+  bool activate = exec_steps_.front().type == ha::ActionType::kAttachStore;
+  last_sequence_kind_ = activate ? "take-over" : "release";
+  log_->warn("{} sequence {} begins ({} steps): {}", last_sequence_kind_, exec_seq_, exec_total_,
+             exec_steps_.front().detail);
+}
+
+void Daemon::RunNextStep() {
+  if (exec_steps_.empty()) return;
+  ha::Action a = exec_steps_.front();
+  exec_steps_.pop_front();
+  uint64_t seq = a.sequence;
+  int64_t started = loop_.clock().NowMs();
+  std::string name(ha::ActionName(a.type));
+  if (a.type == ha::ActionType::kStopServices) {
+    services_->StopAll([this, seq, name, started] { FinishStep(seq, name, started, Status::Ok()); });
+    return;
+  }
+  FinishStep(seq, name, started, RunSyncStep(a.type));
+}
+
+Status Daemon::RunSyncStep(ha::ActionType t) {
+  switch (t) {
+    case ha::ActionType::kAttachStore:
+      return Status::Ok();  // no replicated or external store configured yet
+    case ha::ActionType::kAddAlias: return vip_->AddAlias();
+    case ha::ActionType::kAssignVip: return vip_->AssignVip();
+    case ha::ActionType::kStartServices:
+      services_->StartAll(ServiceEnv());
+      return Status::Ok();
+    case ha::ActionType::kFetchConfig:
+      return Status::Ok();  // no console configured yet: the local file is the configuration
+    case ha::ActionType::kUnassignVip: return vip_->UnassignVip();
+    case ha::ActionType::kRemoveAlias: return vip_->RemoveAlias();
+    case ha::ActionType::kDetachStore: return Status::Ok();
+    default: return Status::Error("not a sequence step");
+  }
+}
+
+void Daemon::FinishStep(uint64_t seq, const std::string& name, int64_t started, const Status& st) {
+  if (seq != exec_seq_) return;  // superseded meanwhile
+  int64_t took = loop_.clock().NowMs() - started;
+  size_t index = exec_total_ - exec_steps_.size();
+  last_sequence_.push_back(StepRecord{name, WallMs(), took, st.ok() ? "ok" : st.message()});
+  if (st.ok()) {
+    log_->warn("{} step {}/{} {}: ok ({} ms)", last_sequence_kind_, index, exec_total_, name, took);
+  } else {
+    log_->error("{} step {}/{} {}: FAILED: {}", last_sequence_kind_, index, exec_total_, name,
+                st.message());
+  }
+  if (!st.ok() || exec_steps_.empty()) {
+    exec_seq_ = 0;
+    exec_steps_.clear();
+    (last_sequence_kind_ == "take-over" ? counters_.takeovers : counters_.releases) += st.ok();
+    loop_.Post([this, seq, st, name] {
+      Feed(ha::SequenceDone{seq, st.ok(), st.ok() ? "" : name + ": " + st.message()});
+    });
+    return;
+  }
+  RunNextStep();
+}
+
+std::map<std::string, std::string> Daemon::ServiceEnv() const {
+  return {{"TANDEM_VIP", cfg_.vip},
+          {"TANDEM_HOST", cfg_.host_name},
+          {"TANDEM_CLUSTER", cfg_.cluster_name},
+          {"TANDEM_ROLE", std::string(ha::RoleName(cfg_.role))}};
+}
+
+void Daemon::RunConnectivityTest() {
+  counters_.connectivity_tests++;
+  tester_->Run([this](const net::TestReport& r) {
+    last_connectivity_ = r.Summary();
+    last_connectivity_wall_ms_ = WallMs();
+    if (!r.ok) {
+      counters_.connectivity_failures++;
+      log_->warn("connectivity test failed: {}", last_connectivity_);
+    }
+    // Always from the loop, never inside the Feed that asked for the test.
+    loop_.Post([this, ok = r.ok] { Feed(ha::ConnectivityResult{ok, last_connectivity_}); });
+  });
+}
+
+// detail: "<from> <to> <reason...>"
+void Daemon::Notify(const std::string& detail) {
+  if (cfg_.notify_command.empty()) return;
+  if (notify_running_ >= kNotifyRunningMax) {
+    counters_.notify_failures++;
+    log_->error("notify hook skipped: {} hooks still running", notify_running_);
+    return;
+  }
+  size_t a = detail.find(' ');
+  size_t b = detail.find(' ', a + 1);
+  std::vector<std::string> argv = cfg_.notify_command;
+  argv.insert(argv.end(), {cfg_.cluster_name, cfg_.host_name, detail.substr(0, a),
+                           detail.substr(a + 1, b - a - 1), detail.substr(b + 1)});
+  os::SpawnOptions opts;
+  opts.stdout_path = cfg_.run_dir + "/notify.log";
+  auto pid = os::Spawn(argv, opts);
+  counters_.notify_runs++;
+  if (!pid.ok()) {
+    counters_.notify_failures++;
+    log_->error("notify hook: {}", pid.status().message());
+    return;
+  }
+  notify_running_++;
+  pid_t p = *pid;
+  auto timer = loop_.AddTimer(cfg_.notify_timeout_ms, [p] { kill(-p, SIGKILL); });
+  reaper_.Watch(p, [this, timer](int ws) {
+    notify_running_--;
+    loop_.CancelTimer(timer);
+    if (!(WIFEXITED(ws) && WEXITSTATUS(ws) == 0)) {
+      counters_.notify_failures++;
+      log_->warn("notify hook {}", os::DescribeWaitStatus(ws));
+    }
+  });
+}
+
+// SIGTERM/SIGINT: an active host stops its services, releases the VIP and
+// hands the role to the peer before exiting, so a planned stop is a fast
+// switch-over rather than a heartbeat timeout.
+void Daemon::Shutdown() {
+  if (stopping_) return;
+  stopping_ = true;
+  log_->warn("shutting down (status {})", ha::StatusName(state_.status));
+  exec_seq_ = 0;
+  exec_steps_.clear();
+  services_->StopAll([this] { FinishShutdown(); });
+}
+
+void Daemon::FinishShutdown() {
+  Status a = vip_->UnassignVip();
+  Status b = vip_->RemoveAlias();
+  if (!a.ok() || !b.ok()) log_->error("releasing the VIP: {} {}", a.ToString(), b.ToString());
+  bool was_active = state_.status == ha::HostStatus::kActive;
+  if (was_active) {
+    ha::Advert farewell = ha::MakeAdvert(state_);
+    farewell.status = ha::HostStatus::kStandby;
+    farewell.handover = true;
+    link_->SetAdvert(farewell);
+    for (int i = 0; i < kFarewellPackets; ++i) link_->SendNow();
+  }
+  file_.last_status = std::string(ha::StatusName(state_.status));
+  Status st = SaveStateFile(state_path_, file_);
+  if (!st.ok()) log_->error("state file: {}", st.message());
+  log_->warn("stopped{}", was_active ? "; handed the active role to the peer" : "");
+  control_->Close();
+  loop_.Stop();
+}
+
+}  // namespace tandem::daemon

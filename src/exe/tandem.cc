@@ -1,0 +1,99 @@
+// tandem: everything besides the daemon and the operator CLI: the lab,
+// benchmarks and the lab's demo service.
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+#include <iostream>
+
+#include "lab/bench.h"
+#include "lab/lab.h"
+
+namespace {
+
+int Fail(const std::string& msg) {
+  std::cerr << "tandem: " << msg << "\n";
+  return 1;
+}
+
+std::string Absolute(const std::string& p) {
+  return std::filesystem::absolute(p).lexically_normal().string();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tandem: lab, benchmarks and tools for Tandem clusters"};
+  app.require_subcommand(1);
+  tandem::lab::LabOptions lo;
+  std::string host;
+  auto* lab = app.add_subcommand("lab", "a two-host cluster on this machine (loopback)");
+  lab->require_subcommand(1);
+  auto* up = lab->add_subcommand("up", "write configs, start both daemons, wait, print JSON");
+  up->add_option("--dir", lo.dir, "lab directory")->required();
+  up->add_option("--heartbeat-interval-ms", lo.heartbeat_interval_ms)
+      ->check(CLI::Range(int64_t{10}, int64_t{600000}))->capture_default_str();
+  up->add_option("--heartbeat-timeout-ms", lo.heartbeat_timeout_ms)
+      ->check(CLI::Range(int64_t{20}, int64_t{3600000}))->capture_default_str();
+  up->add_option("--subnet", lo.subnet, "loopback /24 to use, e.g. 127.123.4 (default: random)");
+  up->add_option("--connectivity-peer", lo.connectivity_peers, "host:port test peer (repeatable)");
+  auto* down = lab->add_subcommand("down", "stop everything the lab started");
+  down->add_option("--dir", lo.dir, "lab directory")->required();
+  auto* start = lab->add_subcommand("start", "(re)start one host's daemon");
+  start->add_option("--dir", lo.dir, "lab directory")->required();
+  start->add_option("--host", host, "primary | secondary")->required()
+      ->check(CLI::IsMember({"primary", "secondary"}));
+
+  std::string bind, name;
+  auto* demo = app.add_subcommand("demo-service", "answer each TCP connection with a name");
+  demo->add_option("--bind", bind, "address:port")->required();
+  demo->add_option("--name", name, "the answer")->required();
+
+  tandem::lab::BenchOptions bo;
+  auto* bench = app.add_subcommand("bench", "benchmarks (print JSON)");
+  bench->require_subcommand(1);
+  auto* failover = bench->add_subcommand("failover", "outage of unplanned and planned failovers");
+  failover->add_option("--trials", bo.trials)->check(CLI::Range(1, 10000))->capture_default_str();
+  failover->add_option("--heartbeat-interval-ms", bo.heartbeat_interval_ms)
+      ->check(CLI::Range(int64_t{10}, int64_t{600000}))->capture_default_str();
+  failover->add_option("--heartbeat-timeout-ms", bo.heartbeat_timeout_ms)
+      ->check(CLI::Range(int64_t{20}, int64_t{3600000}))->capture_default_str();
+  failover->add_option("--dir", bo.dir, "lab directory (default: a new one under /tmp)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (lo.heartbeat_timeout_ms <= lo.heartbeat_interval_ms ||
+      bo.heartbeat_timeout_ms <= bo.heartbeat_interval_ms) {
+    return Fail("--heartbeat-timeout-ms must be greater than --heartbeat-interval-ms");
+  }
+  if (*demo) return tandem::lab::DemoService(bind, name);
+  if (*failover) {
+    if (bo.dir.empty()) {
+      char tmpl[] = "/tmp/tandem-bench-XXXXXX";
+      if (!mkdtemp(tmpl)) return Fail("mkdtemp failed");
+      bo.dir = tmpl;
+    }
+    auto r = tandem::lab::BenchFailover(bo);
+    if (!r.ok()) return Fail(r.status().message());
+    std::cout << r->dump(2) << "\n";
+    return 0;
+  }
+  lo.dir = Absolute(lo.dir);
+  if (*up) {
+    auto r = tandem::lab::Up(lo);
+    if (!r.ok()) return Fail(r.status().message());
+    std::cout << r->dump() << "\n";
+    return 0;
+  }
+  if (*down) {
+    auto st = tandem::lab::Down(lo.dir);
+    return st.ok() ? 0 : Fail(st.message());
+  }
+  auto pid = tandem::lab::StartHost(lo.dir, host);
+  if (!pid.ok()) return Fail(pid.status().message());
+  std::cout << *pid << "\n";
+  return 0;
+}

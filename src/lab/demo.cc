@@ -1,0 +1,47 @@
+// `tandem demo-service`: the lab's protected service. Answers every TCP
+// connection on the VIP with its host's name, so a client can see which host
+// serves. Bind failures exit 1 (the supervisor retries with backoff, e.g.
+// while a hung old active still holds the address).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+
+#include "config/config.h"
+#include "lab/lab.h"
+
+namespace tandem::lab {
+
+int DemoService(const std::string& bind_to, const std::string& name) {
+  auto ep = config::ParseEndpoint(bind_to);
+  if (!ep.ok()) {
+    std::cerr << "demo-service: --bind: " << ep.status().message() << "\n";
+    return 2;
+  }
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(ep->port);
+  inet_pton(AF_INET, ep->host.c_str(), &sa.sin_addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || listen(fd, 128) != 0) {
+    std::cerr << "demo-service: cannot listen on " << bind_to << ": " << std::strerror(errno)
+              << "\n";
+    return 1;
+  }
+  std::cerr << "demo-service: " << name << " listening on " << bind_to << "\n";
+  const std::string answer = name + "\n";
+  for (;;) {
+    int c = accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) continue;
+    ssize_t n = write(c, answer.data(), answer.size());
+    (void)n;
+    close(c);
+  }
+}
+
+}  // namespace tandem::lab

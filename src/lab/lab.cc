@@ -1,0 +1,266 @@
+#include "lab/lab.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "api/control.h"
+#include "os/files.h"
+#include "os/process.h"
+
+namespace tandem::lab {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr int64_t kPollMs = 50;
+constexpr int64_t kStopWaitMs = 10000;
+const char* kHosts[] = {"primary", "secondary"};
+
+std::string SelfDir() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? "." : exe.parent_path().string();
+}
+
+// A free port on `addr` for `type` (SOCK_DGRAM / SOCK_STREAM), found by
+// binding port 0. Another process could take it before we do; the lab then
+// fails to start and says so.
+Result<int> FreePort(const std::string& addr, int type) {
+  int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::Error("socket failed");
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+  socklen_t len = sizeof sa;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    close(fd);
+    return Status::Error("cannot bind " + addr + ": " + std::strerror(errno));
+  }
+  close(fd);
+  return static_cast<int>(ntohs(sa.sin_port));
+}
+
+std::string RandomSubnet() {
+  std::random_device rd;
+  std::mt19937 rng(rd());
+  // 127.100.0.0 - 127.199.255.0: clear of 127.0.0.1 and of test subnets.
+  return "127." + std::to_string(100 + rng() % 100) + "." + std::to_string(rng() % 256);
+}
+
+std::string Hex(const unsigned char* p, size_t n) {
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; ++i) {
+    s += d[p[i] >> 4];
+    s += d[p[i] & 15];
+  }
+  return s;
+}
+
+std::string TomlList(const std::vector<std::string>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + json(v[i]).dump();
+  return s + "]";
+}
+
+struct HostPlan {
+  std::string name, role, addr, dir;
+  int hb_port = 0;
+};
+
+std::string HostConfig(const LabOptions& o, const HostPlan& h, const HostPlan& peer,
+                       const std::string& vip, int service_port, const std::string& bin) {
+  std::string notify = "echo \"$(date +%Y-%m-%dT%H:%M:%S.%N) $*\" >> " + o.dir + "/notify.log";
+  std::vector<std::string> demo = {bin + "/tandem", "demo-service", "--bind",
+                                   vip + ":" + std::to_string(service_port), "--name", h.name};
+  return "# Written by `tandem lab up`; reference: docs/CONFIG.md\n"
+         "[cluster]\nname = \"lab\"\nkey_file = \"../cluster.key\"\nvip = \"" + vip + "\"\n\n"
+         "[host]\nname = \"" + h.name + "\"\nrole = \"" + h.role + "\"\n"
+         "state_dir = \"state\"\nrun_dir = \"run\"\n\n"
+         "[heartbeat]\ninterval_ms = " + std::to_string(o.heartbeat_interval_ms) +
+         "\ntimeout_ms = " + std::to_string(o.heartbeat_timeout_ms) +
+         "\ninitial_dead_time_ms = " + std::to_string(2 * o.heartbeat_timeout_ms) +
+         "\nlisten = \"" + h.addr + ":" + std::to_string(h.hb_port) + "\"\npeer = \"" + peer.addr +
+         ":" + std::to_string(peer.hb_port) + "\"\n\n"
+         "[connectivity]\npeers = " + TomlList(o.connectivity_peers) +
+         "\ninterval_ms = " + std::to_string(o.heartbeat_interval_ms) +
+         "\ntimeout_ms = " + std::to_string(std::max<int64_t>(1, o.heartbeat_interval_ms / 2)) +
+         "\n\n[[service]]\nname = \"demo\"\ncommand = " + TomlList(demo) +
+         "\nrestart_backoff_min_ms = 20\nrestart_backoff_max_ms = 1000\n\n"
+         "[notify]\ncommand = " + TomlList({"/bin/sh", "-c", notify, "notify"}) +
+         "\n\n[log]\nlevel = \"info\"\nfile = \"tandemd.log\"\n";
+}
+
+Result<json> QueryStatus(const std::string& config_dir) {
+  return api::Call(config_dir + "/run/tandemd.sock", json{{"cmd", "status"}}, 2000);
+}
+
+// Both daemons answer and one is ACTIVE, the other STANDBY.
+bool Settled(const std::string& dir) {
+  int active = 0, standby = 0;
+  for (const char* h : kHosts) {
+    auto st = QueryStatus(dir + "/" + h);
+    if (!st.ok()) return false;
+    std::string s = (*st)["local"].value("status", "");
+    active += s == "ACTIVE";
+    standby += s == "STANDBY";
+  }
+  return active == 1 && standby == 1;
+}
+
+Status WriteLab(const LabOptions& o, json* lab) {
+  TANDEM_RETURN_IF_ERROR(os::MakeDirs(o.dir, 0755));
+  std::string subnet = o.subnet.empty() ? RandomSubnet() : o.subnet;
+  std::string bin = o.bin_dir.empty() ? SelfDir() : o.bin_dir;
+  std::string vip = subnet + ".10";
+  HostPlan hosts[2] = {{"lab-primary", "primary", subnet + ".1", o.dir + "/primary", 0},
+                       {"lab-secondary", "secondary", subnet + ".2", o.dir + "/secondary", 0}};
+  for (HostPlan& h : hosts) {
+    auto port = FreePort(h.addr, SOCK_DGRAM);
+    if (!port.ok()) return port.status();
+    h.hb_port = *port;
+  }
+  auto service_port = FreePort(vip, SOCK_STREAM);
+  if (!service_port.ok()) return service_port.status();
+  unsigned char key[32];
+  if (RAND_bytes(key, sizeof key) != 1) return Status::Error("RAND_bytes failed");
+  TANDEM_RETURN_IF_ERROR(os::WriteFileAtomic(o.dir + "/cluster.key", Hex(key, sizeof key) + "\n", 0600));
+  json hj = json::array();
+  for (int i = 0; i < 2; ++i) {
+    TANDEM_RETURN_IF_ERROR(os::MakeDirs(hosts[i].dir, 0755));
+    std::string cfg = hosts[i].dir + "/tandemd.toml";
+    TANDEM_RETURN_IF_ERROR(os::WriteFileAtomic(
+        cfg, HostConfig(o, hosts[i], hosts[1 - i], vip, *service_port, bin), 0644));
+    hj.push_back({{"name", hosts[i].name}, {"role", hosts[i].role}, {"pid", 0},
+                  {"config", cfg}, {"address", hosts[i].addr}});
+  }
+  *lab = {{"vip", vip}, {"service_port", *service_port}, {"hosts", hj}, {"dir", o.dir},
+          {"bin_dir", bin}, {"heartbeat_interval_ms", o.heartbeat_interval_ms},
+          {"heartbeat_timeout_ms", o.heartbeat_timeout_ms}};
+  return os::WriteFileAtomic(o.dir + "/lab.json", lab->dump(2) + "\n", 0644);
+}
+
+// Reaps `pid` if it is our child (in-process labs: tests, benchmarks).
+bool Alive(int pid) {
+  if (pid <= 0) return false;
+  if (waitpid(pid, nullptr, WNOHANG) == pid) return false;
+  return kill(pid, 0) == 0;
+}
+
+// Waits for `pid` (not our child) to vanish.
+bool WaitGone(int pid, int64_t ms) {
+  for (int64_t waited = 0; waited < ms; waited += kPollMs) {
+    if (!Alive(pid)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
+  }
+  return !Alive(pid);
+}
+
+}  // namespace
+
+Result<json> Describe(const std::string& dir) {
+  auto text = os::ReadFile(dir + "/lab.json", 1 << 20);
+  if (!text.ok()) return Status::Error("no lab in " + dir + ": " + text.status().message());
+  json j = json::parse(*text, nullptr, false);
+  if (j.is_discarded()) return Status::Error(dir + "/lab.json: not valid JSON");
+  return j;
+}
+
+Result<int> StartHost(const std::string& dir, const std::string& which) {
+  auto lab = Describe(dir);
+  if (!lab.ok()) return lab.status();
+  int index = which == "primary" ? 0 : which == "secondary" ? 1 : -1;
+  if (index < 0) return Status::Error("host must be 'primary' or 'secondary', got '" + which + "'");
+  json& h = (*lab)["hosts"][static_cast<size_t>(index)];
+  if (Alive(h.value("pid", 0))) return Status::Error(which + " is already running (pid " +
+                                                     std::to_string(h.value("pid", 0)) + ")");
+  os::SpawnOptions so;
+  so.die_with_parent = false;  // the lab outlives `tandem lab up`
+  so.stdout_path = dir + "/" + which + "/tandemd.out";
+  auto pid = os::Spawn({(*lab)["bin_dir"].get<std::string>() + "/tandemd", "--config",
+                        h["config"].get<std::string>()}, so);
+  if (!pid.ok()) return pid.status();
+  h["pid"] = *pid;
+  TANDEM_RETURN_IF_ERROR(os::WriteFileAtomic(dir + "/lab.json", lab->dump(2) + "\n", 0644));
+  return static_cast<int>(*pid);
+}
+
+Result<json> Up(const LabOptions& o) {
+  if (o.dir.empty()) return Status::Error("--dir is required");
+  auto existing = Describe(o.dir);
+  if (existing.ok()) {
+    for (const auto& h : (*existing)["hosts"]) {
+      if (Alive(h.value("pid", 0))) {
+        return Status::Error("a lab is already running in " + o.dir + " (run `tandem lab down`)");
+      }
+    }
+  }
+  json lab;
+  TANDEM_RETURN_IF_ERROR(WriteLab(o, &lab));
+  for (const char* h : kHosts) {
+    auto pid = StartHost(o.dir, h);
+    if (!pid.ok()) {
+      (void)Down(o.dir);
+      return pid.status();
+    }
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.wait_ms);
+  while (!Settled(o.dir)) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      (void)Down(o.dir);
+      return Status::Error("the lab did not settle into ACTIVE/STANDBY within " +
+                           std::to_string(o.wait_ms) + " ms; see " + o.dir + "/*/tandemd.log");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
+  }
+  return Describe(o.dir);
+}
+
+Status Down(const std::string& dir) {
+  auto lab = Describe(dir);
+  if (!lab.ok()) return lab.status();
+  std::string problems;
+  for (auto& h : (*lab)["hosts"]) {
+    int pid = h.value("pid", 0);
+    if (!Alive(pid)) continue;
+    kill(pid, SIGTERM);  // the daemon stops its services and releases the VIP
+    if (!WaitGone(pid, kStopWaitMs)) {
+      kill(pid, SIGKILL);  // its services die with it (death signal)
+      if (!WaitGone(pid, kStopWaitMs)) problems += " pid " + std::to_string(pid) + " survived;";
+    }
+  }
+  // Services of a daemon that was SIGKILLed and never restarted: the pids
+  // file is the supervisor's record (name pid starttime).
+  for (const char* h : kHosts) {
+    std::ifstream pids(dir + "/" + h + "/run/services.pids");
+    std::string name;
+    long pid = 0;
+    unsigned long long start = 0;
+    while (pids >> name >> pid >> start) {
+      if (pid > 0 && os::ProcessStartTime(static_cast<pid_t>(pid)) == start) {
+        kill(-static_cast<pid_t>(pid), SIGKILL);
+      }
+    }
+    std::error_code ec;
+    fs::remove_all(dir + "/" + h + "/run", ec);
+  }
+  if (!problems.empty()) return Status::Error("lab down:" + problems);
+  return Status::Ok();
+}
+
+}  // namespace tandem::lab

@@ -1,0 +1,43 @@
+// The lab: a two-host cluster on one machine, on loopback (the README's main
+// job, and the bed for integration tests and benchmarks).
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "util/status.h"
+
+namespace tandem::lab {
+
+struct LabOptions {
+  std::string dir;
+  int64_t heartbeat_interval_ms = 1000;
+  int64_t heartbeat_timeout_ms = 3000;
+  std::string subnet;        // "127.a.b" (a /24 in loopback); empty: a random free one
+  int64_t wait_ms = 60000;   // how long `up` waits for Active/Standby
+  std::string bin_dir;       // where tandemd and tandem live; empty: next to this binary
+  std::vector<std::string> connectivity_peers;  // "host:port" test peers (default none)
+};
+
+// Writes configs and key, starts both daemons in the background, waits until
+// one is ACTIVE and the other STANDBY. Returns the lab description:
+// {"vip","service_port","hosts":[{"name","role","pid","config"}], ...}.
+// On failure everything started is stopped again.
+Result<nlohmann::json> Up(const LabOptions& opts);
+
+// Stops every process the lab started (daemons, then stale services) and
+// removes run-time files; logs stay in DIR.
+Status Down(const std::string& dir);
+
+// (Re)starts one host's daemon ("primary" | "secondary"); returns its pid.
+Result<int> StartHost(const std::string& dir, const std::string& which);
+
+// The lab description written by Up (DIR/lab.json).
+Result<nlohmann::json> Describe(const std::string& dir);
+
+// `tandem demo-service`: answers every TCP connection on `bind` with
+// "<name>\n" and closes it. Runs until killed.
+int DemoService(const std::string& bind, const std::string& name);
+
+}  // namespace tandem::lab
