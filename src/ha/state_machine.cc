@@ -231,6 +231,7 @@ void CheckConnectivityFailover(Output& out) {
     return;
   }
   if (s.conn_check_request == 0) {
+    if (s.conn_check_declined_ms >= 0 && s.conn_result_ms <= s.conn_check_declined_ms) return;
     // Phase 1 (R-NC-2): ask the standby to run its own test.
     s.conn_check_request = NewRequestId(s);
     s.conn_check_since_ms = s.now_ms;
@@ -244,6 +245,7 @@ void CheckConnectivityFailover(Output& out) {
   } else if (s.conn_result_ms > s.conn_check_since_ms) {
     // Standby's test failed too: no failover; try again after our next test.
     s.conn_check_request = 0;
+    s.conn_check_declined_ms = s.now_ms;
     s.reason = "lost connectivity test peers; standby's test failed too: no failover";
   }
 }

@@ -77,6 +77,7 @@ struct State {
   uint32_t takeover_handled = 0;  // peer's request we already served, as active
   uint32_t conn_check_request = 0;  // ours, as active (R-NC-2)
   int64_t conn_check_since_ms = -1;
+  int64_t conn_check_declined_ms = -1;  // the standby's test failed too; ask again after our next test
   uint32_t conn_check_served = 0;  // peer's request whose test we started, as standby
   uint32_t conn_check_answer_id = 0;
   bool conn_check_answer_ok = false;

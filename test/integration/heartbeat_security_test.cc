@@ -20,48 +20,6 @@ namespace {
 
 using nlohmann::json;
 
-class FakePeer {
- public:
-  explicit FakePeer(const std::string& addr) {
-    fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
-    bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-    socklen_t len = sizeof sa;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
-    port_ = ntohs(sa.sin_port);
-  }
-  ~FakePeer() { close(fd_); }
-  int port() const { return port_; }
-  void SendTo(const std::string& addr, int port, const std::vector<uint8_t>& bytes) {
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(static_cast<uint16_t>(port));
-    inet_pton(AF_INET, addr.c_str(), &to.sin_addr);
-    sendto(fd_, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
-  }
-  // Reads the daemon's packets for a while; returns the last one decoded.
-  bool Receive(const std::string& key, peer::Packet* out, int ms) {
-    pollfd p{fd_, POLLIN, 0};
-    bool got = false;
-    while (poll(&p, 1, ms) == 1) {
-      uint8_t buf[1024];
-      ssize_t n = recv(fd_, buf, sizeof buf, 0);
-      peer::DropReason why;
-      if (n > 0 && peer::Decode(std::span<const uint8_t>(buf, static_cast<size_t>(n)), key, out, &why)) {
-        got = true;
-      }
-      ms = 0;
-    }
-    return got;
-  }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
-
 class HeartbeatSecurityTest : public ::testing::Test {
  protected:
   void SetUp() override {
