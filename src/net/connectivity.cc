@@ -6,36 +6,65 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace tandem::net {
+
+namespace {
+
+using Done = std::function<void(const TestReport&)>;
+
+// "Connection refused" -> "connection refused" (reads well after "host:port: ").
+std::string ErrorText(int err) {
+  std::string s = std::strerror(err);
+  if (!s.empty()) s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
+  return s;
+}
+
+// Endpoint::ToString lives in tandem_config, which tandem_net does not link.
+std::string PeerText(const config::Endpoint& e) { return e.host + ":" + std::to_string(e.port); }
+
+}  // namespace
 
 struct ConnectivityTester::Impl {
   struct Probe {
     int fd = -1;
-    os::EventLoop::TimerId timer = 0;
+    os::EventLoop::TimerId timer = 0;  // the timeout, or a deferred early failure
     int64_t started_ms = 0;
     bool done = false;
   };
+
+  Impl(os::EventLoop& l, std::vector<config::Endpoint> p, int64_t t, bool all)
+      : loop(l), peers(std::move(p)), timeout_ms(t), require_all(all) {}
+
   os::EventLoop& loop;
-  std::vector<config::Endpoint> peers;
-  int64_t timeout_ms;
-  bool require_all;
+  const std::vector<config::Endpoint> peers;
+  const int64_t timeout_ms;
+  const bool require_all;
   bool running = false;
   std::vector<Probe> probes;
-  TestReport current, last;
-  std::vector<std::function<void(const TestReport&)>> waiters;
+  os::EventLoop::TimerId empty_round_timer = 0;  // completes a round without peers
+  TestReport current;
+  TestReport last;
+  std::vector<Done> waiters;
+  // Cleared by the destructor: a waiter that destroys the tester stops the rest.
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
   void Start();
   void StartProbe(size_t i);
+  Status Connect(size_t i);
+  void OnWritable(size_t i);
+  void FailLater(size_t i, std::string error);
   void Finish(size_t i, bool ok, const std::string& error);
   void Complete();
-  void Close(Probe& p);
+  void Release(Probe& p);
 };
 
-void ConnectivityTester::Impl::Close(Probe& p) {
-  if (p.timer) loop.CancelTimer(p.timer);
+void ConnectivityTester::Impl::Release(Probe& p) {
+  if (p.timer != 0) loop.CancelTimer(p.timer);
   p.timer = 0;
   if (p.fd >= 0) {
     loop.RemoveFd(p.fd);
@@ -48,49 +77,67 @@ void ConnectivityTester::Impl::Start() {
   running = true;
   current = TestReport{};
   probes.assign(peers.size(), Probe{});
-  for (const auto& p : peers) current.probes.push_back(ProbeResult{p, false, -1, ""});
+  for (const auto& peer : peers) current.probes.push_back(ProbeResult{peer, false, -1, ""});
+  if (peers.empty()) {
+    empty_round_timer = loop.AddTimer(0, [this] {
+      empty_round_timer = 0;
+      Complete();
+    });
+    return;
+  }
   for (size_t i = 0; i < peers.size(); ++i) StartProbe(i);
-  if (peers.empty()) loop.Post([this] { Complete(); });
+}
+
+// Reports an error found while starting probe `i` from the loop, never from
+// inside Run(), so `done` always runs on a later iteration.
+void ConnectivityTester::Impl::FailLater(size_t i, std::string error) {
+  Release(probes[i]);
+  probes[i].timer = loop.AddTimer(0, [this, i, e = std::move(error)] {
+    probes[i].timer = 0;
+    Finish(i, false, e);
+  });
 }
 
 void ConnectivityTester::Impl::StartProbe(size_t i) {
   Probe& p = probes[i];
   p.started_ms = loop.clock().NowMs();
-  p.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (p.fd < 0) {
-    loop.Post([this, i, e = std::string(std::strerror(errno))] { Finish(i, false, e); });
-    return;
-  }
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(peers[i].port);
-  inet_pton(AF_INET, peers[i].host.c_str(), &sa.sin_addr);
-  int rc = connect(p.fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  if (rc != 0 && errno != EINPROGRESS) {
-    loop.Post([this, i, e = std::string(std::strerror(errno))] { Finish(i, false, e); });
-    return;
-  }
-  Status st = loop.AddFd(p.fd, EPOLLOUT, [this, i](uint32_t) {
-    int err = 0;
-    socklen_t len = sizeof err;
-    getsockopt(probes[i].fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    Finish(i, err == 0, err == 0 ? "" : std::strerror(err));
-  });
-  if (!st.ok()) {
-    loop.Post([this, i, e = st.message()] { Finish(i, false, e); });
-    return;
-  }
+  Status st = Connect(i);
+  if (!st.ok()) return FailLater(i, st.message());
   p.timer = loop.AddTimer(timeout_ms, [this, i] {
     probes[i].timer = 0;
     Finish(i, false, "timed out after " + std::to_string(timeout_ms) + " ms");
   });
 }
 
+// Opens the socket of probe `i` and starts a non-blocking connect.
+Status ConnectivityTester::Impl::Connect(size_t i) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(peers[i].port);
+  if (inet_pton(AF_INET, peers[i].host.c_str(), &sa.sin_addr) != 1) {
+    return Status::Error("invalid IPv4 address '" + peers[i].host + "'");
+  }
+  Probe& p = probes[i];
+  p.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (p.fd < 0) return Status::Error("socket: " + ErrorText(errno));
+  int rc = connect(p.fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa);
+  if (rc != 0 && errno != EINPROGRESS) return Status::Error(ErrorText(errno));
+  // Connected at once (rc == 0) or not: EPOLLOUT reports the outcome.
+  return loop.AddFd(p.fd, EPOLLOUT, [this, i](uint32_t) { OnWritable(i); });
+}
+
+void ConnectivityTester::Impl::OnWritable(size_t i) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(probes[i].fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  Finish(i, err == 0, err == 0 ? "" : ErrorText(err));
+}
+
 void ConnectivityTester::Impl::Finish(size_t i, bool ok, const std::string& error) {
   Probe& p = probes[i];
   if (p.done) return;
   p.done = true;
-  Close(p);
+  Release(p);
   ProbeResult& r = current.probes[i];
   r.ok = ok;
   r.error = error;
@@ -102,14 +149,20 @@ void ConnectivityTester::Impl::Finish(size_t i, bool ok, const std::string& erro
 }
 
 void ConnectivityTester::Impl::Complete() {
-  size_t ok = 0;
-  for (const auto& r : current.probes) ok += r.ok;
-  current.ok = peers.empty() || (require_all ? ok == peers.size() : ok > 0);
+  size_t answered = 0;
+  for (const auto& r : current.probes) answered += r.ok ? 1 : 0;
+  current.ok = peers.empty() || (require_all ? answered == peers.size() : answered > 0);
   last = current;
   running = false;
-  std::vector<std::function<void(const TestReport&)>> w;
+  // Copies: a waiter may start the next round or destroy the tester.
+  std::vector<Done> w;
   w.swap(waiters);
-  for (auto& cb : w) cb(last);
+  TestReport report = last;
+  std::shared_ptr<bool> still_alive = alive;
+  for (auto& cb : w) {
+    if (!*still_alive) return;
+    cb(report);
+  }
 }
 
 std::string TestReport::Summary() const {
@@ -117,8 +170,11 @@ std::string TestReport::Summary() const {
   size_t answered = 0;
   std::string failures;
   for (const auto& r : probes) {
-    answered += r.ok;
-    if (!r.ok) failures += "; " + r.peer.ToString() + ": " + r.error;
+    if (r.ok) {
+      ++answered;
+    } else {
+      failures += "; " + PeerText(r.peer) + ": " + r.error;
+    }
   }
   return std::to_string(answered) + "/" + std::to_string(probes.size()) + " test peers answered" +
          failures;
@@ -126,10 +182,12 @@ std::string TestReport::Summary() const {
 
 ConnectivityTester::ConnectivityTester(os::EventLoop& loop, std::vector<config::Endpoint> peers,
                                        int64_t timeout_ms, bool require_all)
-    : impl_(new Impl{loop, std::move(peers), timeout_ms, require_all, false, {}, {}, {}, {}}) {}
+    : impl_(std::make_unique<Impl>(loop, std::move(peers), timeout_ms, require_all)) {}
 
 ConnectivityTester::~ConnectivityTester() {
-  for (auto& p : impl_->probes) impl_->Close(p);
+  *impl_->alive = false;
+  if (impl_->empty_round_timer != 0) impl_->loop.CancelTimer(impl_->empty_round_timer);
+  for (auto& p : impl_->probes) impl_->Release(p);
 }
 
 void ConnectivityTester::Run(std::function<void(const TestReport&)> done) {
