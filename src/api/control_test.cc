@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "util/temp_dir.h"
+
 namespace tandem::api {
 namespace {
 
@@ -103,9 +105,6 @@ std::string CallText(const std::string& path, const std::string& cmd) {
 class ControlTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char t[] = "/tmp/tandem-ctl-XXXXXX";
-    ASSERT_NE(mkdtemp(t), nullptr);
-    dir_ = t;
     chmod(dir_.c_str(), 0755);  // traversable for the unprivileged clients
     path_ = dir_ + "/ctl.sock";
   }
@@ -118,7 +117,6 @@ class ControlTest : public ::testing::Test {
       thread_.join();
     }
     server_.reset();
-    std::filesystem::remove_all(dir_);
   }
   void Start(const std::string& admin_group = "") {
     server_ = std::make_unique<ControlServer>(loop_, TestHandler);
@@ -150,7 +148,9 @@ class ControlTest : public ::testing::Test {
     EXPECT_EQ((*r)["echo"], "still-alive");
   }
 
-  std::string dir_, path_;
+  TempDir tmp_{"tandem-ctl"};
+  const std::string dir_ = tmp_.path();
+  std::string path_;
   os::EventLoop loop_;
   std::unique_ptr<ControlServer> server_;
   std::thread thread_;

@@ -21,10 +21,10 @@ std::string Str(const json& j, const char* key, const char* def = "-") {
   return def;
 }
 
-std::string Paths(const json& local) {
+std::string Paths(const json& local, const char* sep = ":") {
   const json& hb = local.value("heartbeat", json::object());
   size_t total = hb.contains("paths") ? hb["paths"].size() : 0;
-  return Str(hb, "paths_up", "0") + ":" + std::to_string(total);
+  return Str(hb, "paths_up", "0") + sep + std::to_string(total);
 }
 
 }  // namespace
@@ -60,8 +60,8 @@ std::string StatusTable(const json& st) {
   out += fmt::format("{:<8} {:<24} {:<10} {:<16} {:<8} {:<6}\n", "remote",
                      rname.empty() ? "(" + Str(r, "address") + ")" : rname, Str(r, "role"),
                      Str(r, "status"), Str(r, "admin"), Str(r, "epoch"));
-  out += fmt::format("Heartbeat: {} on {} path(s), RTT {} ms, interval {} ms, timeout {} ms\n",
-                     hb.value("up", false) ? "UP" : "DOWN", Paths(l), Str(hb, "rtt_ms"),
+  out += fmt::format("Heartbeat: {}, {} path(s) up, RTT {} ms, interval {} ms, timeout {} ms\n",
+                     hb.value("up", false) ? "UP" : "DOWN", Paths(l, " of "), Str(hb, "rtt_ms"),
                      Str(hb, "interval_ms"), Str(hb, "timeout_ms"));
   const json& vip = l.value("vip", json::object());
   out += fmt::format("VIP held here: {}\n", vip.value("held", false) ? "yes" : "no");

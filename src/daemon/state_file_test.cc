@@ -7,18 +7,15 @@
 #include <filesystem>
 #include <fstream>
 
+#include "util/temp_dir.h"
+
 namespace tandem::daemon {
 namespace {
 
 class StateFileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char t[] = "/tmp/tandem-state-XXXXXX";
-    ASSERT_NE(mkdtemp(t), nullptr);
-    dir_ = t;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string dir_;
+  TempDir tmp_{"tandem-state"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(StateFileTest, MissingFileIsFreshState) {

@@ -104,7 +104,7 @@ json Daemon::LocalJson() const {
     int64_t ago = p.last_heard_ms < 0 ? -1 : loop_.clock().NowMs() - p.last_heard_ms;
     bool up = p.last_heard_ms >= 0 && ago <= cfg_.heartbeat_timeout_ms;
     paths.push_back({{"name", p.name}, {"listen", p.listen.ToString()}, {"peer", p.peer.ToString()},
-                     {"up", up}, {"last_heard_ms_ago", ago}, {"rtt_ms", p.rtt_ms},
+                     {"up", up}, {"last_heard_ms_ago", ago}, {"rtt_ms", up ? p.rtt_ms : -1},
                      {"sent", p.sent}, {"received", p.received}, {"send_error", p.send_error}});
   }
   return json{
@@ -127,7 +127,7 @@ json Daemon::LocalJson() const {
                      {"up", ha::PeerAlive(state_)},
                      {"paths_up", ha::PathsUp(state_)},
                      {"paths", paths},
-                     {"rtt_ms", link_->rtt_ms()}}},
+                     {"rtt_ms", ha::PeerAlive(state_) ? link_->rtt_ms() : -1}}},
       {"connectivity", {{"peers", cfg_.connectivity_peers.size()},
                         {"ok", a.connectivity_ok},
                         {"last", last_connectivity_},
@@ -149,7 +149,7 @@ json Daemon::RemoteJson() const {
       {"epoch", peer ? peer->epoch : file_.peer_epoch},
       {"incarnation", link_->peer_incarnation()},
       {"heartbeat_up", alive},
-      {"rtt_ms", link_->rtt_ms()},
+      {"rtt_ms", alive ? link_->rtt_ms() : -1},
       {"connectivity_ok", peer ? peer->connectivity_ok : false},
       {"address", cfg_.peer.host},
   };

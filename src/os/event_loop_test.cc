@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "os/testing.h"
+
 namespace tandem::os {
 namespace {
 
@@ -18,18 +20,7 @@ namespace {
 // fails the test instead of hanging it.
 constexpr int64_t kDeadlineMs = 5000;
 
-// Runs `loop` until something calls Stop() or kDeadlineMs pass. Returns
-// false if the deadline stopped it.
-bool RunWithDeadline(EventLoop& loop) {
-  bool timed_out = false;
-  EventLoop::TimerId deadline = loop.AddTimer(kDeadlineMs, [&] {
-    timed_out = true;
-    loop.Stop();
-  });
-  loop.Run();
-  loop.CancelTimer(deadline);
-  return !timed_out;
-}
+bool RunWithDeadline(EventLoop& loop) { return os::RunWithDeadline(loop, kDeadlineMs); }
 
 TEST(EventLoopTest, TimersFireInDueOrder) {
   EventLoop loop;

@@ -8,17 +8,13 @@
 #include <filesystem>
 #include <string>
 
+#include "util/temp_dir.h"
+
 namespace tandem::os {
 namespace {
 
 class FilesTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char t[] = "/tmp/tandem-files-XXXXXX";
-    ASSERT_NE(mkdtemp(t), nullptr);
-    dir_ = t;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   static int ModeOf(const std::string& path) {
     struct stat st {};
@@ -26,7 +22,8 @@ class FilesTest : public ::testing::Test {
     return static_cast<int>(st.st_mode & 07777);
   }
 
-  std::string dir_;
+  TempDir tmp_{"tandem-files"};
+  const std::string dir_ = tmp_.path();
 };
 
 // Runs `fn` in a forked child and returns what it wrote to the pipe (the

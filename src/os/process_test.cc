@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "os/testing.h"
+
 namespace tandem::os {
 namespace {
 
@@ -81,17 +83,7 @@ std::string RunAndCapture(const std::vector<std::string>& argv, SpawnOptions opt
   return ReadFile(opts.stdout_path);
 }
 
-// Runs `loop` until Stop() or the deadline; false on deadline.
-bool RunWithDeadline(EventLoop& loop) {
-  bool timed_out = false;
-  EventLoop::TimerId deadline = loop.AddTimer(kDeadlineMs, [&] {
-    timed_out = true;
-    loop.Stop();
-  });
-  loop.Run();
-  loop.CancelTimer(deadline);
-  return !timed_out;
-}
+bool RunWithDeadline(EventLoop& loop) { return os::RunWithDeadline(loop, kDeadlineMs); }
 
 TEST(SpawnTest, TrueExitsZero) {
   Result<pid_t> pid = Spawn({"/bin/true"}, {});

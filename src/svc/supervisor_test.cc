@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include "util/temp_dir.h"
+
 namespace tandem::svc {
 namespace {
 
@@ -66,12 +68,6 @@ std::optional<int> Reap(pid_t pid) {
 
 class SupervisorTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/tandem-svc-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-
   void TearDown() override {
     if (sup_) {
       bool stopped = false;
@@ -82,8 +78,6 @@ class SupervisorTest : public ::testing::Test {
     if (HasFailure()) {
       for (const auto& line : logs_) std::cout << "  log: " << line << "\n";
     }
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
   }
 
   Supervisor& Make(std::vector<config::ServiceConfig> services) {
@@ -152,7 +146,8 @@ class SupervisorTest : public ::testing::Test {
 
   os::EventLoop loop_;
   os::ChildReaper reaper_{loop_};
-  std::string dir_;
+  TempDir tmp_{"tandem-svc-test"};
+  const std::string dir_ = tmp_.path();
   std::vector<std::string> logs_;
   std::unique_ptr<Supervisor> sup_;
 };
