@@ -13,8 +13,8 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 "$BIN/tandem" lab down --dir "$LAB" >/dev/null 2>&1 || true
 trap '"$BIN/tandem" lab down --dir "$LAB" >/dev/null 2>&1 || true' EXIT
 
-say "Starting a primary and a secondary on loopback (heartbeat 1000 ms, timeout 3000 ms)"
-LABJSON=$("$BIN/tandem" lab up --dir "$LAB" --heartbeat-interval-ms 1000 --heartbeat-timeout-ms 3000)
+say "Starting a primary and a secondary on loopback (lab defaults: heartbeat 1000 ms, timeout 3000 ms)"
+LABJSON=$("$BIN/tandem" lab up --dir "$LAB")
 echo "$LABJSON"
 field() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2]))" "$LABJSON" "$1"; }
 VIP=$(field 'd["vip"]'); PORT=$(field 'd["service_port"]')

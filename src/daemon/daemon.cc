@@ -123,11 +123,15 @@ void Daemon::OnTick() {
 ha::Output Daemon::Feed(ha::Event::Body body) {
   if (stopping_) return ha::Output{state_, {}, {}, false, "the daemon is shutting down"};
   ha::Output out = ha::Step(state_, ha::Event{loop_.clock().NowMs(), std::move(body)});
-  bool peer_changed = out.state.peer && (!state_.peer || out.state.peer->status != state_.peer->status);
+  // What this host last knew of its peer is part of its records (R-OP-7):
+  // a new status or a restarted peer daemon is written down.
+  bool peer_changed = out.state.peer && (!state_.peer || out.state.peer->status != state_.peer->status ||
+                                         link_->peer_incarnation() != file_.peer_incarnation);
   state_ = out.state;
   if (peer_changed) {
     file_.peer_status = std::string(ha::StatusName(state_.peer->status));
     file_.peer_epoch = state_.peer->epoch;
+    file_.peer_incarnation = link_->peer_incarnation();
     file_.peer_heard_wall_ms = WallMs();
     Persist();
   }

@@ -38,6 +38,7 @@ Result<StateFile> LoadStateFile(const std::string& path) {
     s.last_active_wall_ms = j.value("last_active_wall_ms", int64_t{0});
     s.peer_status = j.value("peer_status", "");
     s.peer_epoch = j.value("peer_epoch", uint64_t{0});
+    s.peer_incarnation = j.value("peer_incarnation", uint64_t{0});
     s.peer_heard_wall_ms = j.value("peer_heard_wall_ms", int64_t{0});
     return s;
   } catch (const nlohmann::json::exception& e) {
@@ -59,6 +60,7 @@ Status SaveStateFile(const std::string& path, const StateFile& s) {
       {"last_active_wall_ms", s.last_active_wall_ms},
       {"peer_status", s.peer_status},
       {"peer_epoch", s.peer_epoch},
+      {"peer_incarnation", s.peer_incarnation},
       {"peer_heard_wall_ms", s.peer_heard_wall_ms},
   };
   return os::WriteFileAtomic(path, j.dump(2) + "\n", 0600);

@@ -19,6 +19,7 @@ struct StateFile {
   int64_t last_active_wall_ms = 0;  // when this host last became Active (display only)
   std::string peer_status;          // last status heard from the peer
   uint64_t peer_epoch = 0;
+  uint64_t peer_incarnation = 0;    // the peer's daemon start counter when last heard
   int64_t peer_heard_wall_ms = 0;
 };
 

@@ -258,3 +258,56 @@ TEST_F(ClusterTest, RestartedDaemonCleansUpStaleServices) {
 
 }  // namespace
 }  // namespace tandem::itest
+
+namespace tandem::itest {
+namespace {
+
+// Restarts host i's daemon with SIGTERM and waits for it to answer again.
+void RestartHost(const std::string& dir, int i, int pid) {
+  kill(pid, SIGTERM);
+  ASSERT_TRUE(WaitFor(10000, [&] { return waitpid(pid, nullptr, WNOHANG) == pid; }));
+  auto started = lab::StartHost(dir, i == 0 ? "primary" : "secondary");
+  ASSERT_TRUE(started.ok()) << started.status().message();
+}
+
+TEST_F(ClusterTest, OfflineSurvivesARestart) {
+  int a = Active();
+  ASSERT_GE(a, 0);
+  auto r = RunCommand({BinDir() + "/ha", "offline", "--config", Config(1 - a)});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  RestartHost(dir_, 1 - a, Pid(1 - a));
+  EXPECT_TRUE(WaitFor(5000, [&] { return StatusOf(1 - a) == "OFFLINE"; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  EXPECT_EQ(StatusOf(1 - a), "OFFLINE");
+  EXPECT_EQ(StatusOf(a), "ACTIVE");
+}
+
+// A host that cannot write its state file fails (FAILED is sticky), the peer
+// takes over, and `ha restore` brings it back once the fault is repaired.
+TEST_F(ClusterTest, FailedHostIsReplacedAndRestoredByTheAdmin) {
+  int a = Active();
+  ASSERT_GE(a, 0);
+  std::string state = std::filesystem::path(Config(a)).parent_path().string() + "/state";
+  std::filesystem::create_directory(state + "/state.json.tmp");  // every write now fails
+  RestartHost(dir_, 1 - a, Pid(1 - a));  // the peer's new status makes the active persist
+  EXPECT_TRUE(WaitFor(10000, [&] { return StatusOf(a) == "FAILED"; }));
+  EXPECT_NE(Status(a)["local"]["reason"].get<std::string>().find("state file"), std::string::npos);
+  EXPECT_TRUE(WaitFor(10000, [&] { return StatusOf(1 - a) == "ACTIVE"; }));
+  EXPECT_TRUE(VipServedBy(1 - a));
+  EXPECT_NE(Status(1 - a)["possible_action"].get<std::string>().find("ha restore"),
+            std::string::npos);
+  // Still broken: restore fails again.
+  auto r = RunCommand({BinDir() + "/ha", "restore", "--config", Config(a), "--timeout-ms", "3000"});
+  EXPECT_TRUE(WaitFor(5000, [&] { return StatusOf(a) == "FAILED"; }));
+  std::filesystem::remove(state + "/state.json.tmp");
+  r = RunCommand({BinDir() + "/ha", "restore", "--config", Config(a)});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(WaitFor(5000, [&] { return StatusOf(a) == "STANDBY"; }));
+  EXPECT_EQ(StatusOf(1 - a), "ACTIVE");
+  r = RunCommand({BinDir() + "/ha", "restore", "--config", Config(a)});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("restore applies to a FAILED host"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace tandem::itest
