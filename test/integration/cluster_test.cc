@@ -309,5 +309,23 @@ TEST_F(ClusterTest, FailedHostIsReplacedAndRestoredByTheAdmin) {
   EXPECT_NE(r.output.find("restore applies to a FAILED host"), std::string::npos) << r.output;
 }
 
+// Both hosts die and start again together: the newest recorded epoch wins,
+// whichever the role (here the secondary, which took over last).
+TEST_F(ClusterTest, BothRestartTogetherNewestEpochBecomesActive) {
+  auto r = RunCommand({BinDir() + "/ha", "takeover", "--config", Config(1)});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(WaitFor(5000, [&] { return StatusOf(0) == "STANDBY"; }));
+  uint64_t epoch = Status(1)["local"]["epoch"];
+  int pids[2] = {Pid(0), Pid(1)};
+  for (int pid : pids) kill(pid, SIGKILL);
+  for (int pid : pids) {
+    ASSERT_TRUE(WaitFor(5000, [&] { return waitpid(pid, nullptr, WNOHANG) == pid; }));
+  }
+  for (const char* h : {"primary", "secondary"}) ASSERT_TRUE(lab::StartHost(dir_, h).ok());
+  EXPECT_TRUE(WaitFor(10000, [&] { return StatusOf(1) == "ACTIVE" && StatusOf(0) == "STANDBY"; }));
+  EXPECT_EQ(Status(1)["local"]["epoch"], epoch + 1);
+  EXPECT_TRUE(VipServedBy(1));
+}
+
 }  // namespace
 }  // namespace tandem::itest
