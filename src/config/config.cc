@@ -33,6 +33,8 @@ constexpr size_t kClusterKeyBytesMin = 32;
 constexpr size_t kHostNameLenMax = 63;  // cluster.name, host.name
 constexpr size_t kServiceNameLenMax = 64;
 constexpr size_t kGroupNameLenMax = 32;
+constexpr size_t kInterfaceNameLenMax = 13;  // "<name>:0" fits IFNAMSIZ - 1
+constexpr int64_t kGarpCountMax = 100;
 constexpr size_t kServicesMax = 64;
 constexpr size_t kArgvMax = 256;
 constexpr size_t kConnectivityPeersMax = 64;
@@ -339,8 +341,8 @@ Result<const toml::table*> GetTable(const Context& ctx, const toml::table& root,
 }
 
 Status CheckTopLevel(const Context& ctx, const toml::table& root) {
-  static constexpr std::string_view kKnown[] = {"cluster", "host",   "heartbeat", "connectivity",
-                                                "service", "notify", "log",       "api"};
+  static constexpr std::string_view kKnown[] = {"cluster", "host", "heartbeat", "connectivity",
+                                                "service", "notify", "log",  "api", "vip"};
   for (const auto& [key, value] : root) {
     bool found = false;
     for (std::string_view k : kKnown) found = found || key.str() == k;
@@ -350,22 +352,57 @@ Status CheckTopLevel(const Context& ctx, const toml::table& root) {
 }
 
 Status ParseCluster(const Section& s, Config* c) {
-  TANDEM_RETURN_IF_ERROR(s.CheckKnown({"name", "key_file", "vip", "vip_mode"}));
+  TANDEM_RETURN_IF_ERROR(s.CheckKnown({"name", "key_file", "vip", "vip_mode", "vip_prefix"}));
   TANDEM_RETURN_IF_ERROR(s.GetName("name", kHostNameLenMax, &c->cluster_name));
   TANDEM_RETURN_IF_ERROR(s.GetPath("key_file", /*required=*/true, &c->key_file));
   TANDEM_RETURN_IF_ERROR(s.GetString("vip", /*required=*/true, &c->vip));
   const std::optional<uint32_t> vip = ParseIPv4(c->vip);
   if (!vip) return s.Error("vip", "expected a dotted-quad IPv4 address, got " + Quote(c->vip));
-  TANDEM_RETURN_IF_ERROR(s.GetEnum("vip_mode", {"loopback"}, &c->vip_mode));
+  TANDEM_RETURN_IF_ERROR(s.GetEnum("vip_mode", {"loopback", "interface"}, &c->vip_mode));
   if (c->vip_mode == "loopback" && (*vip >> 24) != 127) {
     return s.Error(
         "vip", "must be in 127.0.0.0/8 with cluster.vip_mode \"loopback\", got " + Quote(c->vip));
   }
+  int64_t prefix = c->vip_prefix;
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("vip_prefix", 1, 32, &prefix));
+  c->vip_prefix = static_cast<int>(prefix);
+  return Status::Ok();
+}
+
+// host.interface: required in interface mode; "<interface>:0" must fit the
+// kernel's 15-byte address label.
+Status ParseInterface(const Section& s, Config* c) {
+  TANDEM_RETURN_IF_ERROR(s.GetString("interface", /*required=*/false, &c->interface));
+  if (c->vip_mode != "interface") return Status::Ok();
+  if (c->interface.empty()) {
+    return s.Error("interface", "required with cluster.vip_mode \"interface\"");
+  }
+  if (!IsValidName(c->interface, kInterfaceNameLenMax)) {
+    return s.Error("interface", "must be 1 to " + std::to_string(kInterfaceNameLenMax) +
+                                    " characters from A-Z a-z 0-9 _ . -, got " +
+                                    Quote(c->interface));
+  }
+  return Status::Ok();
+}
+
+// [vip]: gratuitous ARP on take-over (interface mode).
+Status ParseVip(const Section& s, Config* c) {
+  TANDEM_RETURN_IF_ERROR(s.CheckKnown(
+      {"garp_count", "garp_repeat_count", "garp_repeat_delay_ms", "garp_refresh_ms"}));
+  int64_t count = c->garp_count, repeat = c->garp_repeat_count;
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("garp_count", 0, kGarpCountMax, &count));
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("garp_repeat_count", 0, kGarpCountMax, &repeat));
+  TANDEM_RETURN_IF_ERROR(
+      s.GetIntInRange("garp_repeat_delay_ms", 0, 600000, &c->garp_repeat_delay_ms));
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("garp_refresh_ms", 0, 3600000, &c->garp_refresh_ms));
+  c->garp_count = static_cast<int>(count);
+  c->garp_repeat_count = static_cast<int>(repeat);
   return Status::Ok();
 }
 
 Status ParseHost(const Section& s, Config* c) {
-  TANDEM_RETURN_IF_ERROR(s.CheckKnown({"name", "role", "state_dir", "run_dir", "admin_group"}));
+  TANDEM_RETURN_IF_ERROR(
+      s.CheckKnown({"name", "role", "state_dir", "run_dir", "admin_group", "interface"}));
   TANDEM_RETURN_IF_ERROR(s.GetName("name", kHostNameLenMax, &c->host_name));
   if (s.Get("role") == nullptr) return s.Error("role", "required key is missing");
   std::string role;
@@ -379,7 +416,7 @@ Status ParseHost(const Section& s, Config* c) {
                                       " characters from A-Z a-z 0-9 _ . -, got " +
                                       Quote(c->admin_group));
   }
-  return Status::Ok();
+  return ParseInterface(s, c);
 }
 
 Status ParseHeartbeatTimers(const Section& s, Config* c) {
@@ -654,6 +691,7 @@ Status ParseSections(const Context& ctx, const toml::table& root, Config* c) {
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "notify", ParseNotify, c));
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "log", ParseLog, c));
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "api", ParseApi, c));
+  TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "vip", ParseVip, c));
   return ctx.read_key ? ReadKeyFile(ctx, c) : Status::Ok();
 }
 

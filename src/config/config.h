@@ -41,7 +41,8 @@ struct Config {
   std::string key_file;              // cluster.key_file (absolute after load)
   std::string cluster_key;           // contents of key_file (>= 32 bytes); never logged
   std::string vip;                   // cluster.vip, dotted quad
-  std::string vip_mode = "loopback"; // cluster.vip_mode: "loopback" (127/8 only)
+  std::string vip_mode = "loopback"; // cluster.vip_mode: "loopback" (127/8 only) | "interface"
+  int vip_prefix = 24;               // cluster.vip_prefix: the VIP's subnet length (interface mode)
 
   // [host]
   std::string host_name;             // host.name
@@ -49,6 +50,13 @@ struct Config {
   std::string state_dir;             // host.state_dir (absolute): state file, logs
   std::string run_dir;               // host.run_dir (absolute): control socket, pid files
   std::string admin_group;           // host.admin_group: may use the control socket besides root
+  std::string interface;             // host.interface: management interface (interface mode)
+
+  // [vip] gratuitous ARP announcements (interface mode)
+  int garp_count = 5;
+  int garp_repeat_count = 5;
+  int64_t garp_repeat_delay_ms = 5000;
+  int64_t garp_refresh_ms = 0;
 
   // [heartbeat]
   int64_t heartbeat_interval_ms = 10000;

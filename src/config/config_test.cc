@@ -677,7 +677,7 @@ TEST_F(ConfigTest, EnumsAreChecked) {
   ExpectError(d, "log.level", "\"trace\", \"debug\", \"info\", \"warn\", \"error\"; got");
   d = Minimal();
   d["cluster"]["vip_mode"] = Str("alias");
-  ExpectError(d, "cluster.vip_mode", "must be one of \"loopback\"; got \"alias\"");
+  ExpectError(d, "cluster.vip_mode", "must be one of \"loopback\", \"interface\"; got \"alias\"");
   for (const std::string level : {"trace", "debug", "info", "warn", "error"}) {
     d = Minimal();
     d["log"]["level"] = Str(level);
@@ -685,6 +685,36 @@ TEST_F(ConfigTest, EnumsAreChecked) {
     ASSERT_TRUE(r.ok()) << level;
     EXPECT_EQ(r->log_level, level);
   }
+}
+
+TEST_F(ConfigTest, InterfaceModeNeedsAnInterfaceAndTakesGarpSettings) {
+  Doc d = Minimal();
+  d["cluster"]["vip_mode"] = Str("interface");
+  d["cluster"]["vip"] = Str("198.18.0.10");
+  ExpectError(d, "host.interface", "required with cluster.vip_mode \"interface\"");
+  d["host"]["interface"] = Str("averyverylongifname");
+  ExpectError(d, "host.interface", "must be 1 to 13 characters");
+  d["host"]["interface"] = Str("eth0");
+  d["cluster"]["vip_prefix"] = "33";
+  ExpectError(d, "cluster.vip_prefix", "33");
+  d["cluster"]["vip_prefix"] = "16";
+  d["vip"]["garp_count"] = "3";
+  d["vip"]["garp_repeat_delay_ms"] = "2000";
+  d["vip"]["garp_refresh_ms"] = "60000";
+  Result<Config> r = ParseDoc(d);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->vip_mode, "interface");
+  EXPECT_EQ(r->interface, "eth0");
+  EXPECT_EQ(r->vip_prefix, 16);
+  EXPECT_EQ(r->garp_count, 3);
+  EXPECT_EQ(r->garp_repeat_count, 5);
+  EXPECT_EQ(r->garp_repeat_delay_ms, 2000);
+  EXPECT_EQ(r->garp_refresh_ms, 60000);
+  d["vip"]["garp_count"] = "101";
+  ExpectError(d, "vip.garp_count", "101");
+  d["vip"]["garp_count"] = "5";
+  d["vip"]["colour"] = Str("red");
+  ExpectError(d, "vip.colour", "unknown key");
 }
 
 TEST_F(ConfigTest, VipIsChecked) {

@@ -69,7 +69,14 @@ Status Daemon::Start() {
       });
   // A restarted daemon first cleans up whatever its previous run left.
   TANDEM_RETURN_IF_ERROR(services_->CleanupStale());
-  vip_ = net::MakeLoopbackVip(cfg_.vip);
+  if (cfg_.vip_mode == "interface") {
+    vip_ = net::MakeInterfaceVip(
+        loop_, net::InterfaceVipOptions{cfg_.interface, cfg_.vip, cfg_.vip_prefix, cfg_.garp_count,
+                                        cfg_.garp_repeat_count, cfg_.garp_repeat_delay_ms,
+                                        cfg_.garp_refresh_ms});
+  } else {
+    vip_ = net::MakeLoopbackVip(cfg_.vip);
+  }
   TANDEM_RETURN_IF_ERROR(vip_->Cleanup());
   tester_ = std::make_unique<net::ConnectivityTester>(
       loop_, cfg_.connectivity_peers, cfg_.connectivity_timeout_ms,
