@@ -38,6 +38,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{20}, int64_t{3600000}))->capture_default_str();
   up->add_option("--subnet", lo.subnet, "loopback /24 to use, e.g. 127.123.4 (default: random)");
   up->add_option("--connectivity-peer", lo.connectivity_peers, "host:port test peer (repeatable)");
+  up->add_flag("--netns", lo.netns,
+               "network namespaces (198.18.0.0/24) instead of loopback: real interfaces, the VIP as "
+               "an interface alias with gratuitous ARP, a client and two managed hosts");
+  up->add_flag("--crossover", lo.crossover, "with --netns: a crossover link as a second path");
   auto* down = lab->add_subcommand("down", "stop everything the lab started");
   down->add_option("--dir", lo.dir, "lab directory")->required();
   auto* start = lab->add_subcommand("start", "(re)start one host's daemon");
@@ -49,6 +53,12 @@ int main(int argc, char** argv) {
   auto* demo = app.add_subcommand("demo-service", "answer each TCP connection with a name");
   demo->add_option("--bind", bind, "address:port")->required();
   demo->add_option("--name", name, "the answer")->required();
+
+  std::string probe_addr;
+  int64_t probe_timeout_ms = 1000;
+  auto* probe = app.add_subcommand("probe", "connect to A:P and print what the service answers");
+  probe->add_option("--addr", probe_addr, "address:port")->required();
+  probe->add_option("--timeout-ms", probe_timeout_ms)->check(CLI::Range(int64_t{1}, int64_t{60000}));
 
   tandem::lab::BenchOptions bo;
   auto* bench = app.add_subcommand("bench", "benchmarks (print JSON)");
@@ -70,6 +80,13 @@ int main(int argc, char** argv) {
     return Fail("--heartbeat-timeout-ms must be greater than --heartbeat-interval-ms");
   }
   if (*demo) return tandem::lab::DemoService(bind, name);
+  if (*probe) {
+    auto answer = tandem::lab::Probe(probe_addr, probe_timeout_ms);
+    if (!answer.ok()) return Fail(answer.status().message());
+    std::cout << *answer << "\n";
+    return 0;
+  }
+  if (lo.crossover && !lo.netns) return Fail("--crossover needs --netns");
   if (*failover) {
     if (bo.dir.empty()) {
       char tmpl[] = "/tmp/tandem-bench-XXXXXX";

@@ -4,6 +4,7 @@
 // while a hung old active still holds the address).
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,6 +43,29 @@ int DemoService(const std::string& bind_to, const std::string& name) {
     (void)n;
     close(c);
   }
+}
+
+Result<std::string> Probe(const std::string& addr, int64_t timeout_ms) {
+  auto ep = config::ParseEndpoint(addr);
+  if (!ep.ok()) return Status::Error("--addr: " + ep.status().message());
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(ep->port);
+  inet_pton(AF_INET, ep->host.c_str(), &sa.sin_addr);
+  connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  pollfd p{fd, POLLIN, 0};
+  std::string out;
+  if (poll(&p, 1, static_cast<int>(timeout_ms)) == 1) {
+    char buf[256];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0) out.assign(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  if (out.empty()) return Status::Error("no answer from " + addr + " within " +
+                                        std::to_string(timeout_ms) + " ms");
+  return out;
 }
 
 }  // namespace tandem::lab

@@ -12,10 +12,12 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <thread>
 
 #include "api/control.h"
+#include "lab/netns.h"
 #include "os/files.h"
 #include "os/process.h"
 
@@ -81,7 +83,25 @@ std::string TomlList(const std::vector<std::string>& v) {
 struct HostPlan {
   std::string name, role, addr, dir;
   int hb_port = 0;
+  std::string xo_addr;  // crossover address (netns lab with --crossover)
 };
+
+// The [cluster] VIP lines and the host's interface for each lab kind.
+std::string VipLines(const LabOptions& o, const std::string& vip) {
+  std::string s = "vip = \"" + vip + "\"\n";
+  if (o.netns) s += "vip_mode = \"interface\"\nvip_prefix = 24\n";
+  return s;
+}
+
+std::string HeartbeatPaths(const HostPlan& h, const HostPlan& peer) {
+  std::string s = "listen = \"" + h.addr + ":" + std::to_string(h.hb_port) + "\"\npeer = \"" +
+                  peer.addr + ":" + std::to_string(peer.hb_port) + "\"\n";
+  if (!h.xo_addr.empty()) {
+    s += "crossover_listen = \"" + h.xo_addr + ":" + std::to_string(h.hb_port) +
+         "\"\ncrossover_peer = \"" + peer.xo_addr + ":" + std::to_string(peer.hb_port) + "\"\n";
+  }
+  return s;
+}
 
 std::string HostConfig(const LabOptions& o, const HostPlan& h, const HostPlan& peer,
                        const std::string& vip, int service_port, const std::string& bin) {
@@ -89,14 +109,14 @@ std::string HostConfig(const LabOptions& o, const HostPlan& h, const HostPlan& p
   std::vector<std::string> demo = {bin + "/tandem", "demo-service", "--bind",
                                    vip + ":" + std::to_string(service_port), "--name", h.name};
   return "# Written by `tandem lab up`; reference: docs/CONFIG.md\n"
-         "[cluster]\nname = \"lab\"\nkey_file = \"../cluster.key\"\nvip = \"" + vip + "\"\n\n"
+         "[cluster]\nname = \"lab\"\nkey_file = \"../cluster.key\"\n" + VipLines(o, vip) + "\n"
          "[host]\nname = \"" + h.name + "\"\nrole = \"" + h.role + "\"\n"
-         "state_dir = \"state\"\nrun_dir = \"run\"\n\n"
+         "state_dir = \"state\"\nrun_dir = \"run\"\n" +
+         (o.netns ? "interface = \"eth0\"\n" : "") + "\n"
          "[heartbeat]\ninterval_ms = " + std::to_string(o.heartbeat_interval_ms) +
          "\ntimeout_ms = " + std::to_string(o.heartbeat_timeout_ms) +
-         "\ninitial_dead_time_ms = " + std::to_string(2 * o.heartbeat_timeout_ms) +
-         "\nlisten = \"" + h.addr + ":" + std::to_string(h.hb_port) + "\"\npeer = \"" + peer.addr +
-         ":" + std::to_string(peer.hb_port) + "\"\n\n"
+         "\ninitial_dead_time_ms = " + std::to_string(2 * o.heartbeat_timeout_ms) + "\n" +
+         HeartbeatPaths(h, peer) + "\n"
          "[connectivity]\npeers = " + TomlList(o.connectivity_peers) +
          "\ninterval_ms = " + std::to_string(o.heartbeat_interval_ms) +
          "\ntimeout_ms = " + std::to_string(std::max<int64_t>(1, o.heartbeat_interval_ms / 2)) +
@@ -123,20 +143,63 @@ bool Settled(const std::string& dir) {
   return active == 1 && standby == 1;
 }
 
-Status WriteLab(const LabOptions& o, json* lab) {
-  TANDEM_RETURN_IF_ERROR(os::MakeDirs(o.dir, 0755));
+constexpr int kNetnsHeartbeatPort = 7788;
+constexpr int kNetnsServicePort = 8080;
+constexpr int kNetnsManagedPort = 7000;  // the managed hosts' responder (connectivity tests)
+
+// Loopback lab: a random 127.x.y.0/24 and free ports.
+Status PlanLoopback(const LabOptions& o, HostPlan (&hosts)[2], std::string* vip, int* port) {
   std::string subnet = o.subnet.empty() ? RandomSubnet() : o.subnet;
-  std::string bin = o.bin_dir.empty() ? SelfDir() : o.bin_dir;
-  std::string vip = subnet + ".10";
-  HostPlan hosts[2] = {{"lab-primary", "primary", subnet + ".1", o.dir + "/primary", 0},
-                       {"lab-secondary", "secondary", subnet + ".2", o.dir + "/secondary", 0}};
+  *vip = subnet + ".10";
+  hosts[0].addr = subnet + ".1";
+  hosts[1].addr = subnet + ".2";
   for (HostPlan& h : hosts) {
-    auto port = FreePort(h.addr, SOCK_DGRAM);
-    if (!port.ok()) return port.status();
-    h.hb_port = *port;
+    auto p = FreePort(h.addr, SOCK_DGRAM);
+    if (!p.ok()) return p.status();
+    h.hb_port = *p;
   }
-  auto service_port = FreePort(vip, SOCK_STREAM);
-  if (!service_port.ok()) return service_port.status();
+  auto sp = FreePort(*vip, SOCK_STREAM);
+  if (!sp.ok()) return sp.status();
+  *port = *sp;
+  return Status::Ok();
+}
+
+// Netns lab: fixed addresses in fresh namespaces (198.18.0.0/24).
+void PlanNetns(LabOptions& o, HostPlan (&hosts)[2], std::string* vip, int* port) {
+  *vip = kNetnsVip;
+  *port = kNetnsServicePort;
+  hosts[0].addr = kNetnsPrimary;
+  hosts[1].addr = kNetnsSecondary;
+  for (HostPlan& h : hosts) h.hb_port = kNetnsHeartbeatPort;
+  if (o.crossover) {
+    hosts[0].xo_addr = kNetnsCrossoverPrimary;
+    hosts[1].xo_addr = kNetnsCrossoverSecondary;
+  }
+  if (o.connectivity_peers.empty()) {  // default: every managed host (R-CL-2)
+    for (const char* m : kNetnsManaged) {
+      o.connectivity_peers.push_back(std::string(m) + ":" + std::to_string(kNetnsManagedPort));
+    }
+  }
+}
+
+json NetnsJson(const NetnsPlan& plan) {
+  return {{"id", plan.id}, {"primary", plan.Ns("p")}, {"secondary", plan.Ns("s")},
+          {"client", plan.Ns("c")}, {"switch", plan.Ns("sw")},
+          {"managed", {plan.Ns("m1"), plan.Ns("m2")}}, {"crossover", plan.crossover}};
+}
+
+Status WriteLab(LabOptions o, const NetnsPlan* plan, json* lab) {
+  TANDEM_RETURN_IF_ERROR(os::MakeDirs(o.dir, 0755));
+  std::string bin = o.bin_dir.empty() ? SelfDir() : o.bin_dir;
+  std::string vip;
+  int service_port = 0;
+  HostPlan hosts[2] = {{"lab-primary", "primary", "", o.dir + "/primary", 0, ""},
+                       {"lab-secondary", "secondary", "", o.dir + "/secondary", 0, ""}};
+  if (plan) {
+    PlanNetns(o, hosts, &vip, &service_port);
+  } else {
+    TANDEM_RETURN_IF_ERROR(PlanLoopback(o, hosts, &vip, &service_port));
+  }
   unsigned char key[32];
   if (RAND_bytes(key, sizeof key) != 1) return Status::Error("RAND_bytes failed");
   TANDEM_RETURN_IF_ERROR(os::WriteFileAtomic(o.dir + "/cluster.key", Hex(key, sizeof key) + "\n", 0600));
@@ -145,13 +208,14 @@ Status WriteLab(const LabOptions& o, json* lab) {
     TANDEM_RETURN_IF_ERROR(os::MakeDirs(hosts[i].dir, 0755));
     std::string cfg = hosts[i].dir + "/tandemd.toml";
     TANDEM_RETURN_IF_ERROR(os::WriteFileAtomic(
-        cfg, HostConfig(o, hosts[i], hosts[1 - i], vip, *service_port, bin), 0644));
+        cfg, HostConfig(o, hosts[i], hosts[1 - i], vip, service_port, bin), 0644));
     hj.push_back({{"name", hosts[i].name}, {"role", hosts[i].role}, {"pid", 0},
                   {"config", cfg}, {"address", hosts[i].addr}});
   }
-  *lab = {{"vip", vip}, {"service_port", *service_port}, {"hosts", hj}, {"dir", o.dir},
+  *lab = {{"vip", vip}, {"service_port", service_port}, {"hosts", hj}, {"dir", o.dir},
           {"bin_dir", bin}, {"heartbeat_interval_ms", o.heartbeat_interval_ms},
           {"heartbeat_timeout_ms", o.heartbeat_timeout_ms}};
+  if (plan) (*lab)["netns"] = NetnsJson(*plan);
   return os::WriteFileAtomic(o.dir + "/lab.json", lab->dump(2) + "\n", 0644);
 }
 
@@ -192,12 +256,40 @@ Result<int> StartHost(const std::string& dir, const std::string& which) {
   os::SpawnOptions so;
   so.die_with_parent = false;  // the lab outlives `tandem lab up`
   so.stdout_path = dir + "/" + which + "/tandemd.out";
-  auto pid = os::Spawn({(*lab)["bin_dir"].get<std::string>() + "/tandemd", "--config",
-                        h["config"].get<std::string>()}, so);
+  std::vector<std::string> argv;
+  if (lab->contains("netns")) argv = InNetns((*lab)["netns"][which].get<std::string>());
+  argv.insert(argv.end(), {(*lab)["bin_dir"].get<std::string>() + "/tandemd", "--config",
+                           h["config"].get<std::string>()});
+  auto pid = os::Spawn(argv, so);
   if (!pid.ok()) return pid.status();
   h["pid"] = *pid;
   TANDEM_RETURN_IF_ERROR(os::WriteFileAtomic(dir + "/lab.json", lab->dump(2) + "\n", 0644));
   return static_cast<int>(*pid);
+}
+
+// The managed hosts of a netns lab answer TCP on kNetnsManagedPort: they are
+// the cluster's connectivity test peers.
+Status StartManagedHosts(const std::string& dir) {
+  auto lab = Describe(dir);
+  if (!lab.ok()) return lab.status();
+  json managed = json::array();
+  for (size_t i = 0; i < 2; ++i) {
+    std::string ns = (*lab)["netns"]["managed"][i];
+    std::string name = "managed-" + std::to_string(i + 1);
+    std::vector<std::string> argv = InNetns(ns);
+    argv.insert(argv.end(), {(*lab)["bin_dir"].get<std::string>() + "/tandem", "demo-service",
+                             "--bind", std::string(kNetnsManaged[i]) + ":" +
+                                           std::to_string(kNetnsManagedPort), "--name", name});
+    os::SpawnOptions so;
+    so.die_with_parent = false;
+    so.stdout_path = dir + "/" + name + ".out";
+    auto pid = os::Spawn(argv, so);
+    if (!pid.ok()) return pid.status();
+    managed.push_back({{"name", name}, {"netns", ns}, {"address", kNetnsManaged[i]},
+                       {"pid", *pid}});
+  }
+  (*lab)["managed"] = managed;
+  return os::WriteFileAtomic(dir + "/lab.json", lab->dump(2) + "\n", 0644);
 }
 
 Result<json> Up(const LabOptions& o) {
@@ -211,7 +303,17 @@ Result<json> Up(const LabOptions& o) {
     }
   }
   json lab;
-  TANDEM_RETURN_IF_ERROR(WriteLab(o, &lab));
+  std::optional<NetnsPlan> plan;
+  if (o.netns) {
+    plan = NetnsPlan{NewNetnsId(), o.crossover};
+    TANDEM_RETURN_IF_ERROR(CreateNetns(*plan));
+  }
+  Status written = WriteLab(o, plan ? &*plan : nullptr, &lab);
+  if (written.ok() && plan) written = StartManagedHosts(o.dir);
+  if (!written.ok()) {
+    if (plan) DestroyNetns(*plan);
+    return written;
+  }
   for (const char* h : kHosts) {
     auto pid = StartHost(o.dir, h);
     if (!pid.ok()) {
@@ -258,6 +360,15 @@ Status Down(const std::string& dir) {
     }
     std::error_code ec;
     fs::remove_all(dir + "/" + h + "/run", ec);
+  }
+  for (const auto& m : lab->value("managed", json::array())) {
+    int pid = m.value("pid", 0);
+    if (Alive(pid)) kill(pid, SIGKILL);
+    WaitGone(pid, kStopWaitMs);
+  }
+  if (lab->contains("netns")) {
+    const json& n = (*lab)["netns"];
+    DestroyNetns(NetnsPlan{n["id"].get<std::string>(), n.value("crossover", false)});
   }
   if (!problems.empty()) return Status::Error("lab down:" + problems);
   return Status::Ok();

@@ -18,11 +18,17 @@ struct LabOptions {
   int64_t wait_ms = 60000;   // how long `up` waits for Active/Standby
   std::string bin_dir;       // where tandemd and tandem live; empty: next to this binary
   std::vector<std::string> connectivity_peers;  // "host:port" test peers (default none)
+  // Namespaces instead of loopback (lab/netns.h): real interfaces, a bridge,
+  // the VIP as an interface alias with gratuitous ARP; test peers default to
+  // the two managed hosts.
+  bool netns = false;
+  bool crossover = false;  // netns only: a crossover link as a second heartbeat path
 };
 
 // Writes configs and key, starts both daemons in the background, waits until
 // one is ACTIVE and the other STANDBY. Returns the lab description:
-// {"vip","service_port","hosts":[{"name","role","pid","config"}], ...}.
+// {"vip","service_port","hosts":[{"name","role","pid","config"}], ...}, plus
+// "netns": {"primary","secondary","client",...} for a netns lab.
 // On failure everything started is stopped again.
 Result<nlohmann::json> Up(const LabOptions& opts);
 
@@ -39,5 +45,10 @@ Result<nlohmann::json> Describe(const std::string& dir);
 // `tandem demo-service`: answers every TCP connection on `bind` with
 // "<name>\n" and closes it. Runs until killed.
 int DemoService(const std::string& bind, const std::string& name);
+
+// `tandem probe`: connects to "a.b.c.d:port" and returns the first line the
+// service sends (the demo service's host name). Error if nothing answers
+// within `timeout_ms`.
+Result<std::string> Probe(const std::string& addr, int64_t timeout_ms);
 
 }  // namespace tandem::lab

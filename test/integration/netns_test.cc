@@ -1,0 +1,118 @@
+// The real network path: a lab on network namespaces (198.18.0.0/24, a
+// bridge, a client and two managed hosts, a crossover link). The VIP is an
+// interface alias that moves between namespaces with gratuitous ARP; the
+// client in its own namespace sees which host serves it. Failures are
+// injected for real (links down, daemons killed). Everything is torn down.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "lab/lab.h"
+#include "test_util.h"
+
+namespace tandem::itest {
+namespace {
+
+using nlohmann::json;
+
+class NetnsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("tandem-netns");
+    lab::LabOptions o;
+    o.dir = dir_;
+    o.heartbeat_interval_ms = 100;
+    o.heartbeat_timeout_ms = 500;
+    o.bin_dir = BinDir();
+    o.netns = true;
+    o.crossover = true;
+    auto up = lab::Up(o);
+    ASSERT_TRUE(up.ok()) << up.status().message();
+    lab_ = *up;
+  }
+  void TearDown() override {
+    tandem::Status st = lab::Down(dir_);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    EXPECT_FALSE(std::filesystem::exists("/run/netns/" + Ns("primary"))) << "namespaces left";
+    if (!HasFailure()) std::filesystem::remove_all(dir_);
+  }
+  std::string Ns(const std::string& which) const { return lab_["netns"][which]; }
+  std::string Config(int i) const { return lab_["hosts"][static_cast<size_t>(i)]["config"]; }
+  std::string StatusOf(int i) { return LocalOf(HostStatus(Config(i))).value("status", ""); }
+  std::string Reason(int i) { return LocalOf(HostStatus(Config(i))).value("reason", ""); }
+  int Pid(int i) { return (*lab::Describe(dir_))["hosts"][static_cast<size_t>(i)]["pid"]; }
+  // What the client (in its own namespace) gets from the VIP service.
+  std::string ClientProbe() {
+    auto r = RunCommand({"ip", "netns", "exec", Ns("client"), BinDir() + "/tandem", "probe",
+                         "--addr", "198.18.0.10:8080", "--timeout-ms", "300"});
+    std::string out = r.output;
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return r.exit_code == 0 ? out : "";
+  }
+  bool ClientServedBy(const std::string& name, int64_t ms = 10000) {
+    return WaitFor(ms, [&] { return ClientProbe() == name; });
+  }
+  bool HasVip(const std::string& ns) {
+    auto r = RunCommand({"ip", "-n", ns, "-o", "-4", "addr", "show", "dev", "eth0"});
+    return r.output.find("198.18.0.10/24") != std::string::npos &&
+           r.output.find("eth0:0") != std::string::npos;
+  }
+  void Link(const std::string& ns, const std::string& dev, const char* state) {
+    auto r = RunCommand({"ip", "-n", ns, "link", "set", dev, state});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+
+  std::string dir_;
+  json lab_;
+};
+
+TEST_F(NetnsTest, HostDeathMovesTheVipToTheSecondary) {
+  ASSERT_TRUE(ClientServedBy("lab-primary"));
+  EXPECT_TRUE(HasVip(Ns("primary")));
+  EXPECT_FALSE(HasVip(Ns("secondary")));
+  // Power loss: the daemon dies and the host drops off both links.
+  ASSERT_EQ(kill(Pid(0), SIGKILL), 0);
+  Link(Ns("primary"), "eth0", "down");
+  Link(Ns("primary"), "xo0", "down");
+  EXPECT_TRUE(WaitFor(10000, [&] { return StatusOf(1) == "ACTIVE"; }));
+  EXPECT_TRUE(HasVip(Ns("secondary")));
+  EXPECT_TRUE(ClientServedBy("lab-secondary")) << "gratuitous ARP should repoint the client";
+  // Power back: the restarted daemon first removes the VIP it does not own,
+  // then rejoins as standby.
+  Link(Ns("primary"), "eth0", "up");
+  Link(Ns("primary"), "xo0", "up");
+  ASSERT_TRUE(lab::StartHost(dir_, "primary").ok());
+  EXPECT_TRUE(WaitFor(10000, [&] { return StatusOf(0) == "STANDBY"; }));
+  EXPECT_FALSE(HasVip(Ns("primary")));
+  EXPECT_TRUE(ClientServedBy("lab-secondary", 2000));
+}
+
+TEST_F(NetnsTest, ManagementLinkLossIsAControlledFailoverOverTheCrossover) {
+  ASSERT_TRUE(ClientServedBy("lab-primary"));
+  // The primary loses its management network; heartbeats continue on the
+  // crossover link, so the secondary is asked to test its own reachability
+  // of the managed hosts, passes, and takes over (R-NC-2, R-HB-2).
+  Link(Ns("primary"), "eth0", "down");
+  EXPECT_TRUE(WaitFor(10000, [&] { return StatusOf(1) == "ACTIVE"; })) << Reason(0);
+  EXPECT_TRUE(WaitFor(5000, [&] { return StatusOf(0) == "STANDBY"; }));
+  EXPECT_NE(Reason(0).find("controlled failover"), std::string::npos) << Reason(0);
+  EXPECT_TRUE(WaitFor(5000, [&] {
+    return LocalOf(HostStatus(Config(1)))["heartbeat"].value("paths_up", -1) == 1;
+  })) << "only the crossover path is heard";
+  EXPECT_TRUE(ClientServedBy("lab-secondary"));
+}
+
+TEST_F(NetnsTest, PlannedTakeoverMovesTheVip) {
+  ASSERT_TRUE(ClientServedBy("lab-primary"));
+  auto r = RunCommand({BinDir() + "/ha", "takeover", "--config", Config(1)});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(ClientServedBy("lab-secondary", 3000));
+  EXPECT_FALSE(HasVip(Ns("primary")));
+  EXPECT_TRUE(HasVip(Ns("secondary")));
+}
+
+}  // namespace
+}  // namespace tandem::itest
