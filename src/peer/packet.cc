@@ -28,7 +28,9 @@ constexpr size_t kHeaderBytes = kMagic.size() + 1 + 1 + 1 + 8 + 8 + 8 + 8 + 1;
 constexpr size_t kAdvertBytes = 1 + 1 + 1 + 8 + 1 + 4 + 4 + 4;
 constexpr size_t kMacBytes = 32;  // HMAC-SHA256
 constexpr size_t kPacketBytesMin = kHeaderBytes + kAdvertBytes + kMacBytes;
-constexpr size_t kEncodedBytesMax = kPacketBytesMin + kSenderBytesMax;
+// Witness packets append subject_len u8, subject, heard_ms_ago u32.
+constexpr size_t kWitnessTrailerBytesMax = 1 + kSenderBytesMax + 4;
+constexpr size_t kEncodedBytesMax = kPacketBytesMin + kSenderBytesMax + kWitnessTrailerBytesMax;
 constexpr uint8_t kPathCount = 2;  // 0 = management, 1 = crossover
 
 // advert.flags bits; every other bit must be zero.
@@ -43,7 +45,7 @@ constexpr uint8_t kFlagsKnown =
 static_assert(kHeaderBytes == 40);
 static_assert(kAdvertBytes == 24);
 static_assert(kPacketBytesMin == 96);
-static_assert(kEncodedBytesMax == 160);
+static_assert(kEncodedBytesMax == 229);
 static_assert(kEncodedBytesMax <= kPacketBytesMax, "a valid packet must fit the receive limit");
 static_assert(kVersionOffset < kPacketBytesMin, "magic and version are read before the MAC");
 static_assert(kSenderBytesMax <= UINT8_MAX, "sender_len is one byte");
@@ -122,6 +124,8 @@ void WriteAdvert(const ha::Advert& a, Writer* w) {
 std::optional<PacketType> TypeFromWire(uint8_t v) {
   if (v == static_cast<uint8_t>(PacketType::kHeartbeat)) return PacketType::kHeartbeat;
   if (v == static_cast<uint8_t>(PacketType::kAck)) return PacketType::kAck;
+  if (v == static_cast<uint8_t>(PacketType::kWitnessQuery)) return PacketType::kWitnessQuery;
+  if (v == static_cast<uint8_t>(PacketType::kWitnessReply)) return PacketType::kWitnessReply;
   return std::nullopt;
 }
 
@@ -172,11 +176,23 @@ bool ParseAdvert(Reader* r, ha::Advert* a) {
   return true;
 }
 
+bool IsWitness(PacketType t) {
+  return t == PacketType::kWitnessQuery || t == PacketType::kWitnessReply;
+}
+
+bool ParseWitnessTrailer(Reader* r, Packet* p) {
+  uint8_t len = 0;
+  if (!r->Uint(&len) || len > kSenderBytesMax) return false;
+  return r->Bytes(len, &p->subject) && r->Uint(&p->heard_ms_ago);
+}
+
 // Strict parse of the MAC-covered bytes: every field valid, nothing left over.
 bool ParseBody(std::span<const uint8_t> body, Packet* out) {
   Reader r(body.subspan(kVersionOffset + 1));
   Packet p;
-  if (!ParseHeader(&r, &p) || !ParseAdvert(&r, &p.advert) || r.remaining() != 0) return false;
+  if (!ParseHeader(&r, &p) || !ParseAdvert(&r, &p.advert)) return false;
+  if (IsWitness(p.type) && !ParseWitnessTrailer(&r, &p)) return false;
+  if (r.remaining() != 0) return false;
   *out = std::move(p);
   return true;
 }
@@ -190,6 +206,7 @@ bool Drop(DropReason reason, DropReason* why) {
 
 std::vector<uint8_t> Encode(const Packet& p, std::string_view key) {
   TANDEM_CHECK(p.sender.size() <= kSenderBytesMax);
+  TANDEM_CHECK(p.subject.size() <= kSenderBytesMax);
   std::vector<uint8_t> out;
   out.reserve(kPacketBytesMin + p.sender.size());
   Writer w(&out);
@@ -206,6 +223,11 @@ std::vector<uint8_t> Encode(const Packet& p, std::string_view key) {
   TANDEM_CHECK(out.size() == kHeaderBytes + p.sender.size());
   WriteAdvert(p.advert, &w);
   TANDEM_CHECK(out.size() + kMacBytes == kPacketBytesMin + p.sender.size());
+  if (IsWitness(p.type)) {
+    w.U8(static_cast<uint8_t>(p.subject.size()));
+    w.Bytes(p.subject);
+    w.Uint(p.heard_ms_ago);
+  }
   std::array<uint8_t, kMacBytes> mac;
   TANDEM_CHECK(ComputeMac(out, key, &mac));
   w.Bytes(mac);

@@ -14,7 +14,9 @@
 
 namespace tandem::peer {
 
-enum class PacketType : uint8_t { kHeartbeat = 1, kAck = 2 };
+// kWitnessQuery / kWitnessReply: the indirect heartbeat (R-NC-4) between a
+// cluster host and a witness (`tandem witness`, on managed hosts).
+enum class PacketType : uint8_t { kHeartbeat = 1, kAck = 2, kWitnessQuery = 3, kWitnessReply = 4 };
 
 struct Packet {
   PacketType type = PacketType::kHeartbeat;
@@ -27,7 +29,10 @@ struct Packet {
   // recorded before its own restart (docs/formats/heartbeat.md, "Replay").
   uint64_t peer_incarnation = 0;
   std::string sender;        // sender host name, <= 64 bytes
-  ha::Advert advert;         // sender's state
+  ha::Advert advert;         // sender's state (kWitnessReply: the subject's last advert)
+  // Witness packets only (absent from kHeartbeat/kAck on the wire):
+  std::string subject;       // the host asked about, <= kSenderBytesMax
+  uint32_t heard_ms_ago = 0; // kWitnessReply: since the witness last heard the subject
 
   bool operator==(const Packet&) const = default;
 };

@@ -443,6 +443,27 @@ TEST(PacketTest, SenderLengthShortOfBufferIsMalformed) {
   }
 }
 
+TEST(PacketTest, WitnessPacketsRoundTripWithTheirTrailer) {
+  for (PacketType t : {PacketType::kWitnessQuery, PacketType::kWitnessReply}) {
+    Packet p = FullPacket(t, 0);
+    p.subject = "tandem-primary";
+    p.heard_ms_ago = 0xFFFFFFFEu;
+    Bytes b = Encode(p, kKey);
+    EXPECT_EQ(b.size(), Encode(FullPacket(), kKey).size() + 1 + p.subject.size() + 4);
+    Outcome o = Dec(b);
+    ASSERT_TRUE(o.ok) << DropReasonName(o.why);
+    EXPECT_EQ(o.packet, p);
+    // A subject length beyond the maximum is malformed even with a valid MAC.
+    b.at(b.size() - kMacBytes - 4 - p.subject.size() - 1) = kSenderBytesMax + 1;
+    Resign(&b);
+    ExpectDrop(b, DropReason::kMalformed);
+  }
+  // Heartbeats carry no trailer: the subject is not encoded for them.
+  Packet hb = FullPacket(PacketType::kHeartbeat, 0);
+  hb.subject = "ignored";
+  EXPECT_EQ(Encode(hb, kKey), Encode(FullPacket(PacketType::kHeartbeat, 0), kKey));
+}
+
 TEST(PacketTest, TrailingBytesBeforeMacAreMalformed) {
   for (size_t extra = 1; extra <= 8; ++extra) {
     SCOPED_TRACE(extra);
