@@ -487,27 +487,30 @@ Status ParseHeartbeat(const Section& s, Config* c) {
   return ParseHeartbeatPaths(s, c);
 }
 
-Status ParseConnectivityPeers(const Section& s, Config* c) {
-  std::vector<std::string> peers;
-  TANDEM_RETURN_IF_ERROR(s.GetStringList("peers", kConnectivityPeersMax, &peers));
-  for (size_t i = 0; i < peers.size(); ++i) {
-    const std::string key = s.Key("peers") + "[" + std::to_string(i) + "]";
-    Result<Endpoint> ep = ParseEndpoint(peers[i]);
+// connectivity.peers / connectivity.witnesses: lists of unique endpoints.
+Status ParseEndpointList(const Section& s, const char* name, std::vector<Endpoint>* out) {
+  std::vector<std::string> items;
+  TANDEM_RETURN_IF_ERROR(s.GetStringList(name, kConnectivityPeersMax, &items));
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string key = s.Key(name) + "[" + std::to_string(i) + "]";
+    Result<Endpoint> ep = ParseEndpoint(items[i]);
     if (!ep.ok()) return s.ctx().Error(key, ep.status().message());
     for (size_t j = 0; j < i; ++j) {
-      if (c->connectivity_peers[j] == *ep) {
-        return s.ctx().Error(key, "duplicate of connectivity.peers[" + std::to_string(j) + "] (" +
-                                      ep->ToString() + ")");
+      if ((*out)[j] == *ep) {
+        return s.ctx().Error(key, "duplicate of connectivity." + std::string(name) + "[" +
+                                      std::to_string(j) + "] (" + ep->ToString() + ")");
       }
     }
-    c->connectivity_peers.push_back(std::move(ep).value());
+    out->push_back(std::move(ep).value());
   }
   return Status::Ok();
 }
 
 Status ParseConnectivity(const Section& s, Config* c) {
-  TANDEM_RETURN_IF_ERROR(s.CheckKnown({"peers", "interval_ms", "timeout_ms", "require"}));
-  TANDEM_RETURN_IF_ERROR(ParseConnectivityPeers(s, c));
+  TANDEM_RETURN_IF_ERROR(
+      s.CheckKnown({"peers", "witnesses", "interval_ms", "timeout_ms", "require"}));
+  TANDEM_RETURN_IF_ERROR(ParseEndpointList(s, "peers", &c->connectivity_peers));
+  TANDEM_RETURN_IF_ERROR(ParseEndpointList(s, "witnesses", &c->witnesses));
   TANDEM_RETURN_IF_ERROR(s.GetIntInRange("interval_ms", kConnIntervalMsMin, kConnIntervalMsMax,
                                          &c->connectivity_interval_ms));
   int64_t timeout = c->connectivity_timeout_ms;

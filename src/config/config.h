@@ -69,6 +69,9 @@ struct Config {
 
   // [connectivity]
   std::vector<Endpoint> connectivity_peers;  // TCP connect tests
+  // `tandem witness` endpoints asked before a takeover after heartbeat loss
+  // (R-NC-4); they also receive this host's heartbeats.
+  std::vector<Endpoint> witnesses;
   int64_t connectivity_interval_ms = 10000;
   int64_t connectivity_timeout_ms = 2000;
   bool connectivity_require_all = false;     // "any" (default) or "all" must answer

@@ -87,7 +87,7 @@ Status Daemon::Start() {
   o.heartbeat_interval_ms = cfg_.heartbeat_interval_ms;
   o.heartbeat_timeout_ms = cfg_.heartbeat_timeout_ms;
   o.initial_dead_time_ms = cfg_.initial_dead_time_ms;
-  o.has_connectivity_peers = !cfg_.connectivity_peers.empty();
+  o.has_connectivity_peers = !cfg_.connectivity_peers.empty() || !cfg_.witnesses.empty();
   o.connectivity_interval_ms = cfg_.connectivity_interval_ms;
   o.request_id_base = static_cast<uint32_t>(file_.incarnation << 16);
   state_ = ha::Boot(o, file_.disk, loop_.clock().NowMs());
@@ -95,7 +95,8 @@ Status Daemon::Start() {
 
   link_ = std::make_unique<peer::HeartbeatLink>(
       loop_, cfg_.host_name, cfg_.cluster_key, LinkPaths(cfg_), file_.incarnation,
-      cfg_.heartbeat_interval_ms, [this](const ha::PeerHeartbeat& hb) { Feed(hb); });
+      cfg_.heartbeat_interval_ms, [this](const ha::PeerHeartbeat& hb) { Feed(hb); },
+      cfg_.witnesses);
   link_->SetAdvert(ha::MakeAdvert(state_));
   TANDEM_RETURN_IF_ERROR(link_->Open());
 
@@ -277,18 +278,50 @@ std::map<std::string, std::string> Daemon::ServiceEnv() const {
           {"TANDEM_ROLE", std::string(ha::RoleName(cfg_.role))}};
 }
 
+// The connectivity test (R-NC-1) and, while the peer is silent, the
+// indirect heartbeat through the witnesses (R-NC-4); one result for both.
 void Daemon::RunConnectivityTest() {
   counters_.connectivity_tests++;
-  tester_->Run([this](const net::TestReport& r) {
-    last_connectivity_ = r.Summary();
+  struct Join {
+    int pending = 2;
+    bool ok = true;
+    bool witness_sees_peer = false;
+    std::string detail;
+  };
+  auto join = std::make_shared<Join>();
+  auto finish = [this, join] {
+    if (--join->pending > 0) return;
+    last_connectivity_ = join->detail;
     last_connectivity_wall_ms_ = WallMs();
-    if (!r.ok) {
+    if (!join->ok) {
       counters_.connectivity_failures++;
       log_->warn("connectivity test failed: {}", last_connectivity_);
     }
+    if (join->witness_sees_peer != witness_saw_peer_) {
+      witness_saw_peer_ = join->witness_sees_peer;
+      log_->warn("indirect heartbeat: {}", last_connectivity_);
+    }
     // Always from the loop, never inside the Feed that asked for the test.
-    loop_.Post([this, ok = r.ok] { Feed(ha::ConnectivityResult{ok, last_connectivity_}); });
+    loop_.Post([this, j = *join] {
+      Feed(ha::ConnectivityResult{j.ok, j.detail, j.witness_sees_peer});
+    });
+  };
+  tester_->Run([join, finish](const net::TestReport& r) {
+    join->ok = r.ok;
+    join->detail = r.Summary() + join->detail;
+    finish();
   });
+  if (!link_->has_witnesses() || ha::PeerAlive(state_)) {
+    finish();
+    return;
+  }
+  int64_t fresh = std::max(cfg_.heartbeat_timeout_ms / 2, cfg_.heartbeat_interval_ms * 3 / 2);
+  link_->QueryWitnesses(link_->peer_name(), fresh, cfg_.connectivity_timeout_ms,
+                        [join, finish](const peer::HeartbeatLink::WitnessReport& w) {
+                          join->witness_sees_peer = w.subject_active;
+                          join->detail += "; witnesses: " + w.detail;
+                          finish();
+                        });
 }
 
 // detail: "<from> <to> <reason...>"

@@ -107,6 +107,7 @@ class Daemon {
   int64_t status_since_wall_ms_ = 0;
   std::string last_connectivity_;
   int64_t last_connectivity_wall_ms_ = 0;
+  bool witness_saw_peer_ = false;  // last indirect-heartbeat verdict (logged on change)
   Counters counters_;
   bool stopping_ = false;
   int notify_running_ = 0;

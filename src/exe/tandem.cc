@@ -42,6 +42,9 @@ int main(int argc, char** argv) {
                "network namespaces (198.18.0.0/24) instead of loopback: real interfaces, the VIP as "
                "an interface alias with gratuitous ARP, a client and two managed hosts");
   up->add_flag("--crossover", lo.crossover, "with --netns: a crossover link as a second path");
+  bool no_witnesses = false;
+  up->add_flag("--no-witnesses", no_witnesses,
+               "with --netns: managed hosts run no witness (no indirect heartbeat)");
   auto* down = lab->add_subcommand("down", "stop everything the lab started");
   down->add_option("--dir", lo.dir, "lab directory")->required();
   auto* start = lab->add_subcommand("start", "(re)start one host's daemon");
@@ -59,6 +62,13 @@ int main(int argc, char** argv) {
   auto* probe = app.add_subcommand("probe", "connect to A:P and print what the service answers");
   probe->add_option("--addr", probe_addr, "address:port")->required();
   probe->add_option("--timeout-ms", probe_timeout_ms)->check(CLI::Range(int64_t{1}, int64_t{60000}));
+
+  std::string witness_listen, witness_key, witness_name = "witness";
+  auto* witness = app.add_subcommand(
+      "witness", "indirect-heartbeat responder for managed hosts (R-NC-4); runs until killed");
+  witness->add_option("--listen", witness_listen, "address:port to listen on")->required();
+  witness->add_option("--key-file", witness_key, "the cluster key file")->required();
+  witness->add_option("--name", witness_name, "this witness's name in its answers");
 
   tandem::lab::BenchOptions bo;
   auto* bench = app.add_subcommand("bench", "benchmarks (print JSON)");
@@ -80,6 +90,7 @@ int main(int argc, char** argv) {
     return Fail("--heartbeat-timeout-ms must be greater than --heartbeat-interval-ms");
   }
   if (*demo) return tandem::lab::DemoService(bind, name);
+  if (*witness) return tandem::lab::RunWitness(witness_listen, witness_key, witness_name);
   if (*probe) {
     auto answer = tandem::lab::Probe(probe_addr, probe_timeout_ms);
     if (!answer.ok()) return Fail(answer.status().message());
@@ -98,6 +109,7 @@ int main(int argc, char** argv) {
     std::cout << r->dump(2) << "\n";
     return 0;
   }
+  lo.use_witnesses = !no_witnesses;
   lo.dir = Absolute(lo.dir);
   if (*up) {
     auto r = tandem::lab::Up(lo);

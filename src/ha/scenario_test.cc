@@ -101,7 +101,7 @@ class Runner {
     } else if (verb == "peer") {
       e.body = PeerHeartbeat{static_cast<int>(Int(kv, "path", 0)), ParseAdvert(kv)};
     } else if (verb == "conn") {
-      e.body = ConnectivityResult{kv.count("ok") > 0, ""};
+      e.body = ConnectivityResult{kv.count("ok") > 0, "", kv.count("witness") > 0};
     } else if (verb == "seqdone") {
       uint64_t seq = static_cast<uint64_t>(Int(kv, "seq", static_cast<int64_t>(state_.sequence)));
       e.body = SequenceDone{seq, kv.count("fail") == 0, kv.count("fail") ? kv["fail"] : ""};

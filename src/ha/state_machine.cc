@@ -137,13 +137,15 @@ void TakeOverFromSilentPeer(Output& out, int64_t silent_since_ms, const std::str
     RequestConnTest(out, what + "; testing own connectivity before taking over");
     return;
   }
-  if (*verdict) {
+  if (*verdict && !s.conn_witness_sees_peer) {
     Activate(out, what + (s.opts.has_connectivity_peers ? "; own connectivity test passed" : ""));
     return;
   }
   if (!s.conn_failure_noted) {
     s.conn_failure_noted = true;
-    s.reason = what + "; not taking over: own connectivity test failed";
+    s.reason = what + (*verdict ? "; not taking over: a witness still hears the peer ACTIVE "
+                                  "(indirect heartbeat)"
+                                : "; not taking over: own connectivity test failed");
   }
   if (s.now_ms - s.conn_requested_ms >= s.opts.connectivity_interval_ms) {
     RequestConnTest(out, "retrying connectivity test");
@@ -322,6 +324,7 @@ void OnConnectivity(Output& out, const ConnectivityResult& r) {
   State& s = out.state;
   s.conn_in_flight = false;
   s.conn_ok = r.ok;
+  s.conn_witness_sees_peer = r.witness_sees_peer;
   s.conn_result_ms = s.now_ms;
   if (s.conn_check_served != 0 && s.conn_check_answer_id != s.conn_check_served) {
     s.conn_check_answer_id = s.conn_check_served;

@@ -66,6 +66,7 @@ struct State {
   int64_t conn_requested_ms = -1;
   int64_t conn_result_ms = -1;  // -1: no result yet
   bool conn_ok = true;
+  bool conn_witness_sees_peer = false;
   bool conn_failure_noted = false;  // standby: "not taking over" logged once
 
   // Planned switch-over.
@@ -106,6 +107,9 @@ struct PeerHeartbeat {
 struct ConnectivityResult {
   bool ok = false;
   std::string detail;  // "2/2 peers answered", for the log
+  // Indirect heartbeat (R-NC-4): asked while the peer was silent, a witness
+  // still hears the peer as ACTIVE.
+  bool witness_sees_peer = false;
 };
 struct SequenceDone {
   uint64_t sequence = 0;

@@ -8,11 +8,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
 #include <iostream>
 
 #include "config/config.h"
 #include "lab/lab.h"
+#include "os/files.h"
+#include "peer/witness.h"
 
 namespace tandem::lab {
 
@@ -43,6 +46,32 @@ int DemoService(const std::string& bind_to, const std::string& name) {
     (void)n;
     close(c);
   }
+}
+
+int RunWitness(const std::string& listen, const std::string& key_file, const std::string& name) {
+  auto ep = config::ParseEndpoint(listen);
+  if (!ep.ok()) {
+    std::cerr << "witness: --listen: " << ep.status().message() << "\n";
+    return 2;
+  }
+  auto key = os::ReadFile(key_file, 64 * 1024);
+  if (!key.ok()) {
+    std::cerr << "witness: --key-file: " << key.status().message() << "\n";
+    return 2;
+  }
+  std::string k = *key;
+  if (!k.empty() && k.back() == '\n') k.pop_back();  // as config.cc reads cluster.key_file
+  os::EventLoop loop;
+  peer::Witness w(loop, name, k, *ep);
+  Status st = w.Open();
+  if (!st.ok()) {
+    std::cerr << "witness: " << st.message() << "\n";
+    return 1;
+  }
+  for (int sig : {SIGTERM, SIGINT}) (void)loop.AddSignal(sig, [&loop] { loop.Stop(); });
+  std::cerr << "witness " << name << " listening on " << listen << "\n";
+  loop.Run();
+  return 0;
 }
 
 Result<std::string> Probe(const std::string& addr, int64_t timeout_ms) {

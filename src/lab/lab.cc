@@ -118,6 +118,7 @@ std::string HostConfig(const LabOptions& o, const HostPlan& h, const HostPlan& p
          "\ninitial_dead_time_ms = " + std::to_string(2 * o.heartbeat_timeout_ms) + "\n" +
          HeartbeatPaths(h, peer) + "\n"
          "[connectivity]\npeers = " + TomlList(o.connectivity_peers) +
+         "\nwitnesses = " + TomlList(o.witnesses) +
          "\ninterval_ms = " + std::to_string(o.heartbeat_interval_ms) +
          "\ntimeout_ms = " + std::to_string(std::max<int64_t>(1, o.heartbeat_interval_ms / 2)) +
          "\n\n[[service]]\nname = \"demo\"\ncommand = " + TomlList(demo) +
@@ -146,6 +147,7 @@ bool Settled(const std::string& dir) {
 constexpr int kNetnsHeartbeatPort = 7788;
 constexpr int kNetnsServicePort = 8080;
 constexpr int kNetnsManagedPort = 7000;  // the managed hosts' responder (connectivity tests)
+constexpr int kNetnsWitnessPort = 7790;  // the managed hosts' witness (indirect heartbeat)
 
 // Loopback lab: a random 127.x.y.0/24 and free ports.
 Status PlanLoopback(const LabOptions& o, HostPlan (&hosts)[2], std::string* vip, int* port) {
@@ -178,6 +180,11 @@ void PlanNetns(LabOptions& o, HostPlan (&hosts)[2], std::string* vip, int* port)
   if (o.connectivity_peers.empty()) {  // default: every managed host (R-CL-2)
     for (const char* m : kNetnsManaged) {
       o.connectivity_peers.push_back(std::string(m) + ":" + std::to_string(kNetnsManagedPort));
+    }
+  }
+  if (o.use_witnesses) {
+    for (const char* m : kNetnsManaged) {
+      o.witnesses.push_back(std::string(m) + ":" + std::to_string(kNetnsWitnessPort));
     }
   }
 }
@@ -285,8 +292,16 @@ Status StartManagedHosts(const std::string& dir) {
     so.stdout_path = dir + "/" + name + ".out";
     auto pid = os::Spawn(argv, so);
     if (!pid.ok()) return pid.status();
+    std::vector<std::string> wargv = InNetns(ns);
+    wargv.insert(wargv.end(), {(*lab)["bin_dir"].get<std::string>() + "/tandem", "witness",
+                               "--listen", std::string(kNetnsManaged[i]) + ":" +
+                                               std::to_string(kNetnsWitnessPort),
+                               "--key-file", dir + "/cluster.key", "--name", name});
+    so.stdout_path = dir + "/" + name + "-witness.out";
+    auto wpid = os::Spawn(wargv, so);
+    if (!wpid.ok()) return wpid.status();
     managed.push_back({{"name", name}, {"netns", ns}, {"address", kNetnsManaged[i]},
-                       {"pid", *pid}});
+                       {"pid", *pid}, {"witness_pid", *wpid}});
   }
   (*lab)["managed"] = managed;
   return os::WriteFileAtomic(dir + "/lab.json", lab->dump(2) + "\n", 0644);
@@ -362,9 +377,11 @@ Status Down(const std::string& dir) {
     fs::remove_all(dir + "/" + h + "/run", ec);
   }
   for (const auto& m : lab->value("managed", json::array())) {
-    int pid = m.value("pid", 0);
-    if (Alive(pid)) kill(pid, SIGKILL);
-    WaitGone(pid, kStopWaitMs);
+    for (const char* k : {"pid", "witness_pid"}) {
+      int pid = m.value(k, 0);
+      if (Alive(pid)) kill(pid, SIGKILL);
+      WaitGone(pid, kStopWaitMs);
+    }
   }
   if (lab->contains("netns")) {
     const json& n = (*lab)["netns"];

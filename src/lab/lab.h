@@ -23,6 +23,10 @@ struct LabOptions {
   // the two managed hosts.
   bool netns = false;
   bool crossover = false;  // netns only: a crossover link as a second heartbeat path
+  // netns only: the managed hosts run `tandem witness` and both hosts ask them
+  // before taking over (R-NC-4).
+  bool use_witnesses = true;
+  std::vector<std::string> witnesses;  // "host:port" (filled in for netns labs)
 };
 
 // Writes configs and key, starts both daemons in the background, waits until
@@ -45,6 +49,9 @@ Result<nlohmann::json> Describe(const std::string& dir);
 // `tandem demo-service`: answers every TCP connection on `bind` with
 // "<name>\n" and closes it. Runs until killed.
 int DemoService(const std::string& bind, const std::string& name);
+
+// `tandem witness`: the indirect-heartbeat responder (peer/witness.h).
+int RunWitness(const std::string& listen, const std::string& key_file, const std::string& name);
 
 // `tandem probe`: connects to "a.b.c.d:port" and returns the first line the
 // service sends (the demo service's host name). Error if nothing answers

@@ -27,7 +27,7 @@ constexpr int kRecvPerWakeupMax = 64;  // datagrams read per readiness event
 
 HeartbeatLink::HeartbeatLink(os::EventLoop& loop, std::string self_name, std::string key,
                              std::vector<Path> paths, uint64_t incarnation, int64_t interval_ms,
-                             OnHeartbeat on_heartbeat)
+                             OnHeartbeat on_heartbeat, std::vector<config::Endpoint> witnesses)
     : loop_(loop),
       self_(std::move(self_name)),
       key_(std::move(key)),
@@ -36,7 +36,8 @@ HeartbeatLink::HeartbeatLink(os::EventLoop& loop, std::string self_name, std::st
       sent_at_(cfg_.size()),
       incarnation_(incarnation),
       interval_ms_(interval_ms),
-      on_heartbeat_(std::move(on_heartbeat)) {
+      on_heartbeat_(std::move(on_heartbeat)),
+      witnesses_(std::move(witnesses)) {
   TANDEM_CHECK(cfg_.size() >= 1 && cfg_.size() <= static_cast<size_t>(ha::kPathsMax));
   for (size_t i = 0; i < cfg_.size(); ++i) {
     PathStats st;
@@ -49,6 +50,7 @@ HeartbeatLink::HeartbeatLink(os::EventLoop& loop, std::string self_name, std::st
 
 HeartbeatLink::~HeartbeatLink() {
   if (timer_) loop_.CancelTimer(timer_);
+  if (query_.timer) loop_.CancelTimer(query_.timer);
   for (int fd : fds_) {
     loop_.RemoveFd(fd);
     close(fd);
@@ -83,6 +85,76 @@ void HeartbeatLink::ScheduleTick() {
 
 void HeartbeatLink::SendNow() {
   for (size_t i = 0; i < fds_.size(); ++i) Send(i, PacketType::kHeartbeat, 0);
+  // Witnesses hear our heartbeats too (management path), for R-NC-4.
+  for (const config::Endpoint& w : witnesses_) SendTo(w, PacketType::kHeartbeat, 0, "");
+}
+
+void HeartbeatLink::SendTo(const config::Endpoint& to_ep, PacketType type, uint64_t echo_seq,
+                           const std::string& subject) {
+  if (fds_.empty()) return;
+  Packet p;
+  p.type = type;
+  p.incarnation = incarnation_;
+  p.seq = ++seq_;
+  p.echo_seq = echo_seq;
+  p.sender = self_;
+  p.subject = subject;
+  p.advert = advert_;
+  std::vector<uint8_t> bytes = Encode(p, key_);
+  sockaddr_in to = ToSockaddr(to_ep);
+  sendto(fds_[0], bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  if (type == PacketType::kWitnessQuery) query_.seq = p.seq;
+}
+
+void HeartbeatLink::QueryWitnesses(const std::string& subject, int64_t fresh_ms,
+                                   int64_t timeout_ms,
+                                   std::function<void(const WitnessReport&)> done) {
+  query_.done.push_back(std::move(done));
+  if (query_.seq != 0) return;  // joins the query in flight
+  if (witnesses_.empty()) return FinishWitnessQuery();
+  query_.fresh_ms = fresh_ms;
+  query_.answered.assign(witnesses_.size(), false);
+  query_.report = WitnessReport{static_cast<int>(witnesses_.size()), 0, false, ""};
+  for (const config::Endpoint& w : witnesses_) SendTo(w, PacketType::kWitnessQuery, 0, subject);
+  // Each witness got its own seq; query_.seq is the last: replies echo one of
+  // the last witnesses_.size() seqs.
+  query_.timer = loop_.AddTimer(timeout_ms, [this] {
+    query_.timer = 0;
+    FinishWitnessQuery();
+  });
+}
+
+void HeartbeatLink::HandleWitnessReply(const Packet& p, size_t w) {
+  if (p.type != PacketType::kWitnessReply || query_.seq == 0 || query_.answered[w]) return;
+  if (p.peer_incarnation != incarnation_) return;  // answers a query of an earlier run
+  if (p.echo_seq + witnesses_.size() <= query_.seq || p.echo_seq > query_.seq) return;
+  query_.answered[w] = true;
+  WitnessReport& r = query_.report;
+  r.answered++;
+  bool fresh = p.heard_ms_ago <= query_.fresh_ms;
+  bool active = fresh && p.advert.status == ha::HostStatus::kActive;
+  r.subject_active = r.subject_active || active;
+  r.detail += (r.detail.empty() ? "" : "; ") + witnesses_[w].ToString() +
+              (p.heard_ms_ago == UINT32_MAX
+                   ? " never heard " + (p.subject.empty() ? std::string("it") : p.subject)
+                   : " heard " + p.subject + " " + std::string(ha::StatusName(p.advert.status)) +
+                         " " + std::to_string(p.heard_ms_ago) + " ms ago");
+  if (r.answered == r.asked) FinishWitnessQuery();
+}
+
+void HeartbeatLink::FinishWitnessQuery() {
+  if (query_.timer) loop_.CancelTimer(query_.timer);
+  query_.timer = 0;
+  query_.seq = 0;
+  WitnessReport r = query_.report;
+  if (r.asked == 0) r.detail = "no witnesses configured";
+  if (r.answered < r.asked) {
+    r.detail += (r.detail.empty() ? "" : "; ") + std::to_string(r.asked - r.answered) +
+                " witness(es) did not answer";
+  }
+  auto done = std::move(query_.done);
+  query_.done.clear();
+  for (auto& cb : done) cb(r);
 }
 
 void HeartbeatLink::Send(size_t path, PacketType type, uint64_t echo_seq) {
@@ -118,7 +190,9 @@ void HeartbeatLink::OnReadable(size_t path) {
     ssize_t got = recvfrom(fds_[path], buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
     if (got < 0) return;  // EAGAIN: drained
     sockaddr_in want = ToSockaddr(cfg_[path].peer);
-    if (from.sin_addr.s_addr != want.sin_addr.s_addr || from.sin_port != want.sin_port) {
+    int witness = path == 0 ? WitnessIndex(from) : -1;
+    if (witness < 0 &&
+        (from.sin_addr.s_addr != want.sin_addr.s_addr || from.sin_port != want.sin_port)) {
       counters_.unknown_sender++;
       continue;
     }
@@ -128,7 +202,11 @@ void HeartbeatLink::OnReadable(size_t path) {
       counters_.dropped[static_cast<size_t>(why)]++;
       continue;
     }
-    Handle(path, p);
+    if (witness >= 0) {
+      HandleWitnessReply(p, static_cast<size_t>(witness));
+    } else {
+      Handle(path, p);
+    }
   }
 }
 
@@ -170,6 +248,16 @@ void HeartbeatLink::Handle(size_t path, const Packet& p) {
   bool stale = id <= newest_;
   if (!stale) newest_ = id;
   on_heartbeat_(ha::PeerHeartbeat{static_cast<int>(path), p.advert, stale});
+}
+
+int HeartbeatLink::WitnessIndex(const sockaddr_in& from) const {
+  for (size_t i = 0; i < witnesses_.size(); ++i) {
+    sockaddr_in w = ToSockaddr(witnesses_[i]);
+    if (w.sin_addr.s_addr == from.sin_addr.s_addr && w.sin_port == from.sin_port) {
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
 }
 
 int64_t HeartbeatLink::rtt_ms() const {

@@ -6,6 +6,8 @@
 // Single-threaded: loop thread only.
 #pragma once
 
+#include <netinet/in.h>
+
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -48,7 +50,7 @@ class HeartbeatLink {
   // `incarnation`: this daemon's persisted start counter (strictly increasing).
   HeartbeatLink(os::EventLoop& loop, std::string self_name, std::string key,
                 std::vector<Path> paths, uint64_t incarnation, int64_t interval_ms,
-                OnHeartbeat on_heartbeat);
+                OnHeartbeat on_heartbeat, std::vector<config::Endpoint> witnesses = {});
   ~HeartbeatLink();
 
   // Binds every path's listen address and starts the interval timer.
@@ -62,11 +64,30 @@ class HeartbeatLink {
   uint64_t peer_incarnation() const { return peer_incarnation_; }
   int64_t rtt_ms() const;  // best current RTT over live paths; -1 unknown
 
+  // Indirect heartbeat (R-NC-4): asks every witness about `subject` (empty:
+  // the freshest host other than us). `done` runs once, when all answered or
+  // after `timeout_ms`, with what they said. No witnesses: done at once.
+  struct WitnessReport {
+    int asked = 0;
+    int answered = 0;
+    // Some witness heard `subject` within `fresh_ms` and it said ACTIVE.
+    bool subject_active = false;
+    std::string detail;  // "198.18.0.11:7790 heard lab-primary ACTIVE 40 ms ago; ..."
+  };
+  void QueryWitnesses(const std::string& subject, int64_t fresh_ms, int64_t timeout_ms,
+                      std::function<void(const WitnessReport&)> done);
+  bool has_witnesses() const { return !witnesses_.empty(); }
+
  private:
   void Send(size_t path, PacketType type, uint64_t echo_seq);
   void OnReadable(size_t path);
   void Handle(size_t path, const Packet& p);
   void ScheduleTick();
+  void HandleWitnessReply(const Packet& p, size_t witness);
+  void SendTo(const config::Endpoint& to, PacketType type, uint64_t echo_seq,
+              const std::string& subject);
+  int WitnessIndex(const sockaddr_in& from) const;
+  void FinishWitnessQuery();
 
   os::EventLoop& loop_;
   std::string self_;
@@ -86,6 +107,16 @@ class HeartbeatLink {
   uint64_t peer_incarnation_ = 0;                   // highest authentic incarnation seen
   std::pair<uint64_t, uint64_t> newest_{0, 0};      // newest (incarnation, seq) delivered
   os::EventLoop::TimerId timer_ = 0;
+
+  std::vector<config::Endpoint> witnesses_;
+  struct WitnessQuery {
+    uint64_t seq = 0;  // 0: none outstanding
+    int64_t fresh_ms = 0;
+    std::vector<bool> answered;
+    WitnessReport report;
+    std::vector<std::function<void(const WitnessReport&)>> done;
+    os::EventLoop::TimerId timer = 0;
+  } query_;
 };
 
 }  // namespace tandem::peer

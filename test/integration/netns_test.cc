@@ -20,6 +20,7 @@ using nlohmann::json;
 
 class NetnsTest : public ::testing::Test {
  protected:
+  virtual bool UseWitnesses() const { return true; }
   void SetUp() override {
     dir_ = MakeTempDir("tandem-netns");
     lab::LabOptions o;
@@ -29,6 +30,7 @@ class NetnsTest : public ::testing::Test {
     o.bin_dir = BinDir();
     o.netns = true;
     o.crossover = true;
+    o.use_witnesses = UseWitnesses();
     auto up = lab::Up(o);
     ASSERT_TRUE(up.ok()) << up.status().message();
     lab_ = *up;
@@ -73,12 +75,14 @@ class NetnsTest : public ::testing::Test {
   }
   // The VIP answers from exactly one host: its name, and the MAC the client
   // resolved is that host's.
-  bool ServedOnlyBy(int i) {
+  // `other_alive` false: the other host is dead (its namespace may still
+  // hold the address it had, unreachable, as a powered-off machine would).
+  bool ServedOnlyBy(int i, bool other_alive = true) {
     std::string ns = Ns(i == 0 ? "primary" : "secondary");
     std::string other = Ns(i == 0 ? "secondary" : "primary");
     return WaitFor(10000, [&] {
       return ClientProbe() == (i == 0 ? "lab-primary" : "lab-secondary") &&
-             ClientVipMac() == Mac(ns) && HasVip(ns) && !HasVip(other);
+             ClientVipMac() == Mac(ns) && HasVip(ns) && (!other_alive || !HasVip(other));
     });
   }
   void Link(const std::string& ns, const std::string& dev, const char* state) {
@@ -86,8 +90,23 @@ class NetnsTest : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
 
+  // Cuts primary <-> secondary (both links) while both still reach the
+  // managed hosts and the client.
+  void Partition(bool on) {
+    const char* verb = on ? "add" : "del";
+    auto a = RunCommand({"ip", "-n", Ns("primary"), "route", verb, "blackhole", "198.18.0.2/32"});
+    auto b = RunCommand({"ip", "-n", Ns("secondary"), "route", verb, "blackhole", "198.18.0.1/32"});
+    ASSERT_EQ(a.exit_code + b.exit_code, 0) << a.output << b.output;
+    Link(Ns("primary"), "xo0", on ? "down" : "up");
+  }
+
   std::string dir_;
   json lab_;
+};
+
+class NetnsNoWitnessTest : public NetnsTest {
+ protected:
+  bool UseWitnesses() const override { return false; }
 };
 
 TEST_F(NetnsTest, HostDeathMovesTheVipToTheSecondary) {
@@ -178,6 +197,41 @@ TEST_F(NetnsTest, PlannedTakeoverMovesTheVip) {
   ASSERT_TRUE(ClientServedBy("lab-primary"));
   auto r = RunCommand({BinDir() + "/ha", "takeover", "--config", Config(1)});
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(ServedOnlyBy(1));
+}
+
+// R-NC-4: the hosts cannot hear each other but the witnesses hear both: the
+// standby must not become a second active.
+TEST_F(NetnsTest, PartitionBetweenHostsWithWitnessesIsNoSecondActive) {
+  ASSERT_TRUE(ServedOnlyBy(0));
+  Partition(true);
+  EXPECT_TRUE(WaitFor(5000, [&] { return Reason(1).find("witness") != std::string::npos; }))
+      << Reason(1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));  // four timeouts
+  EXPECT_EQ(StatusOf(1), "STANDBY") << Reason(1);
+  EXPECT_EQ(StatusOf(0), "ACTIVE");
+  EXPECT_TRUE(ServedOnlyBy(0));
+  Partition(false);
+  EXPECT_TRUE(WaitFor(5000, [&] {
+    return LocalOf(HostStatus(Config(1)))["heartbeat"].value("up", false);
+  }));
+  EXPECT_EQ(StatusOf(1), "STANDBY");
+  // A real death still fails over with witnesses: they stop hearing it too.
+  ASSERT_EQ(kill(Pid(0), SIGKILL), 0);
+  Link(Ns("primary"), "eth0", "down");
+  Link(Ns("primary"), "xo0", "down");
+  EXPECT_TRUE(ServedOnlyBy(1, /*other_alive=*/false));
+}
+
+// Without witnesses the same partition makes two actives (what R-NC-4
+// prevents); when it heals, the newer epoch keeps the role.
+TEST_F(NetnsNoWitnessTest, PartitionWithoutWitnessesMakesTwoActivesUntilItHeals) {
+  ASSERT_TRUE(ServedOnlyBy(0));
+  Partition(true);
+  EXPECT_TRUE(WaitFor(5000, [&] { return StatusOf(1) == "ACTIVE"; }));
+  EXPECT_EQ(StatusOf(0), "ACTIVE");
+  Partition(false);
+  EXPECT_TRUE(WaitFor(5000, [&] { return StatusOf(0) == "STANDBY"; }));
   EXPECT_TRUE(ServedOnlyBy(1));
 }
 
