@@ -506,10 +506,30 @@ Status ParseEndpointList(const Section& s, const char* name, std::vector<Endpoin
   return Status::Ok();
 }
 
+// connectivity.icmp_peers: addresses pinged with ICMP echo; stored among
+// connectivity_peers with port 0.
+Status ParseIcmpPeers(const Section& s, Config* c) {
+  std::vector<std::string> items;
+  TANDEM_RETURN_IF_ERROR(s.GetStringList("icmp_peers", kConnectivityPeersMax, &items));
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string key = s.Key("icmp_peers") + "[" + std::to_string(i) + "]";
+    if (!ParseIPv4(items[i])) {
+      return s.ctx().Error(key, "expected a dotted-quad IPv4 address, got " + Quote(items[i]));
+    }
+    Endpoint ep{items[i], 0};
+    for (const Endpoint& e : c->connectivity_peers) {
+      if (e == ep) return s.ctx().Error(key, "duplicate ICMP peer " + Quote(items[i]));
+    }
+    c->connectivity_peers.push_back(ep);
+  }
+  return Status::Ok();
+}
+
 Status ParseConnectivity(const Section& s, Config* c) {
   TANDEM_RETURN_IF_ERROR(
-      s.CheckKnown({"peers", "witnesses", "interval_ms", "timeout_ms", "require"}));
+      s.CheckKnown({"peers", "icmp_peers", "witnesses", "interval_ms", "timeout_ms", "require"}));
   TANDEM_RETURN_IF_ERROR(ParseEndpointList(s, "peers", &c->connectivity_peers));
+  TANDEM_RETURN_IF_ERROR(ParseIcmpPeers(s, c));
   TANDEM_RETURN_IF_ERROR(ParseEndpointList(s, "witnesses", &c->witnesses));
   TANDEM_RETURN_IF_ERROR(s.GetIntInRange("interval_ms", kConnIntervalMsMin, kConnIntervalMsMax,
                                          &c->connectivity_interval_ms));
@@ -725,7 +745,8 @@ Result<Config> ParseOrThrow(const std::string& text, const std::string& path, bo
 }  // namespace
 
 std::string Endpoint::ToString() const {
-  return empty() ? std::string() : host + ":" + std::to_string(port);
+  if (empty()) return std::string();
+  return port == 0 ? "icmp:" + host : host + ":" + std::to_string(port);
 }
 
 std::optional<uint32_t> ParseIPv4(std::string_view text) {

@@ -68,7 +68,9 @@ struct Config {
   Endpoint crossover_peer;           // heartbeat.crossover_peer (optional, with the above)
 
   // [connectivity]
-  std::vector<Endpoint> connectivity_peers;  // TCP connect tests
+  // TCP connect tests (connectivity.peers) and ICMP echo tests
+  // (connectivity.icmp_peers, stored with port 0).
+  std::vector<Endpoint> connectivity_peers;
   // `tandem witness` endpoints asked before a takeover after heartbeat loss
   // (R-NC-4); they also receive this host's heartbeats.
   std::vector<Endpoint> witnesses;

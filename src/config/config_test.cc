@@ -717,6 +717,26 @@ TEST_F(ConfigTest, InterfaceModeNeedsAnInterfaceAndTakesGarpSettings) {
   ExpectError(d, "vip.colour", "unknown key");
 }
 
+TEST_F(ConfigTest, IcmpPeersAndWitnesses) {
+  Doc d = Minimal();
+  d["connectivity"]["peers"] = "[\"127.0.0.5:22\"]";
+  d["connectivity"]["icmp_peers"] = "[\"198.18.0.11\", \"198.18.0.12\"]";
+  d["connectivity"]["witnesses"] = "[\"198.18.0.11:7790\"]";
+  Result<Config> r = ParseDoc(d);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_EQ(r->connectivity_peers.size(), 3u);
+  EXPECT_EQ(r->connectivity_peers[1].ToString(), "icmp:198.18.0.11");
+  ASSERT_EQ(r->witnesses.size(), 1u);
+  EXPECT_EQ(r->witnesses[0].ToString(), "198.18.0.11:7790");
+  d["connectivity"]["icmp_peers"] = "[\"198.18.0.11:7\"]";
+  ExpectError(d, "connectivity.icmp_peers[0]", "expected a dotted-quad IPv4 address");
+  d["connectivity"]["icmp_peers"] = "[\"198.18.0.11\", \"198.18.0.11\"]";
+  ExpectError(d, "connectivity.icmp_peers[1]", "duplicate ICMP peer");
+  d["connectivity"]["icmp_peers"] = "[]";
+  d["connectivity"]["witnesses"] = "[\"198.18.0.11\"]";
+  ExpectError(d, "connectivity.witnesses[0]", "");
+}
+
 TEST_F(ConfigTest, VipIsChecked) {
   Doc d = Minimal();
   d["cluster"]["vip"] = Str("10.0.0.1");

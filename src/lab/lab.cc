@@ -118,7 +118,7 @@ std::string HostConfig(const LabOptions& o, const HostPlan& h, const HostPlan& p
          "\ninitial_dead_time_ms = " + std::to_string(2 * o.heartbeat_timeout_ms) + "\n" +
          HeartbeatPaths(h, peer) + "\n"
          "[connectivity]\npeers = " + TomlList(o.connectivity_peers) +
-         "\nwitnesses = " + TomlList(o.witnesses) +
+         "\nicmp_peers = " + TomlList(o.icmp_peers) + "\nwitnesses = " + TomlList(o.witnesses) +
          "\ninterval_ms = " + std::to_string(o.heartbeat_interval_ms) +
          "\ntimeout_ms = " + std::to_string(std::max<int64_t>(1, o.heartbeat_interval_ms / 2)) +
          "\n\n[[service]]\nname = \"demo\"\ncommand = " + TomlList(demo) +
@@ -181,6 +181,9 @@ void PlanNetns(LabOptions& o, HostPlan (&hosts)[2], std::string* vip, int* port)
     for (const char* m : kNetnsManaged) {
       o.connectivity_peers.push_back(std::string(m) + ":" + std::to_string(kNetnsManagedPort));
     }
+  }
+  if (o.icmp_peers.empty()) {
+    for (const char* m : kNetnsManaged) o.icmp_peers.push_back(m);
   }
   if (o.use_witnesses) {
     for (const char* m : kNetnsManaged) {

@@ -27,6 +27,7 @@ struct LabOptions {
   // before taking over (R-NC-4).
   bool use_witnesses = true;
   std::vector<std::string> witnesses;  // "host:port" (filled in for netns labs)
+  std::vector<std::string> icmp_peers;  // ICMP echo test peers (netns: the managed hosts)
 };
 
 // Writes configs and key, starts both daemons in the background, waits until

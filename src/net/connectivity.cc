@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/ip_icmp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -25,7 +27,18 @@ std::string ErrorText(int err) {
 }
 
 // Endpoint::ToString lives in tandem_config, which tandem_net does not link.
-std::string PeerText(const config::Endpoint& e) { return e.host + ":" + std::to_string(e.port); }
+// Port 0 is an ICMP echo peer.
+std::string PeerText(const config::Endpoint& e) {
+  return e.port == 0 ? "icmp:" + e.host : e.host + ":" + std::to_string(e.port);
+}
+
+uint16_t InternetChecksum(const uint8_t* data, size_t n) {
+  uint32_t sum = 0;
+  for (size_t i = 0; i + 1 < n; i += 2) sum += static_cast<uint32_t>(data[i] << 8 | data[i + 1]);
+  if (n % 2) sum += static_cast<uint32_t>(data[n - 1] << 8);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
 
 }  // namespace
 
@@ -35,6 +48,9 @@ struct ConnectivityTester::Impl {
     os::EventLoop::TimerId timer = 0;  // the timeout, or a deferred early failure
     int64_t started_ms = 0;
     bool done = false;
+    bool raw = false;      // ICMP over a raw socket (no ping-socket permission)
+    uint16_t echo_id = 0;  // raw ICMP: our echo id (ping sockets get theirs from the kernel)
+    uint16_t echo_seq_no = 0;
   };
 
   Impl(os::EventLoop& l, std::vector<config::Endpoint> p, int64_t t, bool all)
@@ -56,7 +72,10 @@ struct ConnectivityTester::Impl {
   void Start();
   void StartProbe(size_t i);
   Status Connect(size_t i);
+  Status Ping(size_t i);
   void OnWritable(size_t i);
+  void OnIcmp(size_t i);
+  uint16_t next_echo_seq = 1;
   void FailLater(size_t i, std::string error);
   void Finish(size_t i, bool ok, const std::string& error);
   void Complete();
@@ -109,8 +128,10 @@ void ConnectivityTester::Impl::StartProbe(size_t i) {
   });
 }
 
-// Opens the socket of probe `i` and starts a non-blocking connect.
+// Opens the socket of probe `i` and starts a non-blocking connect (or, for
+// an ICMP peer, sends an echo request).
 Status ConnectivityTester::Impl::Connect(size_t i) {
+  if (peers[i].port == 0) return Ping(i);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(peers[i].port);
@@ -124,6 +145,56 @@ Status ConnectivityTester::Impl::Connect(size_t i) {
   if (rc != 0 && errno != EINPROGRESS) return Status::Error(ErrorText(errno));
   // Connected at once (rc == 0) or not: EPOLLOUT reports the outcome.
   return loop.AddFd(p.fd, EPOLLOUT, [this, i](uint32_t) { OnWritable(i); });
+}
+
+// ICMP echo: a ping socket (SOCK_DGRAM, net.ipv4.ping_group_range) if
+// allowed, else a raw socket (root).
+Status ConnectivityTester::Impl::Ping(size_t i) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  if (inet_pton(AF_INET, peers[i].host.c_str(), &sa.sin_addr) != 1) {
+    return Status::Error("invalid IPv4 address '" + peers[i].host + "'");
+  }
+  Probe& p = probes[i];
+  p.fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMP);
+  if (p.fd < 0) {
+    p.raw = true;
+    p.fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMP);
+  }
+  if (p.fd < 0) return Status::Error("ICMP socket: " + ErrorText(errno));
+  p.echo_seq_no = next_echo_seq++;
+  p.echo_id = static_cast<uint16_t>(getpid() ^ (i << 8));
+  icmphdr h{};
+  h.type = ICMP_ECHO;
+  h.un.echo.id = htons(p.echo_id);
+  h.un.echo.sequence = htons(p.echo_seq_no);
+  h.checksum = htons(InternetChecksum(reinterpret_cast<const uint8_t*>(&h), sizeof h));
+  if (sendto(p.fd, &h, sizeof h, 0, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) < 0) {
+    return Status::Error(ErrorText(errno));
+  }
+  return loop.AddFd(p.fd, EPOLLIN, [this, i](uint32_t) { OnIcmp(i); });
+}
+
+// Reads replies until ours (type 0, our sequence, from the peer) arrives.
+void ConnectivityTester::Impl::OnIcmp(size_t i) {
+  Probe& p = probes[i];
+  in_addr want{};
+  inet_pton(AF_INET, peers[i].host.c_str(), &want);
+  uint8_t buf[1500];
+  for (;;) {
+    sockaddr_in from{};
+    socklen_t len = sizeof from;
+    ssize_t n = recvfrom(p.fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+    if (n < 0) return;  // drained; keep waiting until the timeout
+    size_t off = p.raw ? static_cast<size_t>((buf[0] & 0x0f) * 4) : 0;
+    if (static_cast<size_t>(n) < off + sizeof(icmphdr)) continue;
+    icmphdr h;
+    std::memcpy(&h, buf + off, sizeof h);
+    bool ours = h.type == ICMP_ECHOREPLY && ntohs(h.un.echo.sequence) == p.echo_seq_no &&
+                (!p.raw || ntohs(h.un.echo.id) == p.echo_id) &&
+                from.sin_addr.s_addr == want.s_addr;
+    if (ours) return Finish(i, true, "");
+  }
 }
 
 void ConnectivityTester::Impl::OnWritable(size_t i) {

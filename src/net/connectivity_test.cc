@@ -110,6 +110,14 @@ TEST(Connectivity, ListenerAnswersWithRtt) {
   close(fd);
 }
 
+TEST(Connectivity, IcmpEchoToLoopbackAnswers) {
+  TestReport r = RunOnce({config::Endpoint{"127.0.0.1", 0}}, false).report;
+  EXPECT_TRUE(r.ok) << r.Summary();
+  ASSERT_EQ(r.probes.size(), 1u);
+  EXPECT_TRUE(r.probes[0].ok);
+  EXPECT_GE(r.probes[0].rtt_ms, 0);
+}
+
 TEST(Connectivity, ClosedPortIsRefused) {
   config::Endpoint down = ClosedPort();
   TestReport r = RunOnce({down}, false).report;

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "net/connectivity.h"
 #include "net/netlink.h"
 #include "net/vip.h"
 #include "os/testing.h"
@@ -118,6 +119,25 @@ TEST(InterfaceVip, MissingInterfaceIsAClearError) {
   EXPECT_FALSE(AddAddress(1, kVip, 33, "lo:0").ok());
 }
 
+// ICMP connectivity tests against hosts in this private namespace only.
+TEST(IcmpConnectivity, AnsweringAndSilentHosts) {
+  os::EventLoop loop;
+  ConnectivityTester t(loop, {config::Endpoint{"198.18.0.2", 0}, config::Endpoint{"198.18.0.99", 0}},
+                       300, /*require_all=*/false);
+  TestReport got;
+  t.Run([&](const TestReport& r) {
+    got = r;
+    loop.Stop();
+  });
+  os::RunWithDeadline(loop, 5000);
+  ASSERT_EQ(got.probes.size(), 2u);
+  EXPECT_TRUE(got.probes[0].ok) << got.Summary();
+  EXPECT_FALSE(got.probes[1].ok);
+  EXPECT_NE(got.probes[1].error.find("timed out"), std::string::npos) << got.Summary();
+  EXPECT_TRUE(got.ok) << "any";
+  EXPECT_NE(got.Summary().find("icmp:198.18.0.99: timed out"), std::string::npos) << got.Summary();
+}
+
 }  // namespace
 }  // namespace tandem::net
 
@@ -129,7 +149,8 @@ int main(int argc, char** argv) {
   }
   const char* setup =
       "ip link set lo up && ip link add tdm0 type veth peer name tdm1 && "
-      "ip link set tdm0 up && ip link set tdm1 up && ip addr add 198.18.0.1/24 dev tdm0";
+      "ip link set tdm0 up && ip link set tdm1 up && ip addr add 198.18.0.1/24 dev tdm0 && "
+      "ip addr add 198.18.0.2/32 dev tdm1";
   if (std::system(setup) != 0) {
     std::fprintf(stderr, "cannot build the test network: %s\n", setup);
     return 1;
