@@ -80,6 +80,12 @@ int main(int argc, char** argv) {
   failover->add_option("--heartbeat-timeout-ms", bo.heartbeat_timeout_ms)
       ->check(CLI::Range(int64_t{20}, int64_t{3600000}))->capture_default_str();
   failover->add_option("--dir", bo.dir, "lab directory (default: a new one under /tmp)");
+  bool bench_netns = false;
+  failover->add_flag("--netns", bench_netns,
+                     "host death on the namespace lab, seen by the client, next to keepalived");
+  failover->add_option("--keepalived-advert-int-ms", bo.keepalived_advert_ms,
+                       "with --netns: keepalived's advert_int (default 1000)")
+      ->check(CLI::Range(int64_t{10}, int64_t{60000}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -104,7 +110,7 @@ int main(int argc, char** argv) {
       if (!mkdtemp(tmpl)) return Fail("mkdtemp failed");
       bo.dir = tmpl;
     }
-    auto r = tandem::lab::BenchFailover(bo);
+    auto r = bench_netns ? tandem::lab::BenchFailoverNetns(bo) : tandem::lab::BenchFailover(bo);
     if (!r.ok()) return Fail(r.status().message());
     std::cout << r->dump(2) << "\n";
     return 0;

@@ -15,9 +15,14 @@ struct BenchOptions {
   int trials = 10;
   int64_t heartbeat_interval_ms = 1000;
   int64_t heartbeat_timeout_ms = 3000;
+  int64_t keepalived_advert_ms = 1000;  // --netns: keepalived's advert_int for the comparison
 };
 
 // Unplanned (SIGKILL) and planned (takeover) outage statistics as JSON.
 Result<nlohmann::json> BenchFailover(const BenchOptions& o);
+
+// The same on the namespace lab, host death only (daemon SIGKILL + link
+// down), seen from the client namespace, side by side with keepalived.
+Result<nlohmann::json> BenchFailoverNetns(const BenchOptions& o);
 
 }  // namespace tandem::lab
