@@ -14,7 +14,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int64_t kTickMinMs = 10;
+constexpr int64_t kTickMinMs = 5;
 constexpr int64_t kTickMaxMs = 100;
 constexpr int kNotifyRunningMax = 8;  // notify hooks running at once; more are skipped
 constexpr int kFarewellPackets = 3;   // handover heartbeats sent on a clean exit
@@ -124,7 +124,8 @@ int Daemon::Run() {
 void Daemon::OnTick() {
   if (stopping_) return;
   Feed(ha::Tick{});
-  int64_t tick = std::clamp(cfg_.heartbeat_interval_ms / 10, kTickMinMs, kTickMaxMs);
+  // Silence is noticed within one tick of the timeout: interval/20, 5..100 ms.
+  int64_t tick = std::clamp(cfg_.heartbeat_interval_ms / 20, kTickMinMs, kTickMaxMs);
   loop_.AddTimer(tick, [this] { OnTick(); });
 }
 
@@ -285,7 +286,7 @@ void Daemon::RunConnectivityTest() {
   struct Join {
     int pending = 2;
     bool ok = true;
-    bool witness_sees_peer = false;
+    std::optional<ha::Advert> witness_peer;
     std::string detail;
   };
   auto join = std::make_shared<Join>();
@@ -297,13 +298,14 @@ void Daemon::RunConnectivityTest() {
       counters_.connectivity_failures++;
       log_->warn("connectivity test failed: {}", last_connectivity_);
     }
-    if (join->witness_sees_peer != witness_saw_peer_) {
-      witness_saw_peer_ = join->witness_sees_peer;
+    bool sees = join->witness_peer && join->witness_peer->status == ha::HostStatus::kActive;
+    if (sees != witness_saw_peer_) {
+      witness_saw_peer_ = sees;
       log_->warn("indirect heartbeat: {}", last_connectivity_);
     }
     // Always from the loop, never inside the Feed that asked for the test.
     loop_.Post([this, j = *join] {
-      Feed(ha::ConnectivityResult{j.ok, j.detail, j.witness_sees_peer});
+      Feed(ha::ConnectivityResult{j.ok, j.detail, j.witness_peer});
     });
   };
   tester_->Run([join, finish](const net::TestReport& r) {
@@ -318,7 +320,7 @@ void Daemon::RunConnectivityTest() {
   int64_t fresh = std::max(cfg_.heartbeat_timeout_ms / 2, cfg_.heartbeat_interval_ms * 3 / 2);
   link_->QueryWitnesses(link_->peer_name(), fresh, cfg_.connectivity_timeout_ms,
                         [join, finish](const peer::HeartbeatLink::WitnessReport& w) {
-                          join->witness_sees_peer = w.subject_active;
+                          join->witness_peer = w.subject_advert;
                           join->detail += "; witnesses: " + w.detail;
                           finish();
                         });

@@ -101,7 +101,16 @@ class Runner {
     } else if (verb == "peer") {
       e.body = PeerHeartbeat{static_cast<int>(Int(kv, "path", 0)), ParseAdvert(kv)};
     } else if (verb == "conn") {
-      e.body = ConnectivityResult{kv.count("ok") > 0, "", kv.count("witness") > 0};
+      std::optional<Advert> w;
+      if (kv.count("witness")) {  // witness=EPOCH: a witness heard the peer ACTIVE in EPOCH
+        Advert a;
+        a.status = HostStatus::kActive;
+        a.role = state_.opts.role == Role::kPrimary ? Role::kSecondary : Role::kPrimary;
+        a.epoch = static_cast<uint64_t>(Int(kv, "witness", 0));
+        a.active_in_epoch = true;
+        w = a;
+      }
+      e.body = ConnectivityResult{kv.count("ok") > 0, "", w};
     } else if (verb == "seqdone") {
       uint64_t seq = static_cast<uint64_t>(Int(kv, "seq", static_cast<int64_t>(state_.sequence)));
       e.body = SequenceDone{seq, kv.count("fail") == 0, kv.count("fail") ? kv["fail"] : ""};

@@ -99,12 +99,17 @@ bool ActiveInEpoch(const Persistent& d);
 
 // Start-up / no-active election between two non-active hosts: the newer epoch
 // wins, then the host that was Active in that epoch, then the primary.
-bool WeWinElection(const State& s) {
-  const Advert& p = *s.peer;
+bool WeWinAgainst(const State& s, const Advert& p) {
   auto ours = std::make_tuple(s.disk.epoch, ActiveInEpoch(s.disk),
                               s.opts.role == Role::kPrimary);
   auto theirs = std::make_tuple(p.epoch, p.active_in_epoch, p.role == Role::kPrimary);
   return ours > theirs;
+}
+
+bool WeWinElection(const State& s) { return WeWinAgainst(s, *s.peer); }
+
+bool WitnessSeesPeerActive(const State& s) {
+  return s.conn_witness_peer && s.conn_witness_peer->status == HostStatus::kActive;
 }
 
 bool ActiveInEpoch(const Persistent& d) { return d.epoch != 0 && d.last_active_epoch == d.epoch; }
@@ -137,7 +142,7 @@ void TakeOverFromSilentPeer(Output& out, int64_t silent_since_ms, const std::str
     RequestConnTest(out, what + "; testing own connectivity before taking over");
     return;
   }
-  if (*verdict && !s.conn_witness_sees_peer) {
+  if (*verdict && !WitnessSeesPeerActive(s)) {
     Activate(out, what + (s.opts.has_connectivity_peers ? "; own connectivity test passed" : ""));
     return;
   }
@@ -263,6 +268,14 @@ void ReconcileActive(Output& out) {
     }
     return;
   }
+  if (!PeerAlive(s) && WitnessSeesPeerActive(s) && !WeWinAgainst(s, *s.conn_witness_peer)) {
+    // We cannot hear the peer, but a witness hears it ACTIVE with the newer
+    // epoch: it took over while we were cut off or hung (R-NC-4).
+    Release(out, HostStatus::kStandby, false,
+            "two active hosts: a witness hears the peer ACTIVE with epoch " +
+                std::to_string(s.conn_witness_peer->epoch) + "; stepping down");
+    return;
+  }
   uint32_t req = PeerAlive(s) && s.peer ? s.peer->takeover_request : 0;
   if (req != 0 && req != s.takeover_handled && IsPeer(s, HostStatus::kStandby)) {
     s.takeover_handled = req;
@@ -324,7 +337,7 @@ void OnConnectivity(Output& out, const ConnectivityResult& r) {
   State& s = out.state;
   s.conn_in_flight = false;
   s.conn_ok = r.ok;
-  s.conn_witness_sees_peer = r.witness_sees_peer;
+  s.conn_witness_peer = r.witness_peer;
   s.conn_result_ms = s.now_ms;
   if (s.conn_check_served != 0 && s.conn_check_answer_id != s.conn_check_served) {
     s.conn_check_answer_id = s.conn_check_served;

@@ -66,7 +66,8 @@ struct State {
   int64_t conn_requested_ms = -1;
   int64_t conn_result_ms = -1;  // -1: no result yet
   bool conn_ok = true;
-  bool conn_witness_sees_peer = false;
+  // What a witness last said about the silent peer (fresh replies only).
+  std::optional<Advert> conn_witness_peer;
   bool conn_failure_noted = false;  // standby: "not taking over" logged once
 
   // Planned switch-over.
@@ -108,8 +109,8 @@ struct ConnectivityResult {
   bool ok = false;
   std::string detail;  // "2/2 peers answered", for the log
   // Indirect heartbeat (R-NC-4): asked while the peer was silent, a witness
-  // still hears the peer as ACTIVE.
-  bool witness_sees_peer = false;
+  // heard the peer recently, and this is the advert it heard.
+  std::optional<Advert> witness_peer;
 };
 struct SequenceDone {
   uint64_t sequence = 0;

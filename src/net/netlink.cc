@@ -209,7 +209,10 @@ Status SendGratuitousArp(const std::string& ifname, const std::string& addr, int
   if (!a.ok()) return a.status();
   auto idx = InterfaceIndex(ifname);
   if (!idx.ok()) return idx.status();
-  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ARP));
+  // Protocol 0: a send-only packet socket. One bound to ETH_P_ARP would
+  // register a receive hook whose removal on close waits for an RCU grace
+  // period (synchronize_net), ~10 ms on the take-over path.
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
   if (fd < 0) return Errno("packet socket");
   ifreq ifr{};
   std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
@@ -232,6 +235,7 @@ Status SendGratuitousArp(const std::string& ifname, const std::string& addr, int
   std::memcpy(f.tpa, &a->s_addr, 4);  // gratuitous: sender = target
   sockaddr_ll to{};
   to.sll_family = AF_PACKET;
+  to.sll_protocol = htons(ETH_P_ARP);
   to.sll_ifindex = *idx;
   to.sll_halen = 6;
   std::memset(to.sll_addr, 0xff, 6);

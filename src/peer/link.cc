@@ -114,7 +114,8 @@ void HeartbeatLink::QueryWitnesses(const std::string& subject, int64_t fresh_ms,
   if (witnesses_.empty()) return FinishWitnessQuery();
   query_.fresh_ms = fresh_ms;
   query_.answered.assign(witnesses_.size(), false);
-  query_.report = WitnessReport{static_cast<int>(witnesses_.size()), 0, false, ""};
+  query_.report = WitnessReport{};
+  query_.report.asked = static_cast<int>(witnesses_.size());
   for (const config::Endpoint& w : witnesses_) SendTo(w, PacketType::kWitnessQuery, 0, subject);
   // Each witness got its own seq; query_.seq is the last: replies echo one of
   // the last witnesses_.size() seqs.
@@ -134,6 +135,12 @@ void HeartbeatLink::HandleWitnessReply(const Packet& p, size_t w) {
   bool fresh = p.heard_ms_ago <= query_.fresh_ms;
   bool active = fresh && p.advert.status == ha::HostStatus::kActive;
   r.subject_active = r.subject_active || active;
+  if (fresh) {
+    const auto& best = r.subject_advert;
+    bool better = !best || (active && best->status != ha::HostStatus::kActive) ||
+                  ((active || best->status != ha::HostStatus::kActive) && p.advert.epoch > best->epoch);
+    if (better) r.subject_advert = p.advert;
+  }
   r.detail += (r.detail.empty() ? "" : "; ") + witnesses_[w].ToString() +
               (p.heard_ms_ago == UINT32_MAX
                    ? " never heard " + (p.subject.empty() ? std::string("it") : p.subject)

@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,9 @@ class HeartbeatLink {
     int answered = 0;
     // Some witness heard `subject` within `fresh_ms` and it said ACTIVE.
     bool subject_active = false;
+    // The freshest-heard advert of `subject` among fresh replies (ACTIVE ones
+    // preferred, then the highest epoch).
+    std::optional<ha::Advert> subject_advert;
     std::string detail;  // "198.18.0.11:7790 heard lab-primary ACTIVE 40 ms ago; ..."
   };
   void QueryWitnesses(const std::string& subject, int64_t fresh_ms, int64_t timeout_ms,

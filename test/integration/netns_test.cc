@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "lab/lab.h"
@@ -221,6 +222,29 @@ TEST_F(NetnsTest, PartitionBetweenHostsWithWitnessesIsNoSecondActive) {
   Link(Ns("primary"), "eth0", "down");
   Link(Ns("primary"), "xo0", "down");
   EXPECT_TRUE(ServedOnlyBy(1, /*other_alive=*/false));
+}
+
+// R-NC-4, the active's side: the primary hangs, the secondary takes over,
+// and the primary resumes behind a cut between the hosts. It cannot hear the
+// new active, but the witnesses can: it steps down instead of staying a
+// second active until the cut heals.
+TEST_F(NetnsTest, ResumedActiveBehindACutStepsDownThroughTheWitnesses) {
+  ASSERT_TRUE(ServedOnlyBy(0));
+  int pid = Pid(0);
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  Partition(true);  // before the takeover: no ACTIVE heartbeat of the new active reaches it
+  EXPECT_TRUE(WaitFor(10000, [&] { return StatusOf(1) == "ACTIVE"; }));
+  ASSERT_EQ(kill(pid, SIGCONT), 0);
+  EXPECT_TRUE(WaitFor(10000, [&] { return StatusOf(0) == "STANDBY"; })) << Reason(0);
+  EXPECT_NE(Reason(0).find("witness"), std::string::npos) << Reason(0);
+  std::ifstream log(std::filesystem::path(Config(0)).parent_path() / "tandemd.log");
+  std::string text((std::istreambuf_iterator<char>(log)), {});
+  EXPECT_NE(text.find("a witness hears the peer ACTIVE"), std::string::npos);
+  EXPECT_TRUE(ServedOnlyBy(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(StatusOf(0), "STANDBY") << "it must not take over again while cut off";
+  EXPECT_EQ(StatusOf(1), "ACTIVE");
+  Partition(false);
 }
 
 // Without witnesses the same partition makes two actives (what R-NC-4
