@@ -33,10 +33,7 @@ namespace {
 constexpr int64_t kProbeEveryMs = 5;
 constexpr int kProbeWaitMs = 50;
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
-      .count();
-}
+int64_t NowMs() { return SteadyNowMs(); }
 
 // Connects to addr:port and reads the host name the demo service sends.
 std::string Probe(const std::string& addr, int port) {
@@ -110,16 +107,6 @@ int64_t PeakRssKib(int pid) {
   return 0;
 }
 
-json Stats(std::vector<int64_t> v) {
-  if (v.empty()) return json{{"samples", 0}};
-  std::sort(v.begin(), v.end());
-  auto pct = [&](double p) {
-    size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-    return v[std::min(i, v.size() - 1)];
-  };
-  return json{{"samples", v.size()}, {"p50_ms", pct(0.5)}, {"p95_ms", pct(0.95)},
-              {"max_ms", v.back()}, {"min_ms", v.front()}, {"all_ms", v}};
-}
 
 json Machine() {
   utsname u{};
@@ -137,6 +124,22 @@ json Machine() {
 }
 
 }  // namespace
+
+int64_t SteadyNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+json LatencyStats(std::vector<int64_t> v) {
+  if (v.empty()) return json{{"samples", 0}};
+  std::sort(v.begin(), v.end());
+  auto pct = [&](double p) {
+    size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+    return v[std::min(i, v.size() - 1)];
+  };
+  return json{{"samples", v.size()}, {"p50_ms", pct(0.5)}, {"p95_ms", pct(0.95)},
+              {"max_ms", v.back()}, {"min_ms", v.front()}, {"all_ms", v}};
+}
 
 Result<json> BenchFailover(const BenchOptions& o) {
   LabOptions lo;
@@ -196,8 +199,8 @@ Result<json> BenchFailover(const BenchOptions& o) {
               {"heartbeat_timeout_ms", o.heartbeat_timeout_ms},
               {"trials", o.trials},
               {"probe_every_ms", kProbeEveryMs},
-              {"unplanned_sigkill", Stats(unplanned)},
-              {"planned_takeover", Stats(planned)},
+              {"unplanned_sigkill", LatencyStats(unplanned)},
+              {"planned_takeover", LatencyStats(planned)},
               {"tandemd_peak_rss_kib", peak_rss},
               {"machine", Machine()}};
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +18,11 @@ struct BenchOptions {
   int64_t heartbeat_timeout_ms = 3000;
   int64_t keepalived_advert_ms = 1000;  // --netns: keepalived's advert_int for the comparison
 };
+
+// Shared by the benchmarks: monotonic milliseconds, and p50/p95/max/min of
+// samples (plus all of them) as JSON.
+int64_t SteadyNowMs();
+nlohmann::json LatencyStats(std::vector<int64_t> samples_ms);
 
 // Unplanned (SIGKILL) and planned (takeover) outage statistics as JSON.
 Result<nlohmann::json> BenchFailover(const BenchOptions& o);

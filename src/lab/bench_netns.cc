@@ -31,11 +31,7 @@ namespace {
 constexpr int64_t kProbeEveryMs = 5;
 constexpr int kVipPort = 8080;
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+int64_t NowMs() { return SteadyNowMs(); }
 
 void SleepMs(int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
@@ -93,17 +89,6 @@ int64_t OutageUntil(const std::string& want, int64_t t0, int64_t limit_ms) {
     if (spent < kProbeEveryMs) SleepMs(kProbeEveryMs - spent);
   }
   return -1;
-}
-
-json Stats(std::vector<int64_t> v) {
-  if (v.empty()) return json{{"samples", 0}};
-  std::sort(v.begin(), v.end());
-  auto pct = [&](double p) {
-    size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-    return v[std::min(i, v.size() - 1)];
-  };
-  return json{{"samples", v.size()}, {"p50_ms", pct(0.5)}, {"p95_ms", pct(0.95)},
-              {"max_ms", v.back()}, {"min_ms", v.front()}, {"all_ms", v}};
 }
 
 std::string HostDir(const json& lab, size_t i) {
@@ -309,10 +294,10 @@ Result<json> BenchFailoverNetns(const BenchOptions& o) {
               {"trials", o.trials},
               {"tandem", {{"heartbeat_interval_ms", o.heartbeat_interval_ms},
                           {"heartbeat_timeout_ms", o.heartbeat_timeout_ms},
-                          {"outage", Stats(*tandem)}}},
+                          {"outage", LatencyStats(*tandem)}}},
               {"keepalived", {{"advert_int_ms", o.keepalived_advert_ms},
                               {"version", "2.2.7 (Debian 12), VRRPv3, nopreempt"},
-                              {"outage", Stats(*keepalived)}}}};
+                              {"outage", LatencyStats(*keepalived)}}}};
 }
 
 }  // namespace tandem::lab
