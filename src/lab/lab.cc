@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -320,6 +321,13 @@ Result<json> Up(const LabOptions& o) {
       }
     }
   }
+  // A new lab starts from nothing: an earlier lab's state (epochs, FAILED,
+  // OFFLINE) in the same directory would decide the election.
+  for (const char* h : kHosts) {
+    std::error_code ec;
+    fs::remove_all(o.dir + "/" + h, ec);
+  }
+  std::remove((o.dir + "/notify.log").c_str());
   json lab;
   std::optional<NetnsPlan> plan;
   if (o.netns) {

@@ -327,5 +327,23 @@ TEST_F(ClusterTest, BothRestartTogetherNewestEpochBecomesActive) {
   EXPECT_TRUE(VipServedBy(1));
 }
 
+// Regression: `tandem lab up` in a directory that held an earlier lab reused
+// its state files, so the old epochs decided the new lab's election.
+TEST_F(ClusterTest, LabUpAgainInTheSameDirectoryStartsFresh) {
+  auto r = RunCommand({BinDir() + "/ha", "takeover", "--config", Config(1)});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(lab::Down(dir_).ok());
+  lab::LabOptions o;
+  o.dir = dir_;
+  o.heartbeat_interval_ms = 100;
+  o.heartbeat_timeout_ms = 500;
+  o.bin_dir = BinDir();
+  auto up = lab::Up(o);
+  ASSERT_TRUE(up.ok()) << up.status().message();
+  lab_ = *up;
+  EXPECT_EQ(StatusOf(0), "ACTIVE");
+  EXPECT_EQ(Status(0)["local"]["epoch"], 1);
+}
+
 }  // namespace
 }  // namespace tandem::itest
