@@ -313,7 +313,10 @@ void Daemon::RunConnectivityTest() {
     join->detail = r.Summary() + join->detail;
     finish();
   });
-  if (!link_->has_witnesses() || ha::PeerAlive(state_)) {
+  // The standby asks only when its peer is silent; the active always (what
+  // it heard directly may be stale after it hung).
+  bool ask = ha::PeerAlive(state_) ? state_.status == ha::HostStatus::kActive : true;
+  if (!link_->has_witnesses() || !ask) {
     finish();
     return;
   }

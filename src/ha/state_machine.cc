@@ -268,9 +268,10 @@ void ReconcileActive(Output& out) {
     }
     return;
   }
-  if (!PeerAlive(s) && WitnessSeesPeerActive(s) && !WeWinAgainst(s, *s.conn_witness_peer)) {
-    // We cannot hear the peer, but a witness hears it ACTIVE with the newer
-    // epoch: it took over while we were cut off or hung (R-NC-4).
+  if (WitnessSeesPeerActive(s) && !WeWinAgainst(s, *s.conn_witness_peer)) {
+    // A witness hears the peer ACTIVE with the newer epoch: it took over while
+    // we were cut off or hung (R-NC-4). What we heard directly may be stale
+    // (packets buffered while we hung), the witness's news is fresh.
     Release(out, HostStatus::kStandby, false,
             "two active hosts: a witness hears the peer ACTIVE with epoch " +
                 std::to_string(s.conn_witness_peer->epoch) + "; stepping down");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <sstream>
 
 namespace tandem::sim {
@@ -57,6 +58,11 @@ struct Node {
   bool last_conn_ok = true;
   int64_t active_since = -1;
   uint64_t send_seq = 0;
+  // Witnesses (R-NC-4): whether this host's heartbeats reach them, and what
+  // they last heard from it (global time).
+  bool reaches_witnesses = true;
+  int64_t witness_heard = -1;
+  ha::Advert witness_advert;
   // Receiver side, as the daemon does it: a replay filter per path, and the
   // newest (incarnation, seq) forwarded to the state machine.
   std::pair<uint64_t, uint64_t> replay[ha::kPathsMax] = {};
@@ -98,6 +104,7 @@ class World {
   void InjectFault();
   void InjectAdmin();
   void Heal();
+  std::optional<ha::Advert> WitnessView(const Node& asker) const;
   bool Connected() const;
   void CheckTransition(Node& n, const ha::Output& out);
   void CheckGlobal();
@@ -114,6 +121,8 @@ class World {
   int64_t now_ = 0;
   bool link_up_[2][ha::kPathsMax] = {{true, true}, {true, true}};  // [from][path]
   int paths_ = 1;
+  bool witnesses_ = false;
+  int64_t dual_witnessed_since_ = -1;
   double loss_ = 0;
   int64_t delay_max_ = kDelayMaxMs;
   int64_t connected_since_ = 0;
@@ -130,6 +139,8 @@ World::World(const SimOptions& o) : opts_(o), rng_(o.seed) {
   base_.has_connectivity_peers = Chance(0.7);
   base_.connectivity_interval_ms = base_.heartbeat_interval_ms;
   paths_ = Chance(0.5) ? 2 : 1;
+  witnesses_ = Chance(0.5);
+  if (witnesses_) base_.has_connectivity_peers = true;  // the daemon's rule
   for (int i = 0; i < 2; ++i) {
     Node& n = nodes_[i];
     n.id = i;
@@ -169,6 +180,10 @@ void World::Boot(Node& n) {
 
 void World::SendAdvert(Node& n) {
   Node& peer = nodes_[1 - n.id];
+  if (witnesses_ && n.reaches_witnesses) {
+    n.witness_heard = now_;
+    n.witness_advert = ha::MakeAdvert(n.state);
+  }
   for (int p = 0; p < paths_; ++p) {
     if (!link_up_[n.id][p] || Chance(loss_)) continue;
     Ev e{.kind = Kind::kDeliver, .node = peer.id, .inc = peer.inc, .path = p,
@@ -262,8 +277,22 @@ void World::DispatchNode(Node& n, const Ev& e) {
       break;
     case Kind::kDeliver: Receive(n, e); break;
     case Kind::kConnResult:
+      if (opts_.trace) {
+        auto w = WitnessView(n);
+        result_.trace.push_back(std::to_string(now_) + " node " + std::to_string(n.id) +
+                                " conn result ok=" + std::to_string(n.witness_ok) + " witness=" +
+                                (w ? std::string(ha::StatusName(w->status)) + "/" +
+                                         std::to_string(w->epoch)
+                                   : "-") +
+                                " peer_alive=" + std::to_string(ha::PeerAlive(n.state)) +
+                                " peer_says=" +
+                                (n.state.peer ? std::string(ha::StatusName(n.state.peer->status)) +
+                                                    "/" + std::to_string(n.state.peer->epoch)
+                                              : "-") +
+                                " status=" + std::string(ha::StatusName(n.state.status)));
+      }
       n.last_conn_ok = n.witness_ok;
-      StepNode(n, ha::ConnectivityResult{n.witness_ok, ""});
+      StepNode(n, ha::ConnectivityResult{n.witness_ok, "", WitnessView(n)});
       break;
     case Kind::kSeqStep: RunSeqStep(n, e); break;
     case Kind::kAdmin: StepNode(n, ha::AdminCommand{e.op}); break;
@@ -312,6 +341,7 @@ void World::Crash(Node& n) {
 }
 
 void World::Pause(Node& n, int64_t ms) {
+  if (opts_.trace) result_.trace.push_back("  (pause for " + std::to_string(ms) + " ms)");
   if (!n.up || n.paused) return;
   if (opts_.trace) result_.trace.push_back(std::to_string(now_) + " pause node " + std::to_string(n.id));
   MaybeArmTakeoverCheck(n);
@@ -327,7 +357,7 @@ void World::InjectFault() {
   Node& n = nodes_[Rand(0, 1)];
   int64_t timeout = base_.heartbeat_timeout_ms;
   int64_t dur = Rand(timeout / 2, timeout * 4);
-  switch (Rand(0, 7)) {
+  switch (Rand(0, 8)) {
     case 0: Crash(n); break;
     case 1: Pause(n, dur); break;
     case 2: {  // partition: one direction or both, one path or all
@@ -349,13 +379,33 @@ void World::InjectFault() {
       n.witness_since = now_;
       break;
     case 7: n.fail_next_vip = Chance(0.5); break;
+    case 8:  // this host's link to the witnesses fails (or the host-to-host link only)
+      if (Chance(0.5)) {
+        n.reaches_witnesses = false;
+      } else {
+        for (int p = 0; p < paths_; ++p) link_up_[0][p] = link_up_[1][p] = false;
+      }
+      Push(Ev{.t = now_ + dur, .kind = Kind::kHeal});
+      break;
   }
+}
+
+// What the witnesses say about the asker's peer (as the daemon asks: always
+// when active, else only while the peer is silent; fresh news only).
+std::optional<ha::Advert> World::WitnessView(const Node& asker) const {
+  bool ask = !ha::PeerAlive(asker.state) || asker.state.status == HostStatus::kActive;
+  if (!witnesses_ || !asker.reaches_witnesses || !ask) return std::nullopt;
+  const Node& p = nodes_[1 - asker.id];
+  int64_t fresh = std::max(base_.heartbeat_timeout_ms / 2, base_.heartbeat_interval_ms * 3 / 2);
+  if (p.witness_heard < 0 || now_ - p.witness_heard > fresh) return std::nullopt;
+  return p.witness_advert;
 }
 
 void World::Heal() {
   for (auto& dir : link_up_) {
     for (bool& up : dir) up = true;
   }
+  for (Node& n : nodes_) n.reaches_witnesses = true;
   loss_ = 0;
   delay_max_ = kDelayMaxMs;
 }
@@ -442,6 +492,15 @@ void World::CheckGlobal() {
       now_ - std::max(dual_since_, connected_since_) > Settle(base_)) {
     Violate("two active hosts while they exchange heartbeats");
   }
+  // R-NC-4: with witnesses, never two actives while a witness sees both.
+  bool witnessed = witnesses_ && dual;
+  for (const Node& n : nodes_) witnessed = witnessed && !n.paused && n.reaches_witnesses;
+  if (!witnessed) dual_witnessed_since_ = -1;
+  if (witnessed && dual_witnessed_since_ < 0) dual_witnessed_since_ = now_;
+  int64_t settle_w = 2 * base_.heartbeat_interval_ms + Settle(base_) + kConnDelayMaxMs;
+  if (witnessed && now_ - dual_witnessed_since_ > settle_w) {
+    Violate("two active hosts while a witness hears both");
+  }
   for (auto& p : pending_) {
     if (p.node < 0) continue;
     Node& sb = nodes_[p.node];
@@ -469,7 +528,7 @@ void World::Violate(const std::string& what) {
 
 std::string World::Describe() const {
   std::ostringstream os;
-  os << "options: interval=" << base_.heartbeat_interval_ms
+  os << "options: witnesses=" << witnesses_ << " interval=" << base_.heartbeat_interval_ms
      << " timeout=" << base_.heartbeat_timeout_ms << " conn=" << base_.has_connectivity_peers
      << " paths=" << paths_ << " loss=" << loss_ << " delay_max=" << delay_max_ << "\n";
   for (const Node& n : nodes_) {
