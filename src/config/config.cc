@@ -342,7 +342,8 @@ Result<const toml::table*> GetTable(const Context& ctx, const toml::table& root,
 
 Status CheckTopLevel(const Context& ctx, const toml::table& root) {
   static constexpr std::string_view kKnown[] = {"cluster", "host", "heartbeat", "connectivity",
-                                                "service", "notify", "log",  "api", "vip"};
+                                                "service", "notify", "log",  "api", "vip",
+                                                "replication"};
   for (const auto& [key, value] : root) {
     bool found = false;
     for (std::string_view k : kKnown) found = found || key.str() == k;
@@ -625,6 +626,58 @@ Status ParseApi(const Section& s, Config* c) {
   return Status::Ok();
 }
 
+// [replication]: present (with store_dir) = /store is replicated.
+// REQUIRES: host, heartbeat and api parsed.
+Status ParseReplication(const Section& s, Config* c) {
+  TANDEM_RETURN_IF_ERROR(s.CheckKnown({"store_dir", "meta_dir", "listen", "peer", "protocol",
+                                       "sync_rate_mb", "merge_prefixes", "volume_socket",
+                                       "timeout_ms"}));
+  if (s.Get("store_dir") == nullptr) {
+    if (s.Get("listen") != nullptr || s.Get("peer") != nullptr) {
+      return s.Error("store_dir", "required when [replication] is configured");
+    }
+    return Status::Ok();
+  }
+  c->replication = true;
+  TANDEM_RETURN_IF_ERROR(s.GetPath("store_dir", /*required=*/true, &c->store_dir));
+  c->repl_meta_dir = (fs::path(c->state_dir) / "replica").string();
+  TANDEM_RETURN_IF_ERROR(s.GetPath("meta_dir", /*required=*/false, &c->repl_meta_dir));
+  auto inside = [](const std::string& a, const std::string& b) {
+    return a == b || (a.size() > b.size() && a.compare(0, b.size(), b) == 0 && a[b.size()] == '/');
+  };
+  if (inside(c->repl_meta_dir, c->store_dir) || inside(c->store_dir, c->repl_meta_dir)) {
+    return s.Error("meta_dir", "must be outside store_dir (and not contain it), got " +
+                                   Quote(c->repl_meta_dir));
+  }
+  if (inside(c->state_dir, c->store_dir)) {
+    return s.Error("store_dir", "must not contain host.state_dir");
+  }
+  TANDEM_RETURN_IF_ERROR(s.GetEndpoint("listen", /*required=*/true, &c->repl_listen));
+  TANDEM_RETURN_IF_ERROR(s.GetEndpoint("peer", /*required=*/true, &c->repl_peer));
+  std::string protocol = "C";
+  TANDEM_RETURN_IF_ERROR(s.GetEnum("protocol", {"A", "B", "C"}, &protocol));
+  c->repl_protocol = protocol[0];
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("sync_rate_mb", 1, 4096, &c->sync_rate_mb));
+  if (s.Get("merge_prefixes") != nullptr) {
+    c->merge_prefixes.clear();
+    TANDEM_RETURN_IF_ERROR(s.GetStringList("merge_prefixes", 64, &c->merge_prefixes));
+    for (const std::string& p : c->merge_prefixes) {
+      if (p.empty() || p.front() == '/' || p.back() != '/' || p.find("..") != std::string::npos) {
+        return s.Error("merge_prefixes", "each must be a relative directory ending in '/', got " + Quote(p));
+      }
+    }
+  }
+  c->volume_socket = (fs::path(c->run_dir) / "volume.sock").string();
+  TANDEM_RETURN_IF_ERROR(s.GetPath("volume_socket", /*required=*/false, &c->volume_socket));
+  if (c->volume_socket.size() > kUnixSocketPathMax) {
+    return s.Error("volume_socket", "must be at most " + std::to_string(kUnixSocketPathMax) +
+                                        " bytes (the Unix socket path limit)");
+  }
+  c->repl_timeout_ms = c->heartbeat_timeout_ms;
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("timeout_ms", 100, 600000, &c->repl_timeout_ms));
+  return Status::Ok();
+}
+
 class Fd {
  public:
   explicit Fd(int fd) : fd_(fd) {}
@@ -715,6 +768,7 @@ Status ParseSections(const Context& ctx, const toml::table& root, Config* c) {
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "log", ParseLog, c));
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "api", ParseApi, c));
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "vip", ParseVip, c));
+  TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "replication", ParseReplication, c));
   return ctx.read_key ? ReadKeyFile(ctx, c) : Status::Ok();
 }
 

@@ -89,6 +89,18 @@ struct Config {
   std::string log_level = "info";    // trace|debug|info|warn|error
   std::string log_file;              // empty: stderr
 
+  // [replication] of /store (docs/REPLICATION.md); enabled by store_dir.
+  bool replication = false;
+  std::string store_dir;             // replication.store_dir (absolute)
+  std::string repl_meta_dir;         // replication.meta_dir; default <state_dir>/replica
+  Endpoint repl_listen;              // replication.listen (port 7789 by default in examples)
+  Endpoint repl_peer;                // replication.peer
+  char repl_protocol = 'C';          // replication.protocol "A" | "B" | "C"
+  int64_t sync_rate_mb = 100;        // replication.sync_rate_mb: MB/s, 1..4096
+  std::vector<std::string> merge_prefixes{"events/", "flows/"};  // replication.merge_prefixes
+  std::string volume_socket;         // replication.volume_socket; default <run_dir>/volume.sock
+  int64_t repl_timeout_ms = 0;       // replication.timeout_ms; default heartbeat.timeout_ms
+
   // [api] control channel
   std::string control_socket;        // default: <run_dir>/tandemd.sock
 };

@@ -49,6 +49,47 @@ Daemon::Daemon(config::Config cfg)
 
 Daemon::~Daemon() {
   if (services_) services_->KillAllNow();
+  if (repl_) repl_->Stop();
+}
+
+Status Daemon::StartReplication() {
+  repl::ServiceOptions o;
+  repl::ReplicaOptions& r = o.replica;
+  r.node = cfg_.host_name;
+  r.store_dir = cfg_.store_dir;
+  r.meta_dir = cfg_.repl_meta_dir;
+  r.key = cfg_.cluster_key;
+  r.protocol = static_cast<repl::Protocol>(cfg_.repl_protocol);
+  r.sync_rate_bytes = static_cast<uint64_t>(cfg_.sync_rate_mb) * 1000 * 1000;
+  r.merge_prefixes = cfg_.merge_prefixes;
+  r.peer_timeout_ms = cfg_.repl_timeout_ms;
+  r.ping_interval_ms = std::max<int64_t>(50, cfg_.repl_timeout_ms / 4);
+  r.software = TANDEM_VERSION;
+  r.initial_primary = cfg_.role == ha::Role::kPrimary;
+  o.listen_host = cfg_.repl_listen.host;
+  o.listen_port = cfg_.repl_listen.port;
+  o.peer_host = cfg_.repl_peer.host;
+  o.peer_port = cfg_.repl_peer.port;
+  o.connect = cfg_.role == ha::Role::kPrimary;
+  o.volume_socket = cfg_.volume_socket;
+  repl_ = std::make_unique<repl::Service>(std::move(o));
+  repl_->SetLogger([this](int level, const std::string& m) {
+    static constexpr spdlog::level::level_enum kLevels[] = {spdlog::level::debug, spdlog::level::info,
+                                                             spdlog::level::warn, spdlog::level::err};
+    log_->log(kLevels[std::clamp(level, 0, 3)], "replication: {}", m);
+  });
+  repl_->SetOnChange([this](bool up_to_date, bool synchronizing, std::string detail) {
+    loop_.Post([this, up_to_date, synchronizing, detail] {
+      ha::DiskState d{up_to_date, synchronizing, detail};
+      if (d == last_disk_) return;
+      last_disk_ = d;
+      Feed(d);
+    });
+  });
+  repl_->SetOnDiskFailed([this](std::string why) {
+    loop_.Post([this, why] { Feed(ha::LocalFailure{"disk failed: " + why}); });
+  });
+  return repl_->Start();
 }
 
 Status Daemon::Start() {
@@ -78,6 +119,7 @@ Status Daemon::Start() {
     vip_ = net::MakeLoopbackVip(cfg_.vip);
   }
   TANDEM_RETURN_IF_ERROR(vip_->Cleanup());
+  if (cfg_.replication) TANDEM_RETURN_IF_ERROR(StartReplication());
   tester_ = std::make_unique<net::ConnectivityTester>(
       loop_, cfg_.connectivity_peers, cfg_.connectivity_timeout_ms,
       cfg_.connectivity_require_all);
@@ -92,6 +134,13 @@ Status Daemon::Start() {
   o.request_id_base = static_cast<uint32_t>(file_.incarnation << 16);
   state_ = ha::Boot(o, file_.disk, loop_.clock().NowMs());
   status_since_wall_ms_ = WallMs();
+  if (repl_) {
+    // The replica's state survives restarts: the state machine hears it
+    // before anything else.
+    auto js = repl_->StatusJson();
+    last_disk_ = ha::DiskState{repl_->up_to_date(), false, js.value("disk", "") + " " + js.value("replication", "")};
+    state_ = ha::Step(state_, ha::Event{loop_.clock().NowMs(), last_disk_}).state;
+  }
 
   link_ = std::make_unique<peer::HeartbeatLink>(
       loop_, cfg_.host_name, cfg_.cluster_key, LinkPaths(cfg_), file_.incarnation,
@@ -146,6 +195,7 @@ ha::Output Daemon::Feed(ha::Event::Body body) {
   }
   link_->SetAdvert(ha::MakeAdvert(state_));
   LogTransitions(out);
+  for (const auto& n : out.notes) log_->warn("{}", n);
   Execute(out);
   if (out.admin_accepted) {
     (*out.admin_accepted ? counters_.admin_accepted : counters_.admin_refused)++;
@@ -228,13 +278,27 @@ void Daemon::RunNextStep() {
     services_->StopAll([this, seq, name, started] { FinishStep(seq, name, started, Status::Ok()); });
     return;
   }
+  if (a.type == ha::ActionType::kDetachStore && repl_) {
+    // Waits until the writes in flight are on the peer, then secondary.
+    repl_->Demote([this, seq, name, started] {
+      loop_.Post([this, seq, name, started] { FinishStep(seq, name, started, Status::Ok()); });
+    });
+    return;
+  }
   FinishStep(seq, name, started, RunSyncStep(a.type));
 }
 
 Status Daemon::RunSyncStep(ha::ActionType t) {
   switch (t) {
-    case ha::ActionType::kAttachStore:
-      return Status::Ok();  // no replicated or external store configured yet
+    case ha::ActionType::kAttachStore: {
+      if (!repl_) return Status::Ok();  // /store is not replicated
+      Status st = repl_->Promote(false);
+      if (!st.ok() && state_.promotion_forced) {
+        log_->warn("attach-store: forced promotion: {}", st.message());
+        st = repl_->Promote(true);
+      }
+      return st;
+    }
     case ha::ActionType::kAddAlias: return vip_->AddAlias();
     case ha::ActionType::kAssignVip: return vip_->AssignVip();
     case ha::ActionType::kStartServices:
@@ -393,6 +457,7 @@ void Daemon::FinishShutdown() {
   if (!st.ok()) log_->error("state file: {}", st.message());
   log_->warn("stopped{}", was_active ? "; handed the active role to the peer" : "");
   control_->Close();
+  if (repl_) repl_->Stop();
   loop_.Stop();
 }
 

@@ -24,6 +24,7 @@
 #include "os/files.h"
 #include "os/process.h"
 #include "peer/link.h"
+#include "repl/service.h"
 #include "svc/supervisor.h"
 
 namespace tandem::daemon {
@@ -69,6 +70,8 @@ class Daemon {
   void RunNextStep();
   void FinishStep(uint64_t seq, const std::string& name, int64_t started, const Status& st);
   Status RunSyncStep(ha::ActionType t);
+  Status StartReplication();
+  nlohmann::json HandleReplication(const std::string& cmd, const nlohmann::json& req);
   void RunConnectivityTest();
   void Notify(const std::string& detail);
   void OnTick();
@@ -97,6 +100,8 @@ class Daemon {
   std::unique_ptr<net::ConnectivityTester> tester_;
   std::unique_ptr<peer::HeartbeatLink> link_;
   std::unique_ptr<api::ControlServer> control_;
+  std::unique_ptr<repl::Service> repl_;  // null: /store not replicated
+  ha::DiskState last_disk_;
 
   // The sequence in flight.
   uint64_t exec_seq_ = 0;

@@ -33,15 +33,70 @@ json Daemon::HandleControl(const json& req) {
   if (cmd == "status") return StatusJson();
   if (cmd == "ips") return IpsJson();
   if (cmd == "metrics") return json{{"ok", true}, {"text", MetricsText()}};
+  if (cmd == "verify" || cmd == "split-brain" || cmd == "sync-rate" || cmd == "connect") {
+    return HandleReplication(cmd, req);
+  }
   if (auto op = AdminOpFor(cmd)) {
-    ha::Output out = Feed(ha::AdminCommand{*op});
+    // "force": `ha takeover --force` (only takeover honours it).
+    auto force = req.find("force");
+    if (force != req.end() && !force->is_boolean()) {
+      return Error("malformed request: \"force\" must be true or false");
+    }
+    ha::Output out = Feed(ha::AdminCommand{*op, force != req.end() && force->get<bool>()});
     if (!out.admin_accepted || !*out.admin_accepted) {
       return Error(out.admin_message.empty() ? "refused" : out.admin_message);
     }
     return json{{"ok", true}, {"message", out.admin_message}};
   }
   return Error("unknown command '" + cmd +
-               "' (known: status, ips, metrics, offline, online, takeover, giveback, restore)");
+               "' (known: status, ips, metrics, offline, online, takeover, giveback, restore, "
+               "verify, split-brain, sync-rate, connect)");
+}
+
+// /store replication commands (docs/CLI.md): verify, split-brain, sync-rate, connect.
+json Daemon::HandleReplication(const std::string& cmd, const json& req) {
+  if (!repl_) return Error("/store is not replicated on this host (no [replication] in " + cfg_.path + ")");
+  Status st;
+  std::string message;
+  if (cmd == "verify") {
+    st = repl_->Verify();
+    message = "online verify started; watch `ha status`";
+  } else if (cmd == "split-brain") {
+    auto s = req.find("survivor");
+    if (s == req.end() || !s->is_string() || s->get<std::string>().empty()) {
+      return Error("malformed request: \"survivor\" must be a host name");
+    }
+    std::string survivor = s->get<std::string>();
+    std::string peer = link_->peer_name();
+    if (survivor != cfg_.host_name && survivor != peer) {
+      return Error("unknown host '" + survivor + "': the survivor is " + cfg_.host_name +
+                   (peer.empty() ? std::string() : " or " + peer));
+    }
+    bool discard = survivor != cfg_.host_name;
+    st = repl_->ResolveSplitBrain(discard);
+    message = discard ? "this host's changes since the split will be replaced by " + survivor +
+                            "'s (a copy is kept in quarantine) at the next connect"
+                      : "this host is the survivor: the peer's changes will be replaced (and "
+                        "quarantined there) at the next connect";
+  } else if (cmd == "sync-rate") {
+    auto r = req.find("mb_per_s");
+    if (r == req.end() || !r->is_number_integer() || r->get<int64_t>() < 1 || r->get<int64_t>() > 4096) {
+      return Error("malformed request: \"mb_per_s\" must be an integer 1..4096");
+    }
+    st = repl_->SetSyncRate(static_cast<uint64_t>(r->get<int64_t>()) * 1000 * 1000);
+    message = "disk synchronization rate set to " + std::to_string(r->get<int64_t>()) + " MB/s";
+  } else {
+    st = repl_->Reconnect();
+    message = "reconnecting";
+  }
+  if (!st.ok()) {
+    counters_.admin_refused++;
+    log_->info("admin: refused: {}: {}", cmd, st.message());
+    return Error(st.message());
+  }
+  counters_.admin_accepted++;
+  log_->warn("admin: accepted: {}: {}", cmd, message);
+  return json{{"ok", true}, {"message", message}};
 }
 
 json Daemon::StatusJson() const {
@@ -81,6 +136,7 @@ json Daemon::StatusJson() const {
               {"local", local},
               {"remote", remote},
               {"most_recent_active", MostRecentActive()},
+              {"replication", repl_ ? repl_->StatusJson() : json(nullptr)},
               {"possible_action", ha::PossibleAction(p, s)},
               {"last_sequence", [&] {
                  json steps = json::array();

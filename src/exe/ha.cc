@@ -75,8 +75,10 @@ int WaitFor(const Ctx& ctx, int64_t timeout_ms, const std::function<bool(const j
 std::string LocalStatus(const json& s) { return s["local"].value("status", ""); }
 std::string RemoteStatus(const json& s) { return s["remote"].value("status", ""); }
 
-int Admin(const Ctx& ctx, const std::string& cmd, bool wait, int64_t timeout_ms) {
-  auto r = Call(ctx, cmd);
+int Admin(const Ctx& ctx, const std::string& cmd, bool force, bool wait, int64_t timeout_ms) {
+  json req{{"cmd", cmd}};
+  if (force) req["force"] = true;  // takeover --force
+  auto r = tandem::api::Call(ctx.socket, req, kCallTimeoutMs);
   if (!r.ok()) return Fail(r.status().message(), 3);
   if (!r->value("ok", false)) return Fail(cmd + " refused: " + r->value("error", "?"), 1);
   std::cout << cmd << ": " << r->value("message", "accepted") << "\n";
@@ -106,7 +108,7 @@ int main(int argc, char** argv) {
   CLI::App app{"ha: operate a Tandem high-availability cluster (see docs/CLI.md)"};
   app.require_subcommand(1);
   Ctx ctx;
-  bool as_json = false, no_wait = false;
+  bool as_json = false, no_wait = false, force = false;
   int64_t timeout_ms = 60000;
   app.add_option("-c,--config", ctx.config, "tandemd configuration of this host")
       ->capture_default_str();
@@ -127,7 +129,25 @@ int main(int argc, char** argv) {
     sub->add_flag("--no-wait", no_wait, "return once accepted, do not wait for the result");
     sub->add_option("--timeout-ms", timeout_ms, "how long to wait for the result")
         ->check(CLI::Range(int64_t{1}, int64_t{3600000}));
+    if (std::string(name) == "takeover") {
+      sub->add_flag("--force", force,
+                    "promote this host although its replica of /store is not UpToDate (data "
+                    "written since it was last in sync may be lost)");
+    }
   }
+  // /store replication (docs/REPLICATION.md).
+  std::string survivor;
+  int64_t rate_mb = 0;
+  auto* verify = app.add_subcommand("verify", "online verify: compare both replicas of /store by checksum and resync differences");
+  verify->add_option("-c,--config", ctx.config, "tandemd configuration of this host");
+  auto* sb = app.add_subcommand("split-brain", "resolve a split brain: the survivor's data wins, the other host's changes go to quarantine");
+  sb->add_option("-c,--config", ctx.config, "tandemd configuration of this host");
+  sb->add_option("--survivor", survivor, "the host whose data is kept")->required();
+  auto* rate = app.add_subcommand("sync-rate", "set the disk synchronization rate (MB/s, 1..4096), live");
+  rate->add_option("-c,--config", ctx.config, "tandemd configuration of this host");
+  rate->add_option("mb_per_s", rate_mb, "MB/s")->required()->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  auto* conn = app.add_subcommand("connect", "retry the replication connection after a refusal (StandAlone)");
+  conn->add_option("-c,--config", ctx.config, "tandemd configuration of this host");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -138,7 +158,17 @@ int main(int argc, char** argv) {
   ctx.socket = cfg->control_socket;
   std::string cmd = app.get_subcommands().front()->get_name();
   for (const auto& [name, help] : admin) {
-    if (cmd == name) return Admin(ctx, cmd, !no_wait, timeout_ms);
+    if (cmd == name) return Admin(ctx, cmd, force, !no_wait, timeout_ms);
+  }
+  if (cmd == "verify" || cmd == "split-brain" || cmd == "sync-rate" || cmd == "connect") {
+    json req{{"cmd", cmd}};
+    if (cmd == "split-brain") req["survivor"] = survivor;
+    if (cmd == "sync-rate") req["mb_per_s"] = rate_mb;
+    auto r = tandem::api::Call(ctx.socket, req, kCallTimeoutMs);
+    if (!r.ok()) return Fail(r.status().message(), 3);
+    if (!r->value("ok", false)) return Fail(cmd + " refused: " + r->value("error", "?"), 1);
+    std::cout << cmd << ": " << r->value("message", "accepted") << "\n";
+    return 0;
   }
   return Show(ctx, cmd, as_json);
 }

@@ -9,6 +9,7 @@
 
 #include "lab/bench.h"
 #include "lab/lab.h"
+#include "lab/store_tool.h"
 
 namespace {
 
@@ -31,6 +32,21 @@ int main(int argc, char** argv) {
   auto* lab = app.add_subcommand("lab", "a two-host cluster on this machine (loopback)");
   lab->require_subcommand(1);
   auto* up = lab->add_subcommand("up", "write configs, start both daemons, wait, print JSON");
+  bool with_replication = false;
+  up->add_flag("--replication", with_replication, "replicate the hosts' store directories (docs/REPLICATION.md)");
+  up->add_option("--sync-rate-mb", lo.sync_rate_mb, "disk synchronization rate, MB/s")
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  tandem::lab::FillOptions fo;
+  auto* store = app.add_subcommand("store", "the replicated /store of a running host");
+  store->require_subcommand(1);
+  auto* fill = store->add_subcommand("fill", "write test data through the host's volume; prints JSON");
+  fill->add_option("--config", fo.config, "the host's tandemd.toml")->required();
+  fill->add_option("--files", fo.files, "files to write")->check(CLI::Range(1, 1000000))->capture_default_str();
+  fill->add_option("--bytes", fo.bytes, "bytes per file")->check(CLI::Range(uint64_t{0}, uint64_t{1} << 40))->capture_default_str();
+  fill->add_option("--write-bytes", fo.write_bytes, "bytes per append")->check(CLI::Range(uint64_t{1}, uint64_t{64} << 20))->capture_default_str();
+  fill->add_option("--window", fo.window, "requests in flight")->check(CLI::Range(1, 4096))->capture_default_str();
+  fill->add_option("--prefix", fo.prefix, "path prefix inside the store")->capture_default_str();
+  fill->add_option("--seed", fo.seed, "content seed")->capture_default_str();
   up->add_option("--dir", lo.dir, "lab directory")->required();
   up->add_option("--heartbeat-interval-ms", lo.heartbeat_interval_ms)
       ->check(CLI::Range(int64_t{10}, int64_t{600000}))->capture_default_str();
@@ -104,6 +120,13 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (lo.crossover && !lo.netns) return Fail("--crossover needs --netns");
+  if (*fill) {
+    auto r = tandem::lab::StoreFill(fo);
+    if (!r.ok()) return Fail(r.status().message());
+    std::cout << r->dump() << "\n";
+    return 0;
+  }
+  lo.replication = with_replication;
   if (*failover) {
     if (bo.dir.empty()) {
       char tmpl[] = "/tmp/tandem-bench-XXXXXX";

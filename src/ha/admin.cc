@@ -10,6 +10,7 @@ void ActivateForAdmin(Output& out, const std::string& reason);
 void ReleaseForAdmin(Output& out, HostStatus target, bool handover, const std::string& reason);
 void SetStatusForAdmin(Output& out, HostStatus to, const std::string& reason);
 uint32_t NewRequestIdForAdmin(State& s);
+std::string ReplicaWhyForAdmin(const State& s);
 
 namespace {
 
@@ -26,10 +27,15 @@ void Accept(Output& out, const std::string& what) {
 }
 
 // The peer can take the active role right now: heard, Standby, online.
-// (With replication, Standby also means synchronized.)
+// (With replication, a peer whose replica is synchronizing is SYNCHRONIZING.)
 bool PeerReadyStandby(const State& s, std::string* why) {
   if (!PeerAlive(s)) {
     *why = "the peer is not heard (heartbeats silent)";
+    return false;
+  }
+  if (s.peer->status == HostStatus::kSynchronizing) {
+    *why = "the peer is SYNCHRONIZING: its replica of /store is not in sync yet and cannot be "
+           "promoted (wait until it is STANDBY)";
     return false;
   }
   if (s.peer->status != HostStatus::kStandby || s.peer->admin != AdminMode::kOnline) {
@@ -73,22 +79,67 @@ void SetOnline(Output& out) {
   Accept(out, "setting online");
 }
 
-void Takeover(Output& out) {
+std::string ForcedWarning(const State& s) {
+  return "forced: promoting a replica that is not UpToDate (" +
+         (s.replica.detail.empty() ? std::string("no detail") : s.replica.detail) +
+         "); data written since it was last in sync may be lost";
+}
+
+// With `force`, a replica that is not UpToDate (or is synchronizing) is
+// promoted anyway: through the peer's release when it is active, by the
+// election when the peer holds no role (e.g. FAILED), or as automatic
+// failover would (own connectivity test, witnesses) when it is silent. The
+// force ends when this host is promoted, stops being a standby, or hears an
+// active peer without a takeover request of its own in flight.
+void Takeover(Output& out, bool force) {
   State& s = out.state;
-  if (s.status != HostStatus::kStandby) {
+  if (s.status != HostStatus::kStandby && s.status != HostStatus::kSynchronizing) {
     return Refuse(out, "takeover runs on the standby host; this host is " + Name(s.status));
   }
+  const bool ready = ReplicaReady(s);
+  const std::string not_ready = ReplicaWhyForAdmin(s);
   if (!PeerAlive(s)) {
-    return Refuse(out, "the peer is silent: automatic failover handles this (see `ha status`)");
+    if (ready) {
+      return Refuse(out, "the peer is silent: automatic failover handles this (see `ha status`)");
+    }
+    if (!force) {
+      return Refuse(out, "the peer is silent, but automatic failover does not promote this host: "
+                         "its " + not_ready + "; `ha takeover --force` does (data written "
+                         "since it was last in sync may be lost)");
+    }
+    s.promotion_forced = true;
+    s.promotion_refused.clear();
+    s.reason = "forced takeover requested by the administrator; peer silent";
+    return Accept(out, ForcedWarning(s) + "; taking over as automatic failover would");
   }
   if (s.peer->status != HostStatus::kActive) {
-    return Refuse(out, "the peer is " + Name(s.peer->status) + ", not ACTIVE");
+    if (ready || s.peer->status == HostStatus::kSettingOffline) {
+      return Refuse(out, "the peer is " + Name(s.peer->status) + ", not ACTIVE");
+    }
+    if (!force) {
+      return Refuse(out, "the peer is " + Name(s.peer->status) + ", not ACTIVE, and this host " +
+                             "cannot take over: its " + not_ready + "; `ha takeover --force` " +
+                             "promotes it anyway (data written since it was last in sync may " +
+                             "be lost)");
+    }
+    s.promotion_forced = true;
+    s.promotion_refused.clear();
+    s.reason = "forced takeover requested by the administrator; peer is " + Name(s.peer->status);
+    return Accept(out, ForcedWarning(s) + "; taking over (no host is active)");
   }
   if (s.takeover_request != 0) return Refuse(out, "a takeover is already in progress");
+  if (!ready && !force) {
+    return Refuse(out, "this host cannot take over: its " + not_ready +
+                           "; `ha takeover --force` promotes it anyway (data written since it "
+                           "was last in sync may be lost)");
+  }
   s.takeover_request = NewRequestIdForAdmin(s);
   s.takeover_since_ms = s.now_ms;
-  s.reason = "takeover requested by the administrator";
-  Accept(out, "takeover requested; the peer is releasing");
+  s.promotion_forced = !ready;
+  s.reason = ready ? "takeover requested by the administrator"
+                   : "forced takeover requested by the administrator";
+  Accept(out, ready ? "takeover requested; the peer is releasing"
+                    : ForcedWarning(s) + "; takeover requested; the peer is releasing");
 }
 
 void Giveback(Output& out) {
@@ -123,7 +174,7 @@ void OnAdmin(Output& out, const AdminCommand& c) {
   switch (c.op) {
     case AdminOp::kSetOffline: return SetOffline(out);
     case AdminOp::kSetOnline: return SetOnline(out);
-    case AdminOp::kTakeover: return Takeover(out);
+    case AdminOp::kTakeover: return Takeover(out, c.force);  // the only op that honours force
     case AdminOp::kGiveback: return Giveback(out);
     case AdminOp::kRestore: return Restore(out);
   }

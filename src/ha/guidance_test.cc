@@ -23,5 +23,21 @@ TEST(Guidance, Table4Combinations) {
   EXPECT_NE(PossibleAction(S::kStarting, S::kActive).find("transition"), std::string::npos);
 }
 
+// Synchronizing (R-DS-2): wait while the active runs; nobody active: restore
+// the other host or force the incomplete replica.
+TEST(Guidance, Synchronizing) {
+  EXPECT_NE(PossibleAction(S::kActive, S::kSynchronizing).find("Wait: the secondary host"),
+            std::string::npos);
+  EXPECT_NE(PossibleAction(S::kSynchronizing, S::kActive).find("Wait: the primary host"),
+            std::string::npos);
+  EXPECT_NE(PossibleAction(S::kSynchronizing, S::kFailed)
+                .find("`ha takeover --force` on the primary"),
+            std::string::npos);
+  EXPECT_NE(PossibleAction(S::kUnknown, S::kSynchronizing)
+                .find("`ha takeover --force` on the secondary"),
+            std::string::npos);
+  EXPECT_NE(PossibleAction(S::kSynchronizing, S::kStarting).find("transition"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tandem::ha

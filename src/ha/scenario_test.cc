@@ -58,10 +58,35 @@ std::vector<Block> ReadBlocks(const std::string& path) {
   return blocks;
 }
 
+// The rest of the line, split at blanks outside double quotes (which are
+// dropped): `detail="Inconsistent, SyncTarget 42%"` is one token.
+std::vector<std::string> Tokens(std::istringstream& in) {
+  std::string rest;
+  std::getline(in, rest);
+  std::vector<std::string> out;
+  std::string tok;
+  bool quoted = false, any = false;
+  for (char c : rest) {
+    if (c == '"') {
+      quoted = !quoted;
+      any = true;
+    } else if (!quoted && (c == ' ' || c == '\t')) {
+      if (any) out.push_back(tok);
+      tok.clear();
+      any = false;
+    } else {
+      tok += c;
+      any = true;
+    }
+  }
+  EXPECT_FALSE(quoted) << "unterminated quote in: " << rest;
+  if (any) out.push_back(tok);
+  return out;
+}
+
 std::map<std::string, std::string> Args(std::istringstream& in) {
   std::map<std::string, std::string> kv;
-  std::string tok;
-  while (in >> tok) {
+  for (const std::string& tok : Tokens(in)) {
     auto eq = tok.find('=');
     if (eq == std::string::npos) {
       kv[tok] = "";
@@ -70,6 +95,16 @@ std::map<std::string, std::string> Args(std::istringstream& in) {
     }
   }
   return kv;
+}
+
+// `key`, `key=true|1` -> true; `key=false|0` -> false; absent -> def.
+bool Bool(const std::map<std::string, std::string>& kv, const std::string& k, bool def) {
+  auto it = kv.find(k);
+  if (it == kv.end()) return def;
+  if (it->second.empty() || it->second == "true" || it->second == "1") return true;
+  if (it->second == "false" || it->second == "0") return false;
+  ADD_FAILURE() << "bad boolean " << k << "=" << it->second;
+  return def;
 }
 
 int64_t Int(const std::map<std::string, std::string>& kv, const std::string& k, int64_t def) {
@@ -94,6 +129,11 @@ class Runner {
     if (verb == "init") return Init(in);
     int64_t t = 0;
     in >> t;
+    if (verb == "fail") {  // fail T <reason, the rest of the line (quotes optional)>
+      std::string reason;
+      for (const std::string& tok : Tokens(in)) reason += (reason.empty() ? "" : " ") + tok;
+      return Apply(Event{t, LocalFailure{reason.empty() ? "failure" : reason}});
+    }
     auto kv = Args(in);
     Event e{t, Tick{}};
     if (verb == "tick") {
@@ -114,10 +154,11 @@ class Runner {
     } else if (verb == "seqdone") {
       uint64_t seq = static_cast<uint64_t>(Int(kv, "seq", static_cast<int64_t>(state_.sequence)));
       e.body = SequenceDone{seq, kv.count("fail") == 0, kv.count("fail") ? kv["fail"] : ""};
-    } else if (verb == "admin") {
-      e.body = AdminCommand{ParseOp(kv)};
-    } else if (verb == "fail") {
-      e.body = LocalFailure{kv.begin() == kv.end() ? "failure" : kv.begin()->first};
+    } else if (verb == "admin") {  // admin T OP [force]
+      e.body = AdminCommand{ParseOp(kv), kv.count("force") > 0};
+    } else if (verb == "disk") {  // disk T [up_to_date=BOOL] [synchronizing=BOOL] [detail="..."]
+      e.body = DiskState{Bool(kv, "up_to_date", true), Bool(kv, "synchronizing", false),
+                         kv.count("detail") ? kv["detail"] : ""};
     } else {
       ADD_FAILURE() << "unknown command " << verb;
       return "";
@@ -163,13 +204,15 @@ class Runner {
   }
 
   AdminOp ParseOp(const std::map<std::string, std::string>& kv) {
-    const std::string& op = kv.begin()->first;
-    if (op == "offline") return AdminOp::kSetOffline;
-    if (op == "online") return AdminOp::kSetOnline;
-    if (op == "takeover") return AdminOp::kTakeover;
-    if (op == "giveback") return AdminOp::kGiveback;
-    if (op == "restore") return AdminOp::kRestore;
-    ADD_FAILURE() << "unknown admin op " << op;
+    for (const auto& [op, unused] : kv) {
+      if (op == "offline") return AdminOp::kSetOffline;
+      if (op == "online") return AdminOp::kSetOnline;
+      if (op == "takeover") return AdminOp::kTakeover;
+      if (op == "giveback") return AdminOp::kGiveback;
+      if (op == "restore") return AdminOp::kRestore;
+      if (op != "force") ADD_FAILURE() << "unknown admin op " << op;
+    }
+    ADD_FAILURE() << "admin command without an op";
     return AdminOp::kRestore;
   }
 
@@ -179,6 +222,7 @@ class Runner {
     if (out.admin_accepted) {
       os << (*out.admin_accepted ? "accepted: " : "refused: ") << out.admin_message << "\n";
     }
+    for (const auto& n : out.notes) os << "note: " << n << "\n";
     for (const auto& t : out.transitions) {
       os << StatusName(t.from) << " -> " << StatusName(t.to) << ": " << t.reason << "\n";
     }
@@ -205,7 +249,16 @@ class Runner {
        << (a.conn_check_answer_id ? " answered=" + std::to_string(a.conn_check_answer_id) +
                                         (a.conn_check_answer_ok ? ":ok" : ":fail")
                                   : "")
-       << " peer=" << (PeerAlive(state_) ? "up" : "down") << " | " << state_.reason << "\n";
+       << " peer=" << (PeerAlive(state_) ? "up" : "down");
+    // The local replica, only once a DiskState said something else than the
+    // default (UpToDate), so scenarios without replication read as before.
+    const DiskState& r = state_.replica;
+    if (!(r == DiskState{})) {
+      os << " replica=" << (r.up_to_date ? "uptodate" : "not-uptodate")
+         << (r.synchronizing ? ",syncing" : "");
+    }
+    if (state_.promotion_forced) os << " forced";
+    os << " | " << state_.reason << "\n";
     return os.str();
   }
 

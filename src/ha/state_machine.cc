@@ -18,6 +18,32 @@ std::string Str(int64_t v) { return std::to_string(v); }
 
 bool IsPeer(const State& s, HostStatus st) { return s.peer && s.peer->status == st; }
 
+// ---- The local replica (R-DS-*) ----
+
+// A sync target, or an interrupted one that is not UpToDate yet: a host stays
+// SYNCHRONIZING until its DiskState says UpToDate and not synchronizing.
+bool Synchronizing(const State& s) {
+  return s.replica.synchronizing ||
+         (s.status == HostStatus::kSynchronizing && !s.replica.up_to_date);
+}
+
+bool CanPromote(const State& s) { return s.replica.up_to_date && !Synchronizing(s); }
+
+std::string ReplicaText(const DiskState& r, bool syncing_form) {
+  std::string what =
+      syncing_form ? "local replica is synchronizing" : "local replica is not UpToDate";
+  return r.detail.empty() ? what : what + ": " + r.detail;
+}
+
+// Why the replica keeps this host from being promoted.
+std::string ReplicaWhy(const State& s) { return ReplicaText(s.replica, s.replica.up_to_date); }
+
+// The status of a host that holds no role: STANDBY, or SYNCHRONIZING while
+// its replica is being synchronized.
+HostStatus StandbyStatus(const State& s) {
+  return Synchronizing(s) ? HostStatus::kSynchronizing : HostStatus::kStandby;
+}
+
 // ---- Output helpers ----
 
 void Emit(Output& out, ActionType t, std::string detail = "") {
@@ -28,11 +54,24 @@ void SetStatus(Output& out, HostStatus to, const std::string& reason) {
   State& s = out.state;
   s.reason = reason;
   if (s.status == to) return;
+  // A forced takeover applies to the standby that was forced, not beyond.
+  if (to != HostStatus::kStandby && to != HostStatus::kSynchronizing) s.promotion_forced = false;
   out.transitions.push_back(Transition{s.status, to, reason});
   Emit(out, ActionType::kNotify,
        std::string(StatusName(s.status)) + " " + std::string(StatusName(to)) + " " + reason);
   s.status = to;
   s.status_since_ms = s.now_ms;
+}
+
+// Becomes STANDBY or SYNCHRONIZING; the reason also says what holds the
+// replica back, if anything does.
+void SetStandby(Output& out, const std::string& reason) {
+  const State& s = out.state;
+  bool syncing = Synchronizing(s);
+  bool says_why = CanPromote(s) || reason.find("local replica") != std::string::npos;
+  std::string why = syncing ? ReplicaText(s.replica, true) : ReplicaWhy(s);
+  SetStatus(out, syncing ? HostStatus::kSynchronizing : HostStatus::kStandby,
+            says_why ? reason : reason + "; " + why);
 }
 
 void BeginSequence(Output& out, SeqKind kind, std::initializer_list<ActionType> steps,
@@ -55,6 +94,8 @@ void Activate(Output& out, const std::string& reason) {
   s.disk.last_active_epoch = s.disk.epoch;
   s.takeover_request = 0;
   s.handover = false;
+  s.promotion_forced = false;
+  s.promotion_refused.clear();
   Emit(out, ActionType::kPersist, "epoch " + std::to_string(s.disk.epoch));
   SetStatus(out, HostStatus::kActive, reason);
   BeginSequence(out,
@@ -134,16 +175,55 @@ std::optional<bool> ConnVerdictSince(const State& s, int64_t since_ms) {
 
 // ---- Reconcile: the rules of each status ----
 
-// Takes over after the peer went silent, if our own test passes (R-NC-3).
-void TakeOverFromSilentPeer(Output& out, int64_t silent_since_ms, const std::string& what) {
+// Every way to Active goes through here: promotion needs an UpToDate replica
+// that is not synchronizing, unless the administrator forced a takeover. A
+// refusal leaves the host STANDBY (or SYNCHRONIZING) with the reason, noted
+// once per cause: `key` names the cause without what changes every tick.
+bool MayPromote(Output& out, const std::string& what, const std::string& key) {
   State& s = out.state;
+  if (CanPromote(s) || s.promotion_forced) return true;
+  std::string reason = what + "; not taking over: " + ReplicaWhy(s);
+  if (s.status != HostStatus::kStandby && s.status != HostStatus::kSynchronizing) {
+    s.promotion_refused = key;
+    SetStandby(out, reason);  // the transition says why
+  } else if (s.promotion_refused != key) {
+    s.promotion_refused = key;
+    s.reason = reason;
+    out.notes.push_back(reason);
+  }
+  return false;
+}
+
+// Activates unless MayPromote refuses; then, with `hand_back`, hands the role
+// to the peer (it is a candidate too), so the cluster is not left without an
+// active host while this one waits for its replica.
+void Promote(Output& out, const std::string& what, const std::string& key, bool hand_back) {
+  State& s = out.state;
+  if (!MayPromote(out, what, key)) {
+    if (hand_back && !s.handover) {
+      s.handover = true;
+      s.handover_since_ms = s.now_ms;
+    }
+    return;
+  }
+  Activate(out, CanPromote(s) ? what : what + "; forced by the administrator: " + ReplicaWhy(s));
+}
+
+// Takes over after the peer went silent, if our own test passes (R-NC-3)
+// and the replica allows it (`key`: `what` without the time).
+void TakeOverFromSilentPeer(Output& out, int64_t silent_since_ms, const std::string& what,
+                            const std::string& key) {
+  State& s = out.state;
+  if (!MayPromote(out, what, key)) return;
   auto verdict = ConnVerdictSince(s, silent_since_ms);
   if (!verdict) {
     RequestConnTest(out, what + "; testing own connectivity before taking over");
     return;
   }
   if (*verdict && !WitnessSeesPeerActive(s)) {
-    Activate(out, what + (s.opts.has_connectivity_peers ? "; own connectivity test passed" : ""));
+    std::string why =
+        what + (s.opts.has_connectivity_peers ? "; own connectivity test passed" : "");
+    Activate(out, CanPromote(s) ? why : why + "; forced by the administrator: " + ReplicaWhy(s));
     return;
   }
   if (!s.conn_failure_noted) {
@@ -163,21 +243,24 @@ void Elect(Output& out, const std::string& context) {
   State& s = out.state;
   const Advert& p = *s.peer;
   if (p.status == HostStatus::kActive) {
-    SetStatus(out, HostStatus::kStandby, "peer is active");
+    SetStandby(out, "peer is active");
   } else if (p.handover) {
-    Activate(out, "peer handed the active role over");
+    Promote(out, "peer handed the active role over", "handover", PeerCanTakeRole(p));
   } else if (PeerReleasing(p)) {
     return;  // its handover follows when its release completes
-  } else if (!PeerCanTakeRole(p)) {
-    Activate(out, context + "; peer is " + std::string(StatusName(p.status)) + "/" +
-                      std::string(AdminName(p.admin)));
+  } else if (!PeerCanTakeRole(p) && !(s.handover && p.status == HostStatus::kSynchronizing)) {
+    // (A Synchronizing peer we handed the role to asked for it: a forced takeover.)
+    std::string peer_is =
+        "peer is " + std::string(StatusName(p.status)) + "/" + std::string(AdminName(p.admin));
+    Promote(out, context + "; " + peer_is, peer_is, false);
   } else if (s.handover) {
     // We gave the role away: wait for the peer to take it.
-    if (s.status != HostStatus::kStandby) SetStatus(out, HostStatus::kStandby, s.reason);
+    if (s.status != StandbyStatus(s)) SetStandby(out, s.reason);
   } else if (WeWinElection(s)) {
-    Activate(out, context + "; won election (epoch " + std::to_string(s.disk.epoch) + ")");
-  } else if (s.status != HostStatus::kStandby) {
-    SetStatus(out, HostStatus::kStandby, context + "; peer won election");
+    Promote(out, context + "; won election (epoch " + std::to_string(s.disk.epoch) + ")",
+            "won election", true);
+  } else if (s.status != StandbyStatus(s)) {
+    SetStandby(out, context + "; peer won election");
   }
 }
 
@@ -189,7 +272,8 @@ void ReconcileStarting(Output& out) {
   }
   int64_t dead_at = s.started_ms + s.opts.initial_dead_time_ms;
   if (s.now_ms >= dead_at) {
-    TakeOverFromSilentPeer(out, dead_at, "peer not heard within initial dead time");
+    const std::string what = "peer not heard within initial dead time";
+    TakeOverFromSilentPeer(out, dead_at, what, what);
   }
 }
 
@@ -198,7 +282,7 @@ void ReconcileSettingOnline(Output& out) {
   if (PeerAlive(s)) {
     Elect(out, "set online");
   } else {
-    TakeOverFromSilentPeer(out, s.status_since_ms, "set online; peer silent");
+    TakeOverFromSilentPeer(out, s.status_since_ms, "set online; peer silent", "peer silent");
   }
 }
 
@@ -211,28 +295,61 @@ void ServePeerConnCheck(Output& out) {
   RequestConnTest(out, "peer lost its connectivity test peers and asks us to test ours");
 }
 
+// STANDBY <-> SYNCHRONIZING as the local replica's DiskState says.
+void FollowReplica(Output& out) {
+  State& s = out.state;
+  if (s.status == HostStatus::kStandby && Synchronizing(s)) {
+    SetStatus(out, HostStatus::kSynchronizing, ReplicaText(s.replica, true));
+  } else if (s.status == HostStatus::kSynchronizing && !Synchronizing(s)) {
+    SetStatus(out, HostStatus::kStandby, "synchronization finished: local replica is UpToDate");
+  }
+}
+
+// Standby and Synchronizing: the same rules; MayPromote holds a host with a
+// replica that is not UpToDate (or is synchronizing) back.
 void ReconcileStandby(Output& out) {
   State& s = out.state;
+  FollowReplica(out);
   if (s.takeover_request && s.now_ms - s.takeover_since_ms > s.opts.heartbeat_timeout_ms) {
     s.takeover_request = 0;
     s.reason = "takeover timed out: peer did not release";
   }
+  // A force ends when another host is active (and no request of ours is out).
+  if (PeerAlive(s) && IsPeer(s, HostStatus::kActive) && s.takeover_request == 0) {
+    s.promotion_forced = false;
+  }
   if (!PeerAlive(s)) {
     if (s.handover) return;  // we gave the role away; wait for the peer
+    if (!s.peer) {  // alone since start-up; the replica held us back at the dead time
+      const std::string what = "peer not heard within initial dead time";
+      TakeOverFromSilentPeer(out, s.started_ms + s.opts.initial_dead_time_ms, what, what);
+      return;
+    }
     int64_t heard = s.peer_silent_since_ms - s.opts.heartbeat_timeout_ms;
     TakeOverFromSilentPeer(out, s.peer_silent_since_ms,
-                           "peer silent for " + Str(s.now_ms - heard) + " ms (all paths)");
+                           "peer silent for " + Str(s.now_ms - heard) + " ms (all paths)",
+                           "peer silent");
     return;
   }
   s.conn_failure_noted = false;
   ServePeerConnCheck(out);
-  if (!IsPeer(s, HostStatus::kActive)) Elect(out, "no active host");
+  if (!IsPeer(s, HostStatus::kActive)) {
+    Elect(out, "no active host");
+    return;
+  }
+  s.promotion_refused.clear();  // a peer is active: no promotion in question
 }
 
 void CheckConnectivityFailover(Output& out) {
   State& s = out.state;
   bool peer_ready = PeerAlive(s) && IsPeer(s, HostStatus::kStandby) &&
                     s.peer->admin == AdminMode::kOnline;
+  if (!s.conn_ok && s.opts.has_connectivity_peers && PeerAlive(s) &&
+      IsPeer(s, HostStatus::kSynchronizing)) {
+    // Present, but no takeover candidate: no controlled failover (R-NC-2).
+    s.reason = "lost connectivity test peers; the peer is SYNCHRONIZING and cannot take over: "
+               "no failover";
+  }
   if (s.conn_ok || !s.opts.has_connectivity_peers || !peer_ready) {
     s.conn_check_request = 0;
     return;
@@ -278,7 +395,9 @@ void ReconcileActive(Output& out) {
     return;
   }
   uint32_t req = PeerAlive(s) && s.peer ? s.peer->takeover_request : 0;
-  if (req != 0 && req != s.takeover_handled && IsPeer(s, HostStatus::kStandby)) {
+  // A Synchronizing peer asks only when its administrator forced it.
+  bool candidate = IsPeer(s, HostStatus::kStandby) || IsPeer(s, HostStatus::kSynchronizing);
+  if (req != 0 && req != s.takeover_handled && candidate) {
     s.takeover_handled = req;
     Release(out, HostStatus::kStandby, true, "peer requested takeover");
     return;
@@ -298,7 +417,8 @@ void PeriodicConnTest(Output& out) {
 // A host that is not active follows the active's data generation.
 void FollowActiveEpoch(Output& out) {
   State& s = out.state;
-  bool follower = s.status == HostStatus::kStandby || s.status == HostStatus::kOffline;
+  bool follower = s.status == HostStatus::kStandby || s.status == HostStatus::kSynchronizing ||
+                  s.status == HostStatus::kOffline;
   if (!follower || !PeerAlive(s) || !IsPeer(s, HostStatus::kActive)) return;
   if (s.peer->epoch <= s.disk.epoch) return;
   s.disk.epoch = s.peer->epoch;
@@ -314,7 +434,8 @@ void Reconcile(Output& out) {
   switch (s.status) {
     case HostStatus::kStarting: ReconcileStarting(out); break;
     case HostStatus::kSettingOnline: ReconcileSettingOnline(out); break;
-    case HostStatus::kStandby: ReconcileStandby(out); break;
+    case HostStatus::kStandby:
+    case HostStatus::kSynchronizing: ReconcileStandby(out); break;
     case HostStatus::kActive: ReconcileActive(out); break;
     default: break;  // Failed, Offline: admin decides
   }
@@ -341,8 +462,9 @@ void OnConnectivity(Output& out, const ConnectivityResult& r) {
   s.conn_witness_peer = r.witness_peer;
   s.conn_result_ms = s.now_ms;
   if (s.conn_check_served != 0 && s.conn_check_answer_id != s.conn_check_served) {
+    // A replica that may not be promoted declines the controlled failover.
     s.conn_check_answer_id = s.conn_check_served;
-    s.conn_check_answer_ok = r.ok;
+    s.conn_check_answer_ok = r.ok && CanPromote(s);
   }
 }
 
@@ -367,7 +489,11 @@ void OnSequenceDone(Output& out, const SequenceDone& d) {
   if (s.release_target == HostStatus::kFailed) return;
   s.handover = s.release_handover;
   s.handover_since_ms = s.now_ms;
-  SetStatus(out, s.release_target, s.reason);
+  if (s.release_target == HostStatus::kStandby) {
+    SetStandby(out, s.reason);
+  } else {
+    SetStatus(out, s.release_target, s.reason);
+  }
 }
 
 void OnLocalFailure(Output& out, const LocalFailure& f) {
@@ -378,6 +504,28 @@ void OnLocalFailure(Output& out, const LocalFailure& f) {
   Emit(out, ActionType::kPersist, "failed");
   if (Busy(s)) s.sequence = 0;  // abandon; the release below supersedes it
   Release(out, HostStatus::kFailed, false, f.reason);
+}
+
+// Records the replica's state; Reconcile moves STANDBY <-> SYNCHRONIZING and
+// retries a promotion it held back. An active host only records it (it is the
+// sync source; a failed disk arrives as LocalFailure).
+void OnDiskState(Output& out, const DiskState& d) {
+  State& s = out.state;
+  DiskState before = s.replica;
+  s.replica = d;
+  // Keep what the reason says about the replica current ("SyncTarget 43%").
+  for (bool syncing_form : {false, true}) {
+    std::string old_text = ReplicaText(before, syncing_form);
+    size_t at = s.reason.find(old_text);
+    if (at == std::string::npos) continue;
+    s.reason.replace(at, old_text.size(), ReplicaText(d, syncing_form));
+  }
+  if (before.up_to_date == d.up_to_date && before.synchronizing == d.synchronizing) return;
+  s.promotion_refused.clear();  // new facts: a refusal is noted again
+  if (s.status == HostStatus::kStandby && !Synchronizing(s)) {
+    s.reason = CanPromote(s) ? "local replica is UpToDate"
+                             : ReplicaWhy(s) + "; this host cannot take over until it is UpToDate";
+  }
 }
 
 }  // namespace
@@ -392,6 +540,9 @@ void SetStatusForAdmin(Output& out, HostStatus to, const std::string& reason) {
   SetStatus(out, to, reason);
 }
 uint32_t NewRequestIdForAdmin(State& s) { return NewRequestId(s); }
+std::string ReplicaWhyForAdmin(const State& s) { return ReplicaWhy(s); }
+
+bool ReplicaReady(const State& s) { return CanPromote(s); }
 
 bool PeerAlive(const State& s) {
   for (int64_t t : s.path_heard_ms) {
@@ -453,6 +604,7 @@ Output Step(const State& in, const Event& e) {
                  [&](const SequenceDone& d) { OnSequenceDone(out, d); },
                  [&](const AdminCommand& c) { OnAdmin(out, c); },
                  [&](const LocalFailure& f) { OnLocalFailure(out, f); },
+                 [&](const DiskState& d) { OnDiskState(out, d); },
              },
              e.body);
   if (was_alive && !PeerAlive(s) && s.peer_silent_since_ms < 0) {

@@ -46,6 +46,18 @@ struct Persistent {
 
 enum class SeqKind : uint8_t { kNone, kActivate, kRelease };
 
+// The local replica of /store as the executor reports it (R-DS-*); it is also
+// the DiskState event. The executor sends it whenever the replica's state
+// changes and, when replication is configured, once right after Boot before
+// any other event (the state on disk survives restarts). Without replication
+// none ever arrives and these defaults hold: promotion is never held back.
+struct DiskState {
+  bool up_to_date = true;      // the local disk is UpToDate: it may be promoted
+  bool synchronizing = false;  // sync target of an initial or catch-up resync (R-DS-2, R-DS-3)
+  std::string detail;          // for reasons and the log: "Inconsistent, SyncTarget 42%"
+  bool operator==(const DiskState&) const = default;
+};
+
 struct State {
   Options opts;
   Persistent disk;
@@ -84,6 +96,12 @@ struct State {
   uint32_t conn_check_answer_id = 0;
   bool conn_check_answer_ok = false;
 
+  // Local replica (R-DS-*). Promotion to Active needs an UpToDate replica
+  // that is not synchronizing, unless the administrator forced a takeover.
+  DiskState replica;
+  bool promotion_forced = false;  // `ha takeover --force` accepted, not yet done (admin.cc)
+  std::string promotion_refused;  // cause of the refusal last noted ("": none)
+
   // The action sequence in flight (activation or release).
   uint64_t next_sequence = 1;
   uint64_t sequence = 0;  // 0: none in flight
@@ -120,14 +138,22 @@ struct SequenceDone {
 enum class AdminOp : uint8_t { kSetOffline, kSetOnline, kTakeover, kGiveback, kRestore };
 struct AdminCommand {
   AdminOp op;
+  // kTakeover only: promote this host although its replica is not UpToDate
+  // (or is synchronizing); the accepted message carries a data-loss warning.
+  bool force = false;
 };
-struct LocalFailure {  // e.g. DiskFailed (replication issue) or a fatal executor error
+// A failure of this host that it cannot repair by itself: an I/O error on the
+// store's disk (R-DS-8, R-FO-1: "disk failed: /store/x: pwrite: Input/output
+// error") or a fatal executor error. The host releases what it holds and is
+// FAILED (sticky, persisted) until `ha restore`; a standby peer sees FAILED
+// in the advert and takes over at once (R-FO-1).
+struct LocalFailure {
   std::string reason;
 };
 
 struct Event {
   using Body = std::variant<Tick, PeerHeartbeat, ConnectivityResult, SequenceDone, AdminCommand,
-                            LocalFailure>;
+                            LocalFailure, DiskState>;
   int64_t now_ms = 0;
   Body body;
 };
@@ -168,12 +194,20 @@ struct Output {
   // For AdminCommand: whether it was accepted, and the reason if refused.
   std::optional<bool> admin_accepted;
   std::string admin_message;
+  // Decisions worth one log line that change no status, e.g. a promotion
+  // refused because the local replica is not UpToDate (each cause once, not
+  // at every tick). The executor logs them as warnings.
+  std::vector<std::string> notes = {};
 };
 
 Output Step(const State& s, const Event& e);
 
 // The advert this host sends in its heartbeats.
 Advert MakeAdvert(const State& s);
+
+// True if the local replica allows promotion to Active: UpToDate and not
+// synchronizing (always true without replication).
+bool ReplicaReady(const State& s);
 
 // True if the peer has been heard on some path within the timeout.
 bool PeerAlive(const State& s);

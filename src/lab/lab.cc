@@ -85,7 +85,19 @@ struct HostPlan {
   std::string name, role, addr, dir;
   int hb_port = 0;
   std::string xo_addr;  // crossover address (netns lab with --crossover)
+  int repl_port = 0;    // replication (7789 in a netns lab)
 };
+
+// [replication]: each host's store_dir next to its config; the replication
+// connection uses the crossover link when there is one (R-DS-6).
+std::string ReplicationLines(const LabOptions& o, const HostPlan& h, const HostPlan& peer) {
+  if (!o.replication) return "";
+  const std::string& a = h.xo_addr.empty() ? h.addr : h.xo_addr;
+  const std::string& b = peer.xo_addr.empty() ? peer.addr : peer.xo_addr;
+  return "[replication]\nstore_dir = \"store\"\nlisten = \"" + a + ":" + std::to_string(h.repl_port) +
+         "\"\npeer = \"" + b + ":" + std::to_string(peer.repl_port) + "\"\nsync_rate_mb = " +
+         std::to_string(o.sync_rate_mb) + "\n\n";
+}
 
 // The [cluster] VIP lines and the host's interface for each lab kind.
 std::string VipLines(const LabOptions& o, const std::string& vip) {
@@ -125,7 +137,7 @@ std::string HostConfig(const LabOptions& o, const HostPlan& h, const HostPlan& p
          "\n\n[[service]]\nname = \"demo\"\ncommand = " + TomlList(demo) +
          "\nrestart_backoff_min_ms = 20\nrestart_backoff_max_ms = 1000\n\n"
          "[notify]\ncommand = " + TomlList({"/bin/sh", "-c", notify, "notify"}) +
-         "\n\n[log]\nlevel = \"info\"\nfile = \"tandemd.log\"\n";
+         "\n\n[log]\nlevel = \"info\"\nfile = \"tandemd.log\"\n\n" + ReplicationLines(o, h, peer);
 }
 
 Result<json> QueryStatus(const std::string& config_dir) {
@@ -146,6 +158,7 @@ bool Settled(const std::string& dir) {
 }
 
 constexpr int kNetnsHeartbeatPort = 7788;
+constexpr int kNetnsReplicationPort = 7789;
 constexpr int kNetnsServicePort = 8080;
 constexpr int kNetnsManagedPort = 7000;  // the managed hosts' responder (connectivity tests)
 constexpr int kNetnsWitnessPort = 7790;  // the managed hosts' witness (indirect heartbeat)
@@ -160,6 +173,9 @@ Status PlanLoopback(const LabOptions& o, HostPlan (&hosts)[2], std::string* vip,
     auto p = FreePort(h.addr, SOCK_DGRAM);
     if (!p.ok()) return p.status();
     h.hb_port = *p;
+    auto r = FreePort(h.addr, SOCK_STREAM);
+    if (!r.ok()) return r.status();
+    h.repl_port = *r;
   }
   auto sp = FreePort(*vip, SOCK_STREAM);
   if (!sp.ok()) return sp.status();
@@ -173,7 +189,10 @@ void PlanNetns(LabOptions& o, HostPlan (&hosts)[2], std::string* vip, int* port)
   *port = kNetnsServicePort;
   hosts[0].addr = kNetnsPrimary;
   hosts[1].addr = kNetnsSecondary;
-  for (HostPlan& h : hosts) h.hb_port = kNetnsHeartbeatPort;
+  for (HostPlan& h : hosts) {
+    h.hb_port = kNetnsHeartbeatPort;
+    h.repl_port = kNetnsReplicationPort;
+  }
   if (o.crossover) {
     hosts[0].xo_addr = kNetnsCrossoverPrimary;
     hosts[1].xo_addr = kNetnsCrossoverSecondary;
@@ -222,6 +241,11 @@ Status WriteLab(LabOptions o, const NetnsPlan* plan, json* lab) {
         cfg, HostConfig(o, hosts[i], hosts[1 - i], vip, service_port, bin), 0644));
     hj.push_back({{"name", hosts[i].name}, {"role", hosts[i].role}, {"pid", 0},
                   {"config", cfg}, {"address", hosts[i].addr}});
+    if (o.replication) {
+      hj.back()["store_dir"] = hosts[i].dir + "/store";
+      hj.back()["repl_port"] = hosts[i].repl_port;
+      hj.back()["volume_socket"] = hosts[i].dir + "/run/volume.sock";
+    }
   }
   *lab = {{"vip", vip}, {"service_port", service_port}, {"hosts", hj}, {"dir", o.dir},
           {"bin_dir", bin}, {"heartbeat_interval_ms", o.heartbeat_interval_ms},

@@ -28,6 +28,10 @@ struct LabOptions {
   bool use_witnesses = true;
   std::vector<std::string> witnesses;  // "host:port" (filled in for netns labs)
   std::vector<std::string> icmp_peers;  // ICMP echo test peers (netns: the managed hosts)
+  // /store replication between the two hosts (docs/REPLICATION.md); each
+  // host's JSON gets "store_dir", "repl_port" and "volume_socket".
+  bool replication = false;
+  int64_t sync_rate_mb = 100;
 };
 
 // Writes configs and key, starts both daemons in the background, waits until

@@ -13,6 +13,8 @@
 #include <tuple>
 #include <utility>
 
+#include "util/bytes.h"
+
 namespace tandem::peer {
 namespace {
 
@@ -51,47 +53,8 @@ static_assert(kVersionOffset < kPacketBytesMin, "magic and version are read befo
 static_assert(kSenderBytesMax <= UINT8_MAX, "sender_len is one byte");
 static_assert(kMacBytes <= EVP_MAX_MD_SIZE);
 
-// Appends little-endian integers and raw bytes, one byte at a time.
-class Writer {
- public:
-  explicit Writer(std::vector<uint8_t>* out) : out_(out) {}
-  void U8(uint8_t v) { out_->push_back(v); }
-  template <typename T>
-  void Uint(T v) {
-    for (size_t i = 0; i < sizeof(T); ++i) U8(static_cast<uint8_t>(v >> (8 * i)));
-  }
-  void Bytes(std::span<const uint8_t> b) { out_->insert(out_->end(), b.begin(), b.end()); }
-  void Bytes(std::string_view s) { out_->insert(out_->end(), s.begin(), s.end()); }
-
- private:
-  std::vector<uint8_t>* out_;
-};
-
-// Consumes little-endian integers and raw bytes. Every read returns false,
-// consuming nothing, when fewer bytes remain than it needs.
-class Reader {
- public:
-  explicit Reader(std::span<const uint8_t> in) : in_(in) {}
-  size_t remaining() const { return in_.size(); }
-  template <typename T>
-  bool Uint(T* v) {
-    if (in_.size() < sizeof(T)) return false;
-    T x = 0;
-    for (size_t i = 0; i < sizeof(T); ++i) x |= static_cast<T>(static_cast<T>(in_[i]) << (8 * i));
-    in_ = in_.subspan(sizeof(T));
-    *v = x;
-    return true;
-  }
-  bool Bytes(size_t n, std::string* s) {
-    if (in_.size() < n) return false;
-    s->assign(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(n));
-    in_ = in_.subspan(n);
-    return true;
-  }
-
- private:
-  std::span<const uint8_t> in_;
-};
+using util::Reader;
+using util::Writer;
 
 // HMAC-SHA256 of `data` under `key`. False only if OpenSSL fails internally.
 bool ComputeMac(std::span<const uint8_t> data, std::string_view key,
@@ -152,7 +115,7 @@ bool ParseHeader(Reader* r, Packet* p) {
   std::optional<PacketType> t = TypeFromWire(type);
   if (!t || p->path >= kPathCount || sender_len > kSenderBytesMax) return false;
   p->type = *t;
-  return r->Bytes(sender_len, &p->sender);
+  return r->Str(sender_len, &p->sender);
 }
 
 bool ParseAdvert(Reader* r, ha::Advert* a) {
@@ -183,7 +146,7 @@ bool IsWitness(PacketType t) {
 bool ParseWitnessTrailer(Reader* r, Packet* p) {
   uint8_t len = 0;
   if (!r->Uint(&len) || len > kSenderBytesMax) return false;
-  return r->Bytes(len, &p->subject) && r->Uint(&p->heard_ms_ago);
+  return r->Str(len, &p->subject) && r->Uint(&p->heard_ms_ago);
 }
 
 // Strict parse of the MAC-covered bytes: every field valid, nothing left over.
@@ -210,7 +173,7 @@ std::vector<uint8_t> Encode(const Packet& p, std::string_view key) {
   std::vector<uint8_t> out;
   out.reserve(kPacketBytesMin + p.sender.size());
   Writer w(&out);
-  w.Bytes(kMagic);
+  w.Raw(kMagic);
   w.U8(kVersion);
   w.U8(static_cast<uint8_t>(p.type));
   w.U8(p.path);
@@ -219,18 +182,18 @@ std::vector<uint8_t> Encode(const Packet& p, std::string_view key) {
   w.Uint(p.echo_seq);
   w.Uint(p.peer_incarnation);
   w.U8(static_cast<uint8_t>(p.sender.size()));
-  w.Bytes(p.sender);
+  w.Raw(p.sender);
   TANDEM_CHECK(out.size() == kHeaderBytes + p.sender.size());
   WriteAdvert(p.advert, &w);
   TANDEM_CHECK(out.size() + kMacBytes == kPacketBytesMin + p.sender.size());
   if (IsWitness(p.type)) {
     w.U8(static_cast<uint8_t>(p.subject.size()));
-    w.Bytes(p.subject);
+    w.Raw(p.subject);
     w.Uint(p.heard_ms_ago);
   }
   std::array<uint8_t, kMacBytes> mac;
   TANDEM_CHECK(ComputeMac(out, key, &mac));
-  w.Bytes(mac);
+  w.Raw(mac);
   return out;
 }
 

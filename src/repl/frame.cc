@@ -12,6 +12,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "util/bytes.h"
+
 namespace tandem::repl {
 namespace {
 
@@ -56,82 +58,8 @@ static_assert(kPathBytesMax <= UINT16_MAX && kNodeNameBytesMax <= UINT16_MAX &&
               "str16 length prefixes");
 static_assert(kChunkIndexMax <= UINT64_MAX / kChunkBytes, "chunk start fits u64");
 
-// Appends little-endian integers and raw bytes, one byte at a time.
-class Writer {
- public:
-  explicit Writer(std::vector<uint8_t>* out) : out_(out) {}
-  void U8(uint8_t v) { out_->push_back(v); }
-  template <typename T>
-  void Uint(T v) {
-    for (size_t i = 0; i < sizeof(T); ++i) U8(static_cast<uint8_t>(v >> (8 * i)));
-  }
-  template <typename E>
-  void Enum(E v) {
-    Uint(static_cast<std::underlying_type_t<E>>(v));
-  }
-  void Raw(std::span<const uint8_t> b) { out_->insert(out_->end(), b.begin(), b.end()); }
-  void Str16(std::string_view s) {
-    TANDEM_CHECK(s.size() <= UINT16_MAX);
-    Uint(static_cast<uint16_t>(s.size()));
-    out_->insert(out_->end(), s.begin(), s.end());
-  }
-  void Bytes32(std::span<const uint8_t> b) {
-    TANDEM_CHECK(b.size() <= UINT32_MAX);
-    Uint(static_cast<uint32_t>(b.size()));
-    Raw(b);
-  }
-
- private:
-  std::vector<uint8_t>* out_;
-};
-
-// Consumes little-endian integers and raw bytes. Every read returns false,
-// consuming nothing, when fewer bytes remain than it needs.
-class Reader {
- public:
-  explicit Reader(std::span<const uint8_t> in) : in_(in) {}
-  size_t remaining() const { return in_.size(); }
-  template <typename T>
-  bool Uint(T* v) {
-    if (in_.size() < sizeof(T)) return false;
-    T x = 0;
-    for (size_t i = 0; i < sizeof(T); ++i) x |= static_cast<T>(static_cast<T>(in_[i]) << (8 * i));
-    in_ = in_.subspan(sizeof(T));
-    *v = x;
-    return true;
-  }
-  // Stores any wire value; Validate() decides whether it is a known one.
-  template <typename E>
-  bool Enum(E* v) {
-    std::underlying_type_t<E> raw = 0;
-    if (!Uint(&raw)) return false;
-    *v = static_cast<E>(raw);
-    return true;
-  }
-  std::optional<std::span<const uint8_t>> Raw(size_t n) {
-    if (in_.size() < n) return std::nullopt;
-    std::span<const uint8_t> got = in_.first(n);
-    in_ = in_.subspan(n);
-    return got;
-  }
-  bool Str16(std::string* s) {
-    uint16_t n = 0;
-    std::optional<std::span<const uint8_t>> b;
-    if (!Uint(&n) || !(b = Raw(n))) return false;
-    s->assign(b->begin(), b->end());
-    return true;
-  }
-  bool Bytes32(std::vector<uint8_t>* v) {
-    uint32_t n = 0;
-    std::optional<std::span<const uint8_t>> b;
-    if (!Uint(&n) || !(b = Raw(n))) return false;
-    v->assign(b->begin(), b->end());
-    return true;
-  }
-
- private:
-  std::span<const uint8_t> in_;
-};
+using util::Reader;
+using util::Writer;
 
 // HMAC-SHA256 of `data` under `key`. False only if OpenSSL fails internally.
 bool ComputeMac(std::span<const uint8_t> data, std::string_view key,

@@ -20,7 +20,7 @@ namespace tandem::repl {
 inline constexpr size_t kHeaderBytes = 28;  // magic .. conn_id
 inline constexpr size_t kMacBytes = 32;     // HMAC-SHA256
 inline constexpr size_t kDataBytesMax = 1024 * 1024;  // Write and SyncData data
-inline constexpr uint64_t kChunkBytes = 1024 * 1024;  // unit of chunk indices
+inline constexpr uint64_t kChunkBytes = 64 * 1024;  // unit of chunk indices (resync granularity)
 inline constexpr uint64_t kChunkIndexMax = UINT64_MAX / kChunkBytes;  // start fits u64
 inline constexpr size_t kPathBytesMax = 4096;
 inline constexpr size_t kNodeNameBytesMax = 64;

@@ -17,7 +17,13 @@ constexpr int64_t kDelayMaxMs = 5;       // normal one-way network delay
 constexpr int64_t kMarginMs = 60;        // scheduling slack in deadlines
 constexpr double kDriftMax = 0.005;      // clock rate error (5000 ppm)
 
-enum class Kind { kTick, kHbTimer, kDeliver, kConnResult, kSeqStep, kRestart, kResume, kFault, kHeal, kAdmin };
+enum class Kind {
+  kTick, kHbTimer, kDeliver, kConnResult, kSeqStep, kRestart, kResume, kFault, kHeal, kAdmin,
+  kDiskChange,  // the replica's state on disk changes (global: survives crashes)
+  kDiskReport,  // the executor feeds the replica's current state as a DiskState
+};
+
+const char* const kDiskFailure = "disk failed: /store/x: pwrite: Input/output error";
 
 struct Ev {
   int64_t t = 0;
@@ -32,6 +38,8 @@ struct Ev {
   uint64_t seq = 0;
   size_t step = 0;
   ha::AdminOp op = ha::AdminOp::kRestore;
+  bool force = false;  // kAdmin kTakeover: `ha takeover --force`
+  ha::DiskState disk;  // kDiskChange
 };
 
 struct EvLater {
@@ -67,13 +75,25 @@ struct Node {
   // newest (incarnation, seq) forwarded to the state machine.
   std::pair<uint64_t, uint64_t> replay[ha::kPathsMax] = {};
   std::pair<uint64_t, uint64_t> newest = {};
+  // The local replica: its state on disk (survives crashes), and the last
+  // DiskState fed to this incarnation's state machine.
+  ha::DiskState replica;
+  ha::DiskState fed;
+  // A forced takeover was accepted while the replica could not be promoted
+  // and has not led to ACTIVE yet: the one exemption of the replica invariant.
+  bool forced = false;
 };
+
+bool Promotable(const ha::DiskState& d) { return d.up_to_date && !d.synchronizing; }
+
+int64_t Settle(const ha::Options& o);
 
 // An unplanned failover that must complete by `deadline`.
 struct PendingTakeover {
   int node = -1;
   int64_t started = 0;
   int64_t deadline = 0;
+  bool peer_failed = false;  // the active went FAILED (disk failure), not silent
 };
 
 class World {
@@ -92,7 +112,7 @@ class World {
   void PushNode(Node& n, Ev e, int64_t local_delay);
   void Dispatch(const Ev& e);
   void DispatchNode(Node& n, const Ev& e);
-  void StepNode(Node& n, ha::Event::Body body);
+  ha::Output StepNode(Node& n, ha::Event::Body body);
   void Execute(Node& n, const ha::Output& out);
   void StartSequence(Node& n, const ha::Output& out);
   void RunSeqStep(Node& n, const Ev& e);
@@ -103,10 +123,15 @@ class World {
   void Pause(Node& n, int64_t ms);
   void InjectFault();
   void InjectAdmin();
+  void InjectDiskChange(Node& n, int64_t dur);
+  void InjectDiskFailure(Node& n, int64_t dur);
+  void ChangeReplica(Node& n, const ha::DiskState& d);
+  void ScheduleReplica(Node& n, int64_t at, const ha::DiskState& d);
   void Heal();
   std::optional<ha::Advert> WitnessView(const Node& asker) const;
   bool Connected() const;
   void CheckTransition(Node& n, const ha::Output& out);
+  void CheckReplicaStatus(const Node& n);
   void CheckGlobal();
   void MaybeArmTakeoverCheck(Node& dead);
   void Violate(const std::string& what);
@@ -122,6 +147,8 @@ class World {
   bool link_up_[2][ha::kPathsMax] = {{true, true}, {true, true}};  // [from][path]
   int paths_ = 1;
   bool witnesses_ = false;
+  bool replication_ = false;  // DiskState events exist at all
+  bool step_forces_ = false;  // the event being stepped is a forced takeover of a held replica
   int64_t dual_witnessed_since_ = -1;
   double loss_ = 0;
   int64_t delay_max_ = kDelayMaxMs;
@@ -146,6 +173,13 @@ World::World(const SimOptions& o) : opts_(o), rng_(o.seed) {
     n.id = i;
     n.rate = 1.0 + std::uniform_real_distribution<double>(-kDriftMax, kDriftMax)(rng_);
     n.offset = static_cast<double>(Rand(0, 1000000));
+  }
+  replication_ = Chance(0.6);
+  if (!replication_) return;
+  for (Node& n : nodes_) n.replica = ha::DiskState{true, false, "UpToDate"};
+  if (o.faults && Chance(0.3)) {  // cluster creation: the secondary's initial sync (R-DS-2)
+    nodes_[1].replica = ha::DiskState{false, true, "Inconsistent, SyncTarget (initial)"};
+    ScheduleReplica(nodes_[1], Rand(1000, 10000), ha::DiskState{true, false, "UpToDate"});
   }
 }
 
@@ -174,6 +208,10 @@ void World::Boot(Node& n) {
   n.send_seq = 0;
   for (auto& r : n.replay) r = {};
   n.newest = {};
+  n.fed = ha::DiskState{};
+  n.forced = false;
+  // With replication the executor reports the replica before anything else.
+  if (replication_) StepNode(n, n.replica);
   PushNode(n, Ev{.kind = Kind::kTick}, Rand(0, kTickMs));
   PushNode(n, Ev{.kind = Kind::kHbTimer}, Rand(0, base_.heartbeat_interval_ms));
 }
@@ -203,12 +241,22 @@ void World::Receive(Node& n, const Ev& e) {
   StepNode(n, ha::PeerHeartbeat{e.path, e.advert, stale});
 }
 
-void World::StepNode(Node& n, ha::Event::Body body) {
+ha::Output World::StepNode(Node& n, ha::Event::Body body) {
+  if (const auto* d = std::get_if<ha::DiskState>(&body)) n.fed = *d;
   ha::Event ev{Local(n), std::move(body)};
   ha::Output out = ha::Step(n.state, ev);
   n.state = out.state;
+  if (opts_.trace) {
+    for (const auto& note : out.notes) {
+      result_.trace.push_back(std::to_string(now_) + " node " + std::to_string(n.id) +
+                              " note: " + note);
+    }
+  }
+  result_.promotions_held += static_cast<int>(out.notes.size());
   CheckTransition(n, out);
+  CheckReplicaStatus(n);
   Execute(n, out);
+  return out;
 }
 
 void World::Execute(Node& n, const ha::Output& out) {
@@ -295,7 +343,22 @@ void World::DispatchNode(Node& n, const Ev& e) {
       StepNode(n, ha::ConnectivityResult{n.witness_ok, "", WitnessView(n)});
       break;
     case Kind::kSeqStep: RunSeqStep(n, e); break;
-    case Kind::kAdmin: StepNode(n, ha::AdminCommand{e.op}); break;
+    case Kind::kAdmin: {
+      bool held = !Promotable(n.fed) || n.state.status == HostStatus::kSynchronizing;
+      step_forces_ = e.op == ha::AdminOp::kTakeover && e.force && held;
+      ha::Output out = StepNode(n, ha::AdminCommand{e.op, e.force});
+      bool accepted = out.admin_accepted && *out.admin_accepted;
+      // Accepted, it may promote later (or did already, in this very step).
+      if (step_forces_ && accepted && out.state.status != HostStatus::kActive) n.forced = true;
+      step_forces_ = false;
+      if (opts_.trace && e.op == ha::AdminOp::kTakeover) {
+        result_.trace.push_back(std::to_string(now_) + " node " + std::to_string(n.id) +
+                                " admin takeover" + (e.force ? " --force" : "") + ": " +
+                                (accepted ? "accepted: " : "refused: ") + out.admin_message);
+      }
+      break;
+    }
+    case Kind::kDiskReport: StepNode(n, n.replica); break;
     default: break;
   }
 }
@@ -304,7 +367,15 @@ void World::Dispatch(const Ev& e) {
   Node& n = nodes_[e.node];
   switch (e.kind) {
     case Kind::kRestart:
-      if (!n.up && e.inc == n.inc) Boot(n);
+      if (!n.up && e.inc == n.inc) {
+        // A host that comes back while its peer is active usually needs a
+        // catch-up resync of what changed meanwhile (R-DS-3).
+        if (replication_ && nodes_[1 - n.id].state.status == HostStatus::kActive && Chance(0.5)) {
+          n.replica = ha::DiskState{false, true, "Inconsistent, SyncTarget (catch-up)"};
+          ScheduleReplica(n, now_ + Rand(500, 5000), ha::DiskState{true, false, "UpToDate"});
+        }
+        Boot(n);
+      }
       return;
     case Kind::kResume:
       if (n.up && n.paused && e.inc == n.inc) {
@@ -322,6 +393,9 @@ void World::Dispatch(const Ev& e) {
       return;
     case Kind::kHeal:
       Heal();
+      return;
+    case Kind::kDiskChange:
+      ChangeReplica(n, e.disk);
       return;
     default: DispatchNode(n, e);
   }
@@ -357,7 +431,7 @@ void World::InjectFault() {
   Node& n = nodes_[Rand(0, 1)];
   int64_t timeout = base_.heartbeat_timeout_ms;
   int64_t dur = Rand(timeout / 2, timeout * 4);
-  switch (Rand(0, 8)) {
+  switch (Rand(0, 10)) {
     case 0: Crash(n); break;
     case 1: Pause(n, dur); break;
     case 2: {  // partition: one direction or both, one path or all
@@ -387,7 +461,81 @@ void World::InjectFault() {
       }
       Push(Ev{.t = now_ + dur, .kind = Kind::kHeal});
       break;
+    case 9:
+      if (replication_) InjectDiskChange(n, dur);
+      break;
+    case 10:
+      if (Chance(0.3)) InjectDiskFailure(n, dur);
+      break;
   }
+}
+
+// The replica's state on disk changes; a running executor reports it.
+void World::ChangeReplica(Node& n, const ha::DiskState& d) {
+  n.replica = d;
+  result_.disk_changes++;
+  if (opts_.trace) {
+    result_.trace.push_back(std::to_string(now_) + " node " + std::to_string(n.id) +
+                            " replica: up_to_date=" + std::to_string(d.up_to_date) +
+                            " synchronizing=" + std::to_string(d.synchronizing) + " " + d.detail);
+  }
+  if (n.up) PushNode(n, Ev{.kind = Kind::kDiskReport}, 0);
+}
+
+void World::ScheduleReplica(Node& n, int64_t at, const ha::DiskState& d) {
+  Push(Ev{.t = at, .kind = Kind::kDiskChange, .node = n.id, .disk = d});
+}
+
+// The replica stops being promotable for a while: a resync, the replication
+// link down (Outdated), or a resync reported (oddly) as UpToDate.
+void World::InjectDiskChange(Node& n, int64_t dur) {
+  const ha::DiskState up{true, false, "UpToDate"};
+  const ha::DiskState syncing{false, true, "Inconsistent, SyncTarget"};
+  switch (Rand(0, 3)) {
+    case 0: ChangeReplica(n, syncing); break;
+    case 1:
+      ChangeReplica(n, ha::DiskState{false, false, "Outdated"});
+      ScheduleReplica(n, now_ + dur, syncing);
+      dur *= 2;
+      break;
+    case 2: ChangeReplica(n, ha::DiskState{false, false, "Outdated"}); break;
+    case 3: ChangeReplica(n, ha::DiskState{true, true, "UpToDate, SyncTarget"}); break;
+  }
+  ScheduleReplica(n, now_ + dur, up);
+  if (opts_.admin_ops && Chance(0.3)) {  // the operator tries to promote it meanwhile
+    PushNode(n, Ev{.kind = Kind::kAdmin, .op = ha::AdminOp::kTakeover, .force = Chance(0.7)},
+             Rand(0, dur));
+  }
+}
+
+// An I/O error on the store (R-FO-1, R-DS-8): FAILED until an operator
+// repairs the disk and runs `ha restore`; then the replica resyncs.
+void World::InjectDiskFailure(Node& n, int64_t dur) {
+  if (!n.up || n.paused || n.state.status == HostStatus::kFailed) return;
+  if (opts_.trace) {
+    result_.trace.push_back(std::to_string(now_) + " disk failure on node " + std::to_string(n.id));
+  }
+  Node& sb = nodes_[1 - n.id];
+  const ha::Options& o = base_;
+  bool armed = n.state.status == HostStatus::kActive && sb.up && !sb.paused &&
+               sb.state.status == HostStatus::kStandby && !sb.state.disk.admin_offline &&
+               !sb.state.handover && Promotable(sb.fed) && Promotable(sb.replica) &&
+               connected_since_ >= 0 && now_ - connected_since_ > o.heartbeat_timeout_ms;
+  if (armed) {
+    // The FAILED advert goes out at once; the standby takes over on it.
+    pending_.push_back(PendingTakeover{sb.id, now_, now_ + Settle(o), true});
+  }
+  StepNode(n, ha::LocalFailure{kDiskFailure});
+  result_.disk_failures++;
+  if (replication_) {
+    ChangeReplica(n, ha::DiskState{false, false, "Diskless (I/O error)"});
+    ScheduleReplica(n, now_ + dur, ha::DiskState{false, false, "Inconsistent (new disk)"});
+    ScheduleReplica(n, now_ + dur + Rand(500, 5000),
+                    ha::DiskState{false, true, "Inconsistent, SyncTarget (full)"});
+    ScheduleReplica(n, now_ + 2 * dur + Rand(1000, 8000), ha::DiskState{true, false, "UpToDate"});
+  }
+  // The operator repairs it and restores the host.
+  PushNode(n, Ev{.kind = Kind::kAdmin, .op = ha::AdminOp::kRestore}, dur + Rand(0, 3000));
 }
 
 // What the witnesses say about the asker's peer (as the daemon asks: always
@@ -417,6 +565,7 @@ void World::InjectAdmin() {
                              ha::AdminOp::kSetOffline, ha::AdminOp::kSetOnline,
                              ha::AdminOp::kRestore, ha::AdminOp::kSetOnline, ha::AdminOp::kRestore};
   Ev e{.kind = Kind::kAdmin, .op = ops[Rand(0, 6)]};
+  if (e.op == ha::AdminOp::kTakeover) e.force = Chance(0.5);  // `ha takeover --force`
   PushNode(n, e, 0);
   for (auto& p : pending_) {
     if (p.node == n.id) p.node = -1;  // an admin command voids the deadline check
@@ -446,8 +595,8 @@ void World::MaybeArmTakeoverCheck(Node& dead) {
   const ha::Options& o = base_;
   bool ready = dead.state.status == HostStatus::kActive && sb.up && !sb.paused &&
                sb.state.status == HostStatus::kStandby && !sb.state.disk.admin_offline &&
-               !sb.state.handover && connected_since_ >= 0 &&
-               now_ - connected_since_ > o.heartbeat_timeout_ms &&
+               !sb.state.handover && Promotable(sb.fed) && Promotable(sb.replica) &&
+               connected_since_ >= 0 && now_ - connected_since_ > o.heartbeat_timeout_ms &&
                (!o.has_connectivity_peers ||
                 (sb.witness_ok && now_ - sb.witness_since > o.heartbeat_timeout_ms));
   if (!ready) return;
@@ -464,8 +613,25 @@ void World::CheckTransition(Node& n, const ha::Output& out) {
                               std::string(ha::StatusName(t.from)) + " -> " +
                               std::string(ha::StatusName(t.to)) + ": " + t.reason);
     }
-    if (t.to != HostStatus::kActive) continue;
+    if (t.to != HostStatus::kActive) {
+      if (t.to != HostStatus::kStandby && t.to != HostStatus::kSynchronizing) n.forced = false;
+      continue;
+    }
     n.active_since = now_;
+    // Promotion needs an UpToDate replica that is not synchronizing, except
+    // through a forced admin takeover (R-DS-*).
+    bool held = !Promotable(n.fed) || t.from == HostStatus::kSynchronizing;
+    bool forced = n.forced || (step_forces_ && out.admin_accepted && *out.admin_accepted);
+    if (held && !forced) {
+      Violate("node " + std::to_string(n.id) + " became ACTIVE from " +
+              std::string(ha::StatusName(t.from)) + " with a replica that may not be promoted (" +
+              n.fed.detail + ") and no forced takeover: " + t.reason);
+    } else if (held && t.reason.find("forced by the administrator") == std::string::npos) {
+      Violate("node " + std::to_string(n.id) + " forced promotion not logged as forced: " +
+              t.reason);
+    }
+    result_.forced_promotions += held;
+    n.forced = false;
     // Taking over from a silent peer requires a passing own test (R-NC-3).
     if (!ha::PeerAlive(out.state) && base_.has_connectivity_peers && !n.last_conn_ok) {
       Violate("node " + std::to_string(n.id) + " took over with a failed connectivity test");
@@ -478,6 +644,21 @@ void World::CheckTransition(Node& n, const ha::Output& out) {
     }
   }
   if (n.state.status != HostStatus::kActive) n.active_since = -1;
+}
+
+// STANDBY and SYNCHRONIZING follow the last DiskState: a sync target is never
+// STANDBY, and SYNCHRONIZING ends once the replica is UpToDate and not syncing.
+void World::CheckReplicaStatus(const Node& n) {
+  HostStatus st = n.state.status;
+  if (st == HostStatus::kStandby && n.fed.synchronizing) {
+    Violate("node " + std::to_string(n.id) + " is STANDBY while its replica synchronizes");
+  }
+  if (st == HostStatus::kSynchronizing && Promotable(n.fed)) {
+    Violate("node " + std::to_string(n.id) + " is SYNCHRONIZING with an UpToDate replica");
+  }
+  if (!(n.state.replica == n.fed)) {
+    Violate("node " + std::to_string(n.id) + " state machine lost the last DiskState");
+  }
 }
 
 void World::CheckGlobal() {
@@ -505,15 +686,24 @@ void World::CheckGlobal() {
     if (p.node < 0) continue;
     Node& sb = nodes_[p.node];
     Node& dead = nodes_[1 - p.node];
+    // A standby whose replica may not be promoted is rightly held back.
+    bool sb_ready = Promotable(sb.fed) && Promotable(sb.replica);
+    bool changed = p.peer_failed
+                       ? !connected || dead.state.status != HostStatus::kFailed
+                       : !sb.witness_ok || (dead.up && !dead.paused);
     if (sb.state.status == HostStatus::kActive) {
       result_.takeovers++;
+      result_.failed_peer_takeovers += p.peer_failed;
       p.node = -1;
-    } else if (!sb.up || sb.paused || !sb.witness_ok || (dead.up && !dead.paused) ||
+    } else if (!sb.up || sb.paused || changed || !sb_ready ||
                sb.state.status != HostStatus::kStandby || sb.state.disk.admin_offline) {
       p.node = -1;  // the world changed under the check: void
     } else if (now_ > p.deadline) {
-      Violate("standby did not replace the dead active within timeout + interval (" +
-              std::to_string(p.deadline - p.started) + " ms)");
+      Violate(p.peer_failed
+                  ? "standby did not take over from the FAILED active within " +
+                        std::to_string(p.deadline - p.started) + " ms"
+                  : "standby did not replace the dead active within timeout + interval (" +
+                        std::to_string(p.deadline - p.started) + " ms)");
       p.node = -1;
     }
   }
@@ -528,13 +718,16 @@ void World::Violate(const std::string& what) {
 
 std::string World::Describe() const {
   std::ostringstream os;
-  os << "options: witnesses=" << witnesses_ << " interval=" << base_.heartbeat_interval_ms
+  os << "options: witnesses=" << witnesses_ << " replication=" << replication_
+     << " interval=" << base_.heartbeat_interval_ms
      << " timeout=" << base_.heartbeat_timeout_ms << " conn=" << base_.has_connectivity_peers
      << " paths=" << paths_ << " loss=" << loss_ << " delay_max=" << delay_max_ << "\n";
   for (const Node& n : nodes_) {
     os << "node " << n.id << ": " << (n.up ? (n.paused ? "paused" : "up") : "down") << " "
        << ha::StatusName(n.state.status) << " epoch=" << n.state.disk.epoch
-       << " witness=" << n.witness_ok << " | " << n.state.reason << "\n";
+       << " witness=" << n.witness_ok << " replica=" << n.fed.up_to_date << "/"
+       << n.fed.synchronizing << "(" << n.fed.detail << ")" << (n.forced ? " forced" : "")
+       << " | " << n.state.reason << "\n";
   }
   return os.str();
 }

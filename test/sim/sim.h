@@ -1,7 +1,8 @@
 // Seeded deterministic simulation of two tandemd hosts (FoundationDB / VOPR
 // style): one 64-bit seed drives message loss and delay, partitions, crashes
 // and restarts, OS hangs (pauses), clock drift, connectivity-test failures,
-// failing take-over steps and admin commands. The real ha::Step runs inside;
+// failing take-over steps, admin commands (some takeovers forced), replica
+// state changes (resyncs, Outdated) and store disk failures. The real ha::Step runs inside;
 // everything around it (network, executor, clocks, disks) is simulated.
 // Invariants are checked after every step; a violation reports the seed.
 #pragma once
@@ -31,6 +32,11 @@ struct SimResult {
   int transitions = 0;
   int takeovers = 0;      // unplanned failovers checked against the deadline
   int failovers_checked = 0;
+  int failed_peer_takeovers = 0;  // of `takeovers`: the active's disk failed (R-FO-1)
+  int disk_changes = 0;           // DiskState changes of the replicas (R-DS-*)
+  int disk_failures = 0;          // LocalFailure "disk failed: ..." injected
+  int promotions_held = 0;        // promotions refused: replica not UpToDate (notes)
+  int forced_promotions = 0;      // became ACTIVE through `ha takeover --force`
   std::vector<std::string> trace;
 };
 

@@ -20,7 +20,8 @@ TEST(Simulation, ManySeedsKeepInvariants) {
   uint64_t one = EnvU64("TANDEM_SIM_SEED", 0);
   uint64_t first = one ? one : 1;
   uint64_t count = one ? 1 : EnvU64("TANDEM_SIM_SEEDS", 500);
-  int transitions = 0, takeovers = 0;
+  int transitions = 0, takeovers = 0, failed_peer = 0, disk_changes = 0, disk_failures = 0;
+  int held = 0, forced = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     SimOptions o;
     o.seed = seed;
@@ -32,13 +33,25 @@ TEST(Simulation, ManySeedsKeepInvariants) {
                       << r.violation;
     transitions += r.transitions;
     takeovers += r.takeovers;
+    failed_peer += r.failed_peer_takeovers;
+    disk_changes += r.disk_changes;
+    disk_failures += r.disk_failures;
+    held += r.promotions_held;
+    forced += r.forced_promotions;
   }
   std::cout << count << " seeds, " << transitions << " transitions, " << takeovers
-            << " unplanned failovers met their deadline\n";
+            << " unplanned failovers met their deadline (" << failed_peer
+            << " from a FAILED active), " << disk_changes << " replica state changes, "
+            << disk_failures << " disk failures, " << held
+            << " promotions held back (replica not UpToDate), " << forced
+            << " forced promotions\n";
   // The simulation must actually exercise failovers, or it proves nothing.
   if (count >= 50) {
     EXPECT_GT(takeovers, static_cast<int>(count / 10));
     EXPECT_GT(transitions, static_cast<int>(count * 5));
+    EXPECT_GT(failed_peer, 0);
+    EXPECT_GT(held, static_cast<int>(count / 10));
+    EXPECT_GT(forced, 0);
   }
 }
 

@@ -1,0 +1,32 @@
+// `tandem store fill`: writes test data through the volume socket of a
+// running host (docs/REPLICATION.md, "Writing to the store"), so every byte
+// takes the real path: group commit, replication, acknowledgement.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "util/status.h"
+
+namespace tandem::lab {
+
+struct FillOptions {
+  std::string config;          // the host's tandemd.toml
+  int files = 1;               // --files K
+  uint64_t bytes = 1 << 20;    // --bytes N: per file
+  uint64_t write_bytes = 64 * 1024;  // size of each append
+  int window = 64;             // requests in flight
+  std::string prefix = "fill/";
+  uint64_t seed = 1;           // content is a function of (seed, file, offset)
+};
+
+// Returns {"files","bytes","writes","seconds","mb_per_s","latency_ms":{p50,p99,max},
+// "paths":[...]}; an error if any write is refused.
+Result<nlohmann::json> StoreFill(const FillOptions& o);
+
+// The byte at `offset` of file `index` for `seed` (tests recompute it).
+uint8_t FillByte(uint64_t seed, int index, uint64_t offset);
+
+}  // namespace tandem::lab

@@ -1,0 +1,393 @@
+#include "repl/replica.h"
+
+#include <gtest/gtest.h>
+
+#include "os/fault_fs.h"
+#include "repl/pair_harness.h"
+#include "util/temp_dir.h"
+
+namespace tandem::repl {
+namespace {
+
+using testing::AppendOp;
+using testing::Pair;
+using testing::SimpleOp;
+using testing::Snapshot;
+using testing::WriteAtOp;
+
+std::string Store(Pair& p, int i) { return p.opts(i).store_dir; }
+
+// Writes through the volume and waits until acknowledged.
+void WriteSync(Pair& p, int i, Write w) {
+  bool done = false;
+  Status result;
+  p.Write(i, std::move(w), [&](const Status& st) {
+    done = true;
+    result = st;
+  });
+  p.Run();
+  ASSERT_TRUE(done);
+  ASSERT_TRUE(result.ok()) << result.message();
+}
+
+std::string Bytes(size_t n, char seed) {
+  std::string s(n, 'x');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + static_cast<char>(i % 23));
+  return s;
+}
+
+class ReplicaTest : public ::testing::Test {
+ protected:
+  os::FaultFileSystem fs_a_, fs_b_;
+  Pair pair_{fs_a_, fs_b_, "/r"};
+
+  void StartBoth() {
+    ASSERT_TRUE(pair_.Start(0).ok());
+    ASSERT_TRUE(pair_.Start(1).ok());
+  }
+  void ExpectIdentical() {
+    auto a = Snapshot(fs_a_, Store(pair_, 0));
+    auto b = Snapshot(fs_b_, Store(pair_, 1));
+    EXPECT_EQ(a.size(), b.size());
+    for (auto& [path, data] : a) {
+      ASSERT_TRUE(b.count(path)) << path << " missing on beta";
+      EXPECT_TRUE(b[path] == data) << path << " differs";
+    }
+    for (auto& [path, data] : b) EXPECT_TRUE(a.count(path)) << path << " only on beta";
+  }
+};
+
+TEST_F(ReplicaTest, NewPrimaryIsUpToDateNewSecondaryIsInconsistent) {
+  StartBoth();
+  EXPECT_EQ(pair_.r(0).disk(), DiskState::kUpToDate);
+  EXPECT_EQ(pair_.r(1).disk(), DiskState::kInconsistent);
+  EXPECT_FALSE(pair_.r(1).Promote(false).ok());
+  EXPECT_TRUE(pair_.r(0).Promote(false).ok());
+}
+
+TEST_F(ReplicaTest, InitialFullSyncCopiesTheStoreWhileWritesContinue) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  // Data written before the secondary exists.
+  for (int f = 0; f < 5; ++f) WriteSync(pair_, 0, AppendOp("seg/" + std::to_string(f), Bytes(3 << 20, 'a')));
+  pair_.Connect();
+  // A write while the sync is starting.
+  bool acked = false;
+  pair_.Write(0, AppendOp("seg/live", "hello"), [&](const Status& st) { acked = st.ok(); });
+  pair_.Run();
+  EXPECT_TRUE(acked);
+  EXPECT_EQ(pair_.r(0).state(), ReplState::kEstablished);
+  EXPECT_EQ(pair_.r(1).state(), ReplState::kEstablished);
+  EXPECT_EQ(pair_.r(1).disk(), DiskState::kUpToDate);
+  EXPECT_EQ(pair_.r(0).generations(), pair_.r(1).generations());
+  ExpectIdentical();
+}
+
+TEST_F(ReplicaTest, ProtocolCAcknowledgesOnlyAfterThePeerIsDurable) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  ASSERT_EQ(pair_.r(0).state(), ReplState::kEstablished);
+  bool acked = false;
+  pair_.Write(0, AppendOp("a", "x"), [&](const Status& st) { acked = st.ok(); });
+  pair_.r(0).Flush();
+  EXPECT_FALSE(acked) << "acknowledged before the peer had it";
+  uint64_t syncs_before = fs_b_.syncs();
+  pair_.Run();
+  EXPECT_TRUE(acked);
+  EXPECT_GT(fs_b_.syncs(), syncs_before) << "the peer never synced";
+  // What the secondary has synced survives its power loss.
+  fs_b_.PowerLoss(7, os::FaultFileSystem::Mode::kDropUnsynced);
+  auto c = fs_b_.Contents(Store(pair_, 1) + "/a");
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(std::string(c->begin(), c->end()), "x");
+}
+
+TEST_F(ReplicaTest, GroupCommitSharesOneRoundTripAndSync) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  int acked = 0;
+  uint64_t commits = pair_.r(0).counters().commits;
+  for (int i = 0; i < 100; ++i) {
+    pair_.Write(0, AppendOp("w/" + std::to_string(i % 4), "record"), [&](const Status& st) { acked += st.ok(); });
+  }
+  pair_.Run();
+  EXPECT_EQ(acked, 100);
+  EXPECT_EQ(pair_.r(0).counters().commits - commits, 1u);
+}
+
+TEST_F(ReplicaTest, EveryOperationIsReplicated) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  WriteSync(pair_, 0, SimpleOp(WriteOp::kCreate, "d/one"));
+  WriteSync(pair_, 0, AppendOp("d/one", Bytes(100, 'q')));
+  WriteSync(pair_, 0, WriteAtOp("d/one", 3 << 20, {1, 2, 3}));
+  WriteSync(pair_, 0, SimpleOp(WriteOp::kTruncate, "d/one", "", 50));
+  WriteSync(pair_, 0, AppendOp("d/two", "2"));
+  WriteSync(pair_, 0, SimpleOp(WriteOp::kRename, "d/two", "e/three"));
+  WriteSync(pair_, 0, AppendOp("gone", "bye"));
+  WriteSync(pair_, 0, SimpleOp(WriteOp::kDelete, "gone"));
+  WriteSync(pair_, 0, SimpleOp(WriteOp::kSync, ""));
+  ExpectIdentical();
+  auto snap = Snapshot(fs_b_, Store(pair_, 1));
+  EXPECT_EQ(snap.size(), 2u);
+  EXPECT_EQ(snap["d/one"].size(), 50u);
+  EXPECT_EQ(snap["e/three"].size(), 1u);
+}
+
+TEST_F(ReplicaTest, SecondaryRefusesWritesAndBadWritesAreRefused) {
+  StartBoth();
+  bool failed = false;
+  pair_.Write(1, AppendOp("x", "y"), [&](const Status& st) { failed = !st.ok(); });
+  EXPECT_TRUE(failed);
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  failed = false;
+  pair_.Write(0, AppendOp("../escape", "y"), [&](const Status& st) { failed = !st.ok(); });
+  EXPECT_TRUE(failed);
+  failed = false;
+  pair_.Write(0, SimpleOp(WriteOp::kRename, "missing", "other"), [&](const Status& st) { failed = !st.ok(); });
+  pair_.Run();
+  EXPECT_TRUE(failed);
+  EXPECT_FALSE(fs_a_.Exists(Store(pair_, 0) + "/../escape"));
+  EXPECT_EQ(pair_.r(0).disk(), DiskState::kUpToDate);
+}
+
+// Measured on the wire by the harness, not by the replica's counters.
+TEST_F(ReplicaTest, ResyncAfterOnePercentChangeSendsAtMostTwoPercent) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  const int kFiles = 20;
+  const size_t kFileBytes = 5 << 20;  // 100 MiB store
+  for (int f = 0; f < kFiles; ++f) WriteSync(pair_, 0, AppendOp("s/" + std::to_string(f), Bytes(kFileBytes, 'a')));
+  ExpectIdentical();
+  pair_.Cut();
+  pair_.Run();
+  // ~1%: 1 MiB rewritten in place spread over a few files + appends.
+  for (int f = 0; f < 4; ++f) {
+    WriteSync(pair_, 0, WriteAtOp("s/" + std::to_string(f * 5), 2 << 20, std::vector<uint8_t>(200 * 1024, 7)));
+  }
+  WriteSync(pair_, 0, AppendOp("s/new", Bytes(200 * 1024, 'n')));
+  pair_.Connect();
+  pair_.Run();
+  ASSERT_EQ(pair_.r(1).state(), ReplState::kEstablished);
+  ExpectIdentical();
+  uint64_t store_bytes = kFiles * kFileBytes;
+  uint64_t sent = pair_.wire(0) ? pair_.wire(0)->sync_payload_bytes : 0;
+  EXPECT_GT(sent, 0u);
+  EXPECT_LE(sent, store_bytes * 2 / 100) << "resync sent " << sent << " of " << store_bytes;
+}
+
+TEST_F(ReplicaTest, FailoverThenOldPrimaryReturnsAndGetsOnlyTheChanges) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  for (int f = 0; f < 8; ++f) WriteSync(pair_, 0, AppendOp("s/" + std::to_string(f), Bytes(2 << 20, 'b')));
+  // alpha dies with a write in flight (applied locally, never acknowledged).
+  bool acked = false;
+  pair_.Write(0, AppendOp("s/inflight", "lost?"), [&](const Status& st) { acked = st.ok(); });
+  pair_.r(0).Flush();
+  pair_.Kill(0);
+  fs_a_.PowerLoss(3, os::FaultFileSystem::Mode::kTearUnsynced);
+  EXPECT_FALSE(acked);
+  // beta takes over and writes.
+  ASSERT_TRUE(pair_.r(1).Promote(false).ok());
+  WriteSync(pair_, 1, AppendOp("s/after", Bytes(1000, 'c')));
+  // alpha comes back as secondary.
+  ASSERT_TRUE(pair_.Start(0).ok());
+  pair_.Connect();
+  pair_.Run();
+  EXPECT_EQ(pair_.r(0).state(), ReplState::kEstablished);
+  EXPECT_EQ(pair_.r(0).disk(), DiskState::kUpToDate);
+  ExpectIdentical();
+  uint64_t sent = pair_.wire(1) ? pair_.wire(1)->sync_payload_bytes : 0;
+  // At most the activity log (64 chunks of 64 KiB) plus the new writes;
+  // a full resync would be 16 MiB.
+  EXPECT_LT(sent, 6u << 20) << "a crash of the primary must not force a full resync";
+  if (::testing::Test::HasFailure()) {
+    for (int i = 0; i < 2; ++i)
+      for (auto& l : pair_.node(i).log) std::cerr << pair_.node(i).name << ": " << l << "\n";
+  }
+}
+
+TEST_F(ReplicaTest, SplitBrainOfAppendOnlySegmentsIsMerged) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  WriteSync(pair_, 0, AppendOp("events/alpha-1.seg", "common"));
+  pair_.Cut();
+  pair_.Run();
+  ASSERT_TRUE(pair_.r(1).Promote(false).ok());  // both active across a partition
+  WriteSync(pair_, 0, AppendOp("events/alpha-2.seg", "from alpha"));
+  WriteSync(pair_, 1, AppendOp("events/beta-2.seg", "from beta"));
+  pair_.r(1).Demote([] {});  // the HA core resolved dual-active
+  pair_.Connect();
+  pair_.Run();
+  EXPECT_EQ(pair_.r(0).counters().split_brains, 1u);
+  EXPECT_EQ(pair_.r(0).state(), ReplState::kEstablished);
+  EXPECT_EQ(pair_.r(1).state(), ReplState::kEstablished);
+  ExpectIdentical();
+  auto snap = Snapshot(fs_a_, Store(pair_, 0));
+  EXPECT_TRUE(snap.count("events/alpha-1.seg"));
+  EXPECT_TRUE(snap.count("events/alpha-2.seg"));
+  EXPECT_TRUE(snap.count("events/beta-2.seg"));
+  EXPECT_EQ(pair_.r(0).generations(), pair_.r(1).generations());
+}
+
+TEST_F(ReplicaTest, SplitBrainOfOtherFilesWaitsForTheAdminAndQuarantinesTheLoser) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  WriteSync(pair_, 0, AppendOp("conf/db", "v1"));
+  pair_.Cut();
+  pair_.Run();
+  ASSERT_TRUE(pair_.r(1).Promote(false).ok());
+  WriteSync(pair_, 0, WriteAtOp("conf/db", 0, {'A', '2'}));
+  WriteSync(pair_, 1, WriteAtOp("conf/db", 0, {'B', '2'}));
+  pair_.r(1).Demote([] {});
+  pair_.Connect();
+  pair_.Run();
+  EXPECT_EQ(pair_.r(0).state(), ReplState::kStandAlone);
+  EXPECT_EQ(pair_.r(1).state(), ReplState::kStandAlone);
+  if (::testing::Test::HasFailure()) {
+    for (int i = 0; i < 2; ++i)
+      for (auto& l : pair_.node(i).log) std::cerr << pair_.node(i).name << ": " << l << "\n";
+  }
+  EXPECT_NE(pair_.r(0).StatusJson().value("split_brain", ""), "");
+  // Nothing was discarded.
+  EXPECT_EQ(Snapshot(fs_b_, Store(pair_, 1))["conf/db"], (std::vector<uint8_t>{'B', '2'}));
+  ASSERT_TRUE(pair_.r(1).ResolveSplitBrain(true).ok());
+  ASSERT_TRUE(pair_.r(0).Reconnect().ok());
+  pair_.Connect();
+  pair_.Run();
+  EXPECT_EQ(pair_.r(1).state(), ReplState::kEstablished);
+  ExpectIdentical();
+  EXPECT_EQ(Snapshot(fs_b_, Store(pair_, 1))["conf/db"], (std::vector<uint8_t>{'A', '2'}));
+  // The loser's copy is kept in quarantine, outside the store.
+  std::string q = pair_.r(1).StatusJson().value("quarantine", "");
+  ASSERT_NE(q, "");
+  EXPECT_EQ(Snapshot(fs_b_, q)["conf/db"], (std::vector<uint8_t>{'B', '2'}));
+}
+
+TEST_F(ReplicaTest, VerifyFindsAndRepairsADifference) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  for (int f = 0; f < 3; ++f) WriteSync(pair_, 0, AppendOp("v/" + std::to_string(f), Bytes(3 << 20, 'v')));
+  // Corrupt beta behind the volume's back: one byte, plus an extra file.
+  {
+    auto f = fs_b_.Open(Store(pair_, 1) + "/v/1", false);
+    ASSERT_TRUE(f.ok());
+    std::vector<uint8_t> one{0xff};
+    ASSERT_TRUE((*f)->WriteAt(1 << 20, one).ok());
+    auto g = fs_b_.Open(Store(pair_, 1) + "/stray", true);
+    ASSERT_TRUE(g.ok());
+  }
+  ASSERT_TRUE(pair_.r(0).StartVerify().ok());
+  pair_.Run();
+  EXPECT_EQ(pair_.r(0).state(), ReplState::kEstablished);
+  EXPECT_EQ(pair_.r(0).counters().verify_differ, 1u);
+  EXPECT_GE(pair_.r(0).counters().verify_chunks, 9u);
+  ExpectIdentical();
+}
+
+TEST_F(ReplicaTest, GarbageAndForgedFramesAreRejectedWithoutApplyingAnything) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  WriteSync(pair_, 0, AppendOp("f", "good"));
+  // Flip a bit in every frame alpha sends from now on: beta must drop them.
+  pair_.wire(0)->tap = [](std::vector<uint8_t>& b) { b[b.size() / 2] ^= 1; };
+  bool acked = false;
+  pair_.Write(0, AppendOp("f", "evil"), [&](const Status& st) { acked = st.ok(); });
+  pair_.Run();
+  EXPECT_EQ(pair_.r(1).counters().frames_rejected, 1u);
+  EXPECT_EQ(Snapshot(fs_b_, Store(pair_, 1))["f"], (std::vector<uint8_t>{'g', 'o', 'o', 'd'}));
+  // The write completed locally (peer away) and is resynced on reconnect.
+  EXPECT_TRUE(acked);
+  pair_.Connect();
+  pair_.Run();
+  ExpectIdentical();
+}
+
+TEST_F(ReplicaTest, AReplayedConnectionIsRefusedAtTheNonce) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Run();
+  // Record every byte alpha sends on one whole connection that writes "v1".
+  std::vector<std::vector<uint8_t>> recorded;
+  pair_.SetNextTap(0, [&](std::vector<uint8_t>& b) { recorded.push_back(b); });
+  pair_.Connect();
+  pair_.Run();
+  WriteSync(pair_, 0, WriteAtOp("f", 0, {'v', '1'}));
+  pair_.Cut();
+  pair_.Run();
+  pair_.Connect();
+  pair_.Run();
+  WriteSync(pair_, 0, WriteAtOp("f", 0, {'v', '2'}));
+  ASSERT_GT(recorded.size(), 3u);
+  // Replay the recording to beta on a new (accepted) connection.
+  pair_.Cut();
+  pair_.Run();
+  auto out = std::make_shared<testing::Wire>();
+  pair_.r(1).Connected(std::make_unique<testing::PipeTransport>(out), false);
+  for (auto& b : recorded) {
+    if (!pair_.r(1).connected()) break;
+    pair_.r(1).Received(b);
+  }
+  EXPECT_FALSE(pair_.r(1).connected()) << "the replayed connection was accepted";
+  EXPECT_EQ(Snapshot(fs_b_, Store(pair_, 1))["f"], (std::vector<uint8_t>{'v', '2'}));
+  EXPECT_NE(pair_.r(1).StatusJson().value("last_error", "").find("nonce"), std::string::npos);
+}
+
+TEST_F(ReplicaTest, DiskErrorOnThePrimaryIsADiskFailure) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  fs_a_.FailAfter(Store(pair_, 0), 0, "Input/output error");
+  bool failed = false;
+  pair_.Write(0, AppendOp("x", "y"), [&](const Status& st) { failed = !st.ok(); });
+  pair_.Run();
+  EXPECT_TRUE(failed);
+  if (::testing::Test::HasFailure()) {
+    for (int i = 0; i < 2; ++i)
+      for (auto& l : pair_.node(i).log) std::cerr << pair_.node(i).name << ": " << l << "\n";
+  }
+  EXPECT_EQ(pair_.r(0).disk(), DiskState::kFailed);
+  EXPECT_EQ(pair_.node(0).disk_failures, 1);
+  EXPECT_FALSE(pair_.r(0).Promote(true).ok());
+}
+
+TEST_F(ReplicaTest, StateSurvivesRestartWithoutFullResync) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  WriteSync(pair_, 0, AppendOp("big", Bytes(8 << 20, 'z')));
+  Generations g = pair_.r(1).generations();
+  pair_.Kill(1);
+  ASSERT_TRUE(pair_.Start(1).ok());
+  EXPECT_EQ(pair_.r(1).generations(), g);
+  EXPECT_EQ(pair_.r(1).disk(), DiskState::kUpToDate);
+  pair_.Connect();
+  pair_.Run();
+  EXPECT_EQ(pair_.r(1).state(), ReplState::kEstablished);
+  uint64_t sent = pair_.wire(0) ? pair_.wire(0)->sync_payload_bytes : 0;
+  EXPECT_LT(sent, 3u << 20);
+  ExpectIdentical();
+}
+
+}  // namespace
+}  // namespace tandem::repl

@@ -1,0 +1,199 @@
+#include "repl/store.h"
+
+namespace tandem::repl {
+
+LocalStore::LocalStore(os::FileSystem& fs, std::string root, size_t open_files_max)
+    : fs_(fs), root_(std::move(root)), open_max_(std::max<size_t>(open_files_max, 2)) {}
+
+std::string LocalStore::Parent(const std::string& full) {
+  size_t slash = full.rfind('/');
+  return slash == std::string::npos ? "." : (slash == 0 ? "/" : full.substr(0, slash));
+}
+
+Status LocalStore::EnsureParent(const std::string& path) {
+  std::string full = Full(path);
+  std::string parent = Parent(full);
+  if (parent != root_) TANDEM_RETURN_IF_ERROR(fs_.MakeDirs(parent));
+  // The new entry (and any new directory) is durable once its parents are
+  // synced; syncing the chain up to the root is cheap and rare.
+  for (std::string d = parent; d.size() >= root_.size(); d = Parent(d)) {
+    dirty_dirs_.insert(d);
+    if (d == root_) break;
+  }
+  return Status::Ok();
+}
+
+Result<os::File*> LocalStore::Get(const std::string& path, bool create) {
+  auto it = open_.find(path);
+  if (it != open_.end()) {
+    lru_.erase(it->second.lru);
+    lru_.push_front(path);
+    it->second.lru = lru_.begin();
+    return it->second.file.get();
+  }
+  if (create) {
+    auto size = fs_.FileSize(Full(path));
+    if (!size.ok()) return size.status();
+    if (!size->has_value()) TANDEM_RETURN_IF_ERROR(EnsureParent(path));
+  }
+  auto f = fs_.Open(Full(path), create);
+  if (!f.ok()) return f.status();
+  while (open_.size() >= open_max_) {
+    std::string victim = lru_.back();
+    if (dirty_files_.count(victim)) {
+      TANDEM_RETURN_IF_ERROR(open_[victim].file->Sync());
+      dirty_files_.erase(victim);
+    }
+    Drop(victim);
+  }
+  lru_.push_front(path);
+  os::File* raw = f->get();
+  open_[path] = Open{std::move(*f), lru_.begin()};
+  return raw;
+}
+
+void LocalStore::Drop(const std::string& path) {
+  auto it = open_.find(path);
+  if (it == open_.end()) return;
+  lru_.erase(it->second.lru);
+  open_.erase(it);
+}
+
+Status LocalStore::Apply(Write* w) {
+  switch (w->op) {
+    case WriteOp::kCreate: {
+      auto f = Get(w->path, true);
+      if (!f.ok()) return f.status();
+      TANDEM_RETURN_IF_ERROR((*f)->Truncate(0));
+      dirty_files_.insert(w->path);
+      return Status::Ok();
+    }
+    case WriteOp::kAppend:
+    case WriteOp::kWriteAt: {
+      auto f = Get(w->path, true);
+      if (!f.ok()) return f.status();
+      TANDEM_RETURN_IF_ERROR((*f)->WriteAt(w->offset, w->data));
+      dirty_files_.insert(w->path);
+      return Status::Ok();
+    }
+    case WriteOp::kTruncate: {
+      auto f = Get(w->path, true);
+      if (!f.ok()) return f.status();
+      TANDEM_RETURN_IF_ERROR((*f)->Truncate(w->length));
+      dirty_files_.insert(w->path);
+      return Status::Ok();
+    }
+    case WriteOp::kRename: {
+      auto from = fs_.FileSize(Full(w->path));
+      if (!from.ok()) return from.status();
+      if (!from->has_value()) return Status::Error(w->path + ": No such file");
+      if (dirty_files_.count(w->path)) {
+        auto f = Get(w->path, false);
+        if (!f.ok()) return f.status();
+        TANDEM_RETURN_IF_ERROR((*f)->Sync());
+        dirty_files_.erase(w->path);
+      }
+      Drop(w->path);
+      Drop(w->path2);
+      dirty_files_.erase(w->path2);
+      TANDEM_RETURN_IF_ERROR(EnsureParent(w->path2));
+      TANDEM_RETURN_IF_ERROR(fs_.Rename(Full(w->path), Full(w->path2)));
+      dirty_dirs_.insert(Parent(Full(w->path)));
+      return Status::Ok();
+    }
+    case WriteOp::kDelete:
+      Drop(w->path);
+      dirty_files_.erase(w->path);
+      TANDEM_RETURN_IF_ERROR(fs_.Remove(Full(w->path)));
+      dirty_dirs_.insert(Parent(Full(w->path)));
+      return Status::Ok();
+    case WriteOp::kSync: return Status::Ok();
+  }
+  return Status::Error("unknown operation");
+}
+
+Status LocalStore::ApplyChunk(const std::string& path, uint64_t chunk_index, uint64_t file_size,
+                              std::span<const uint8_t> data) {
+  auto f = Get(path, true);
+  if (!f.ok()) return f.status();
+  auto size = (*f)->Size();
+  if (!size.ok()) return size.status();
+  if (*size != file_size) TANDEM_RETURN_IF_ERROR((*f)->Truncate(file_size));
+  if (!data.empty()) TANDEM_RETURN_IF_ERROR((*f)->WriteAt(chunk_index * kChunkBytes, data));
+  dirty_files_.insert(path);
+  return Status::Ok();
+}
+
+Status LocalStore::Commit() {
+  for (const std::string& p : dirty_files_) {
+    auto f = Get(p, false);
+    if (!f.ok()) {
+      // Removed meanwhile by a later operation of the same batch: nothing
+      // to make durable.
+      if (f.status().message().find("No such file") != std::string::npos) continue;
+      return f.status();
+    }
+    TANDEM_RETURN_IF_ERROR((*f)->Sync());
+  }
+  dirty_files_.clear();
+  for (const std::string& d : dirty_dirs_) {
+    Status st = fs_.SyncDir(d);
+    if (!st.ok() && st.message().find("No such file") == std::string::npos) return st;
+  }
+  dirty_dirs_.clear();
+  return Status::Ok();
+}
+
+Result<std::optional<std::vector<uint8_t>>> LocalStore::ReadChunk(const std::string& path,
+                                                                   uint64_t index,
+                                                                   uint64_t* file_size) {
+  auto exists = open_.count(path) ? Result<std::optional<uint64_t>>(std::optional<uint64_t>(0))
+                                  : fs_.FileSize(Full(path));
+  if (!exists.ok()) return exists.status();
+  if (!exists->has_value()) return std::optional<std::vector<uint8_t>>();
+  auto f = Get(path, false);
+  if (!f.ok()) return f.status();
+  auto size = (*f)->Size();
+  if (!size.ok()) return size.status();
+  *file_size = *size;
+  std::vector<uint8_t> buf(ChunkLength(index, *size));
+  if (!buf.empty()) {
+    auto n = (*f)->ReadAt(index * kChunkBytes, buf);
+    if (!n.ok()) return n.status();
+    if (*n != buf.size()) return Status::Error(path + ": short read");
+  }
+  return std::optional<std::vector<uint8_t>>(std::move(buf));
+}
+
+Result<std::optional<uint64_t>> LocalStore::Size(const std::string& path) {
+  auto it = open_.find(path);
+  if (it != open_.end()) {
+    auto s = it->second.file->Size();
+    if (!s.ok()) return s.status();
+    return std::optional<uint64_t>(*s);
+  }
+  return fs_.FileSize(Full(path));
+}
+
+Result<std::vector<std::string>> LocalStore::List() { return fs_.ListFiles(root_); }
+
+Result<uint64_t> LocalStore::TotalBytes() {
+  auto files = List();
+  if (!files.ok()) return files.status();
+  uint64_t total = 0;
+  for (const std::string& p : *files) {
+    auto s = Size(p);
+    if (!s.ok()) return s.status();
+    total += s->value_or(0);
+  }
+  return total;
+}
+
+void LocalStore::CloseAll() {
+  open_.clear();
+  lru_.clear();
+  dirty_files_.clear();
+  dirty_dirs_.clear();
+}
+
+}  // namespace tandem::repl

@@ -1,0 +1,176 @@
+// /store replication with real processes: two tandemd from the lab, the
+// real replication TCP connection, writes through the volume socket
+// (`tandem store fill`), real kill -9 and restart. After every scenario the
+// test compares the two store directories byte for byte itself and checks
+// that every acknowledged write is there.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "lab/lab.h"
+#include "lab/store_tool.h"
+#include "test_util.h"
+
+namespace tandem::itest {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+std::map<std::string, std::string> ReadTree(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator(); ++it) {
+    if (!it->is_regular_file()) continue;
+    std::ifstream f(it->path(), std::ios::binary);
+    out[fs::relative(it->path(), dir).string()] =
+        std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  }
+  return out;
+}
+
+class ReplicationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("tandem-repl");
+    lab::LabOptions o;
+    o.dir = dir_;
+    o.heartbeat_interval_ms = 100;
+    o.heartbeat_timeout_ms = 500;
+    o.bin_dir = BinDir();
+    auto up = lab::Up(o);
+    ASSERT_TRUE(up.ok()) << up.status().message();
+    lab_ = *up;
+  }
+  void TearDown() override {
+    if (!dir_.empty()) EXPECT_TRUE(lab::Down(dir_).ok());
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  std::string Config(int i) const { return lab_["hosts"][static_cast<size_t>(i)]["config"]; }
+  std::string Store(int i) const { return lab_["hosts"][static_cast<size_t>(i)]["store_dir"]; }
+  json Repl(int i) {
+    json s = HostStatus(Config(i));
+    return s.is_null() ? json() : s["replication"];
+  }
+  std::string Status(int i) {
+    json s = HostStatus(Config(i));
+    return s.is_null() ? "" : s["local"].value("status", "");
+  }
+  bool InSync() {
+    json a = Repl(0), b = Repl(1);
+    return !a.is_null() && !b.is_null() && a.value("replication", "") == "Established" &&
+           b.value("replication", "") == "Established" && a.value("disk", "") == "UpToDate" &&
+           b.value("disk", "") == "UpToDate" && a.value("generations", "") == b.value("generations", "");
+  }
+  json Fill(int i, int files, uint64_t bytes, const std::string& prefix, uint64_t seed) {
+    lab::FillOptions fo;
+    fo.config = Config(i);
+    fo.files = files;
+    fo.bytes = bytes;
+    fo.prefix = prefix;
+    fo.seed = seed;
+    auto r = lab::StoreFill(fo);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? *r : json();
+  }
+  void ExpectFilled(int host, int files, uint64_t bytes, const std::string& prefix, uint64_t seed) {
+    auto tree = ReadTree(Store(host));
+    for (int f = 0; f < files; ++f) {
+      std::string p = prefix + std::to_string(f) + ".dat";
+      ASSERT_TRUE(tree.count(p)) << p << " missing on host " << host;
+      const std::string& d = tree[p];
+      ASSERT_EQ(d.size(), bytes) << p;
+      for (uint64_t i = 0; i < bytes; i += 4093) {
+        ASSERT_EQ(static_cast<uint8_t>(d[i]), lab::FillByte(seed, f, i)) << p << " @" << i;
+      }
+    }
+  }
+  void ExpectIdentical() {
+    auto a = ReadTree(Store(0)), b = ReadTree(Store(1));
+    EXPECT_EQ(a.size(), b.size());
+    for (auto& [p, d] : a) {
+      ASSERT_TRUE(b.count(p)) << p << " only on the primary";
+      EXPECT_TRUE(b[p] == d) << p << " differs";
+    }
+  }
+
+  std::string dir_;
+  json lab_;
+};
+
+TEST_F(ReplicationTest, WritesThroughTheVolumeAreOnBothHostsByteForByte) {
+  ASSERT_TRUE(WaitFor(10000, [&] { return InSync(); })) << Repl(0).dump() << Repl(1).dump();
+  json r = Fill(0, 4, 3'000'000, "fill/", 7);
+  EXPECT_EQ(r.value("bytes", 0), 12'000'000);
+  ExpectFilled(1, 4, 3'000'000, "fill/", 7);  // acknowledged = already on the secondary
+  ExpectIdentical();
+  json s = Repl(0);
+  EXPECT_EQ(s["protocol"], "C");
+  EXPECT_TRUE(s["protected"].get<bool>());
+  EXPECT_EQ(s["unacked_writes"], 0);
+  EXPECT_EQ(s["peer"]["node"], lab_["hosts"][1]["name"]);
+  // The metadata lives outside the store.
+  EXPECT_FALSE(fs::exists(Store(0) + "/meta.json"));
+}
+
+TEST_F(ReplicationTest, TheSecondaryRefusesWrites) {
+  lab::FillOptions fo;
+  fo.config = Config(1);
+  auto r = lab::StoreFill(fo);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("not writable"), std::string::npos) << r.status().message();
+}
+
+TEST_F(ReplicationTest, KillNineOfTheActiveThenResyncOnlyTheChanges) {
+  ASSERT_TRUE(WaitFor(10000, [&] { return InSync(); }));
+  Fill(0, 3, 2'000'000, "a/", 1);
+  auto d = lab::Describe(dir_);
+  int pid = (*d)["hosts"][0]["pid"];
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(WaitFor(10000, [&] { return Status(1) == "ACTIVE"; }));
+  Fill(1, 2, 500'000, "b/", 2);  // the new active writes while the old one is away
+  json away = Repl(1);
+  EXPECT_FALSE(away["protected"].get<bool>());
+  EXPECT_GT(away["out_of_sync_bytes"].get<uint64_t>(), 0u);
+  auto pid2 = lab::StartHost(dir_, "primary");
+  ASSERT_TRUE(pid2.ok());
+  ASSERT_TRUE(WaitFor(15000, [&] { return InSync(); })) << Repl(0).dump() << Repl(1).dump();
+  EXPECT_EQ(Status(0), "STANDBY");  // no failback
+  ExpectFilled(0, 3, 2'000'000, "a/", 1);
+  ExpectFilled(0, 2, 500'000, "b/", 2);
+  ExpectIdentical();
+  // Only the changes travelled back: about 1 MB, not the 7 MB store.
+  uint64_t sent = Repl(1)["counters"]["sync_bytes_sent"];
+  EXPECT_LT(sent, 4'000'000u);
+}
+
+TEST_F(ReplicationTest, VerifyAndAdminCommands) {
+  ASSERT_TRUE(WaitFor(10000, [&] { return InSync(); }));
+  Fill(0, 2, 1'000'000, "v/", 3);
+  // Damage the secondary's copy behind the volume's back.
+  {
+    std::fstream f(Store(1) + "/v/1.dat", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(500'000);
+    f.put('\x55');
+  }
+  auto r = RunCommand({BinDir() + "/ha", "verify", "--config", Config(0)});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(WaitFor(10000, [&] { return Repl(0).value("last_verify", "") != ""; }));
+  EXPECT_NE(Repl(0)["last_verify"].get<std::string>().find("1 differed"), std::string::npos)
+      << Repl(0)["last_verify"];
+  ExpectIdentical();
+  r = RunCommand({BinDir() + "/ha", "sync-rate", "--config", Config(0), "250"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(Repl(0)["sync_rate_bytes_per_s"], 250'000'000);
+  r = RunCommand({BinDir() + "/ha", "sync-rate", "--config", Config(0), "99999"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(Repl(0)["sync_rate_bytes_per_s"], 250'000'000);
+  r = RunCommand({BinDir() + "/ha", "split-brain", "--config", Config(0), "--survivor", "nobody"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("unknown host"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace tandem::itest
