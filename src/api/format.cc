@@ -45,6 +45,38 @@ std::string CStateLine(const json& st) {
       Str(r, "incarnation"));
 }
 
+// In the spirit of `drbdadm status`: "store role:Primary disk:UpToDate",
+// then the peer's connection and replication state, progress while syncing.
+std::string ReplicationLines(const json& r) {
+  if (!r.is_object()) return "";
+  const json& peer = r.value("peer", json::object());
+  std::string out = fmt::format("Store {} role:{} disk:{} protocol:{}{}\n", Str(r, "store_dir"),
+                                Str(r, "role"), Str(r, "disk"), Str(r, "protocol"),
+                                r.value("protected", false) ? "" : "  (UNPROTECTED: not in sync with the peer)");
+  out += fmt::format("  peer {} connection:{} replication:{} peer-role:{}\n",
+                     Str(peer, "node", "?"), peer.value("connected", false) ? "Connected" : "Disconnected",
+                     Str(r, "replication"), Str(peer, "role", "?"));
+  out += fmt::format("  out-of-sync:{} KiB pending:{} unacked:{} sync-rate:{} MB/s\n",
+                     r.value("out_of_sync_bytes", uint64_t{0}) / 1024, Str(r, "pending_writes"),
+                     Str(r, "unacked_writes"), r.value("sync_rate_bytes_per_s", uint64_t{0}) / 1000000);
+  if (r.contains("sync")) {
+    const json& s = r["sync"];
+    out += fmt::format("  sync: {:.1f}% of {} MB, {:.1f} MB/s, ETA {:.0f} s\n", s.value("percent", 0.0),
+                       s.value("total_bytes", uint64_t{0}) / 1000000,
+                       static_cast<double>(s.value("rate_bytes_per_s", uint64_t{0})) / 1e6,
+                       s.value("eta_s", -1.0));
+  }
+  if (r.contains("verify")) {
+    const json& v = r["verify"];
+    out += fmt::format("  verify: {:.1f}%, {} differing chunks so far\n", v.value("percent", 0.0),
+                       Str(v, "differing_chunks"));
+  }
+  for (const char* k : {"last_sync", "last_verify", "split_brain", "standalone_reason", "failed_reason"}) {
+    if (r.contains(k)) out += fmt::format("  {}: {}\n", k, Str(r, k));
+  }
+  return out;
+}
+
 std::string StatusTable(const json& st) {
   const json& l = st.value("local", json::object());
   const json& r = st.value("remote", json::object());
@@ -75,6 +107,7 @@ std::string StatusTable(const json& st) {
     out += fmt::format("Connectivity: {} ({})\n", conn.value("ok", false) ? "OK" : "FAILED",
                        Str(conn, "last"));
   }
+  out += ReplicationLines(st.value("replication", json()));
   out += fmt::format("Reason: {}\n", Str(l, "reason"));
   out += fmt::format("Most recently active: {}\n", Str(st, "most_recent_active"));
   out += fmt::format("Possible action: {}\n", Str(st, "possible_action"));

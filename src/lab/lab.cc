@@ -153,6 +153,11 @@ bool Settled(const std::string& dir) {
     std::string s = (*st)["local"].value("status", "");
     active += s == "ACTIVE";
     standby += s == "STANDBY";
+    // With replication: connected, in sync, both UpToDate.
+    const json& r = (*st)["replication"];
+    if (r.is_object() && (r.value("replication", "") != "Established" || r.value("disk", "") != "UpToDate")) {
+      return false;
+    }
   }
   return active == 1 && standby == 1;
 }

@@ -54,7 +54,7 @@ struct ReplicaOptions {
   Protocol protocol = Protocol::kC;
   uint64_t sync_rate_bytes = 100ull * 1000 * 1000;  // resync / verify pacing, bytes per second
   std::vector<std::string> merge_prefixes;  // append-only namespaces merged after split brain
-  size_t hot_chunks = 1024;                 // activity-log size (chunks)
+  size_t hot_chunks = 256;                  // activity-log size (chunks of 64 KiB: 16 MiB)
   uint64_t max_unacked_bytes = 64ull * 1024 * 1024;  // back-pressure on writers beyond this
   int64_t ping_interval_ms = 1000;
   int64_t peer_timeout_ms = 5000;  // nothing heard: the connection is dead

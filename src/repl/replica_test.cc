@@ -351,6 +351,83 @@ TEST_F(ReplicaTest, AReplayedConnectionIsRefusedAtTheNonce) {
   EXPECT_NE(pair_.r(1).StatusJson().value("last_error", "").find("nonce"), std::string::npos);
 }
 
+
+// Frames held back by the test instead of delivered.
+struct Captured {
+  std::vector<std::vector<uint8_t>> frames;
+};
+
+TEST_F(ReplicaTest, OutOfOrderFramesAreRejectedWithoutApplyingAnything) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  auto cap = std::make_shared<Captured>();
+  pair_.wire(0)->tap = [cap](std::vector<uint8_t>& b) {
+    cap->frames.push_back(b);
+    b.clear();  // held back
+  };
+  pair_.Write(0, AppendOp("o", "first"), [](const Status&) {});
+  pair_.Write(0, AppendOp("o", "second"), [](const Status&) {});
+  pair_.r(0).Flush();
+  ASSERT_GE(cap->frames.size(), 3u);  // two writes and the sync marker
+  pair_.r(1).Received(cap->frames[1]);  // the second write first
+  EXPECT_FALSE(pair_.r(1).connected());
+  EXPECT_EQ(pair_.r(1).counters().frames_rejected, 1u);
+  EXPECT_FALSE(fs_b_.Exists(Store(pair_, 1) + "/o"));
+}
+
+TEST_F(ReplicaTest, ATruncatedFrameAppliesNothing) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  auto cap = std::make_shared<Captured>();
+  pair_.wire(0)->tap = [cap](std::vector<uint8_t>& b) {
+    cap->frames.push_back(b);
+    b.clear();
+  };
+  pair_.Write(0, AppendOp("t", std::string(3000, 'x')), [](const Status&) {});
+  pair_.r(0).Flush();
+  ASSERT_FALSE(cap->frames.empty());
+  std::vector<uint8_t> half(cap->frames[0].begin(), cap->frames[0].begin() + cap->frames[0].size() / 2);
+  pair_.r(1).Received(half);
+  EXPECT_TRUE(pair_.r(1).connected());  // waiting for the rest
+  pair_.r(1).Disconnected("test: connection lost mid-frame");
+  EXPECT_FALSE(fs_b_.Exists(Store(pair_, 1) + "/t"));
+  EXPECT_EQ(pair_.r(1).disk(), DiskState::kUpToDate);
+}
+
+TEST_F(ReplicaTest, AForgedFrameWithTheWrongKeyIsRejected) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  // A frame signed with another key, in sequence, on this connection.
+  Write w;
+  w.op = WriteOp::kAppend;
+  w.path = "forged";
+  w.data = {'x'};
+  w.length = 1;
+  w.write_id = 99;
+  auto cap = std::make_shared<Captured>();
+  pair_.wire(0)->tap = [cap](std::vector<uint8_t>& b) {
+    cap->frames.push_back(b);
+    b.clear();
+  };
+  (void)pair_.r(0).StartVerify();  // any frame, to learn the next sequence number and id
+  pair_.r(0).Tick();
+  ASSERT_FALSE(cap->frames.empty());
+  const auto& f0 = cap->frames[0];
+  uint64_t seq = 0, conn = 0;
+  for (int i = 7; i >= 0; --i) seq = (seq << 8) | f0[12 + static_cast<size_t>(i)];
+  for (int i = 7; i >= 0; --i) conn = (conn << 8) | f0[20 + static_cast<size_t>(i)];
+  auto forged = EncodeFrame(Frame{FrameType::kWrite, 0, seq, conn, w}, "another key, 32 bytes long......");
+  pair_.r(1).Received(forged);
+  EXPECT_FALSE(pair_.r(1).connected());
+  EXPECT_FALSE(fs_b_.Exists(Store(pair_, 1) + "/forged"));
+}
+
 TEST_F(ReplicaTest, DiskErrorOnThePrimaryIsADiskFailure) {
   StartBoth();
   ASSERT_TRUE(pair_.r(0).Promote(false).ok());

@@ -10,6 +10,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -29,6 +32,7 @@ namespace {
 
 constexpr int64_t kTickMs = 10;
 constexpr int64_t kSnapshotMs = 200;
+constexpr int64_t kSnapshotAfterWritesMs = 20;
 constexpr size_t kReadChunk = 256 * 1024;
 constexpr size_t kHeaderLineMax = 8192;
 constexpr int kVolumeClientsMax = 64;
@@ -81,6 +85,7 @@ struct Service::Impl {
   int listen_fd = -1;
   int volume_fd = -1;
   bool flush_posted = false;
+  int64_t last_snapshot_ms = 0;
   bool stopping = false;
   int64_t last_connect_ms = -1'000'000;
   int connecting_fd = -1;
@@ -116,10 +121,13 @@ struct Service::Impl {
       flush_posted = false;
       replica->Flush();
       ResumeClients();
+      int64_t now = loop.clock().NowMs();
+      if (now - last_snapshot_ms >= kSnapshotAfterWritesMs) UpdateSnapshot();
     });
   }
 
   void UpdateSnapshot() {
+    last_snapshot_ms = loop.clock().NowMs();
     json j = replica->StatusJson();
     j["listen"] = opts.listen_host + ":" + std::to_string(opts.listen_port);
     j["peer_address"] = opts.peer_host + ":" + std::to_string(opts.peer_port);
@@ -516,7 +524,13 @@ Status Service::Start() {
   m->UpdateSnapshot();
   m->Tick();
   m->SnapshotTimer();
-  m->thread = std::thread([m] { m->loop.Run(); });
+  m->thread = std::thread([m] {
+    // Signals belong to the daemon's loop (signalfd), never to this thread.
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    m->loop.Run();
+  });
   return Status::Ok();
 }
 
@@ -557,16 +571,32 @@ void Service::Demote(std::function<void()> done) {
 }
 
 Status Service::Verify() {
-  return impl_->RunOnLoop([&] { return impl_->replica->StartVerify(); });
+  return impl_->RunOnLoop([&] {
+    Status st = impl_->replica->StartVerify();
+    impl_->UpdateSnapshot();
+    return st;
+  });
 }
 Status Service::SetSyncRate(uint64_t bytes_per_s) {
-  return impl_->RunOnLoop([&] { return impl_->replica->SetSyncRate(bytes_per_s); });
+  return impl_->RunOnLoop([&] {
+    Status st = impl_->replica->SetSyncRate(bytes_per_s);
+    impl_->UpdateSnapshot();
+    return st;
+  });
 }
 Status Service::ResolveSplitBrain(bool discard_local) {
-  return impl_->RunOnLoop([&] { return impl_->replica->ResolveSplitBrain(discard_local); });
+  return impl_->RunOnLoop([&] {
+    Status st = impl_->replica->ResolveSplitBrain(discard_local);
+    impl_->UpdateSnapshot();
+    return st;
+  });
 }
 Status Service::Reconnect() {
-  return impl_->RunOnLoop([&] { return impl_->replica->Reconnect(); });
+  return impl_->RunOnLoop([&] {
+    Status st = impl_->replica->Reconnect();
+    impl_->UpdateSnapshot();
+    return st;
+  });
 }
 
 void Service::Submit(Write w, WriteDone done) {

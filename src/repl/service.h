@@ -33,7 +33,7 @@ struct ServiceOptions {
   int peer_port = 7789;
   bool connect = false;     // this side connects (the configured primary); the other accepts
   std::string volume_socket;  // Unix socket for writers
-  int64_t reconnect_ms = 200;
+  int64_t reconnect_ms = 100;
 };
 
 class Service {

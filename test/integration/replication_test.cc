@@ -5,9 +5,11 @@
 // that every acknowledged write is there.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "lab/lab.h"
 #include "lab/store_tool.h"
@@ -40,12 +42,15 @@ class ReplicationTest : public ::testing::Test {
     o.heartbeat_interval_ms = 100;
     o.heartbeat_timeout_ms = 500;
     o.bin_dir = BinDir();
+    o.replication = true;
     auto up = lab::Up(o);
     ASSERT_TRUE(up.ok()) << up.status().message();
     lab_ = *up;
   }
   void TearDown() override {
-    if (!dir_.empty()) EXPECT_TRUE(lab::Down(dir_).ok());
+    if (!dir_.empty()) {
+      EXPECT_TRUE(lab::Down(dir_).ok());
+    }
     if (!HasFailure()) fs::remove_all(dir_);
   }
   std::string Config(int i) const { return lab_["hosts"][static_cast<size_t>(i)]["config"]; }
@@ -125,25 +130,29 @@ TEST_F(ReplicationTest, TheSecondaryRefusesWrites) {
 
 TEST_F(ReplicationTest, KillNineOfTheActiveThenResyncOnlyTheChanges) {
   ASSERT_TRUE(WaitFor(10000, [&] { return InSync(); }));
-  Fill(0, 3, 2'000'000, "a/", 1);
+  Fill(0, 6, 8'000'000, "a/", 1);
   auto d = lab::Describe(dir_);
   int pid = (*d)["hosts"][0]["pid"];
   ASSERT_EQ(kill(pid, SIGKILL), 0);
   ASSERT_TRUE(WaitFor(10000, [&] { return Status(1) == "ACTIVE"; }));
   Fill(1, 2, 500'000, "b/", 2);  // the new active writes while the old one is away
-  json away = Repl(1);
-  EXPECT_FALSE(away["protected"].get<bool>());
-  EXPECT_GT(away["out_of_sync_bytes"].get<uint64_t>(), 0u);
+  EXPECT_TRUE(WaitFor(2000, [&] {
+    json away = Repl(1);
+    return !away["protected"].get<bool>() && away["out_of_sync_bytes"].get<uint64_t>() > 0;
+  })) << Repl(1).dump();
   auto pid2 = lab::StartHost(dir_, "primary");
   ASSERT_TRUE(pid2.ok());
   ASSERT_TRUE(WaitFor(15000, [&] { return InSync(); })) << Repl(0).dump() << Repl(1).dump();
   EXPECT_EQ(Status(0), "STANDBY");  // no failback
-  ExpectFilled(0, 3, 2'000'000, "a/", 1);
+  ExpectFilled(0, 6, 8'000'000, "a/", 1);
   ExpectFilled(0, 2, 500'000, "b/", 2);
   ExpectIdentical();
-  // Only the changes travelled back: about 1 MB, not the 7 MB store.
+  // Only the changes travelled back: the 1 MB written meanwhile plus at most
+  // what the old active's journal can hold after a crash (activity log of
+  // 256 chunks + a quarter before compaction + 16, of 64 KiB: 22 MB) — not
+  // the 49 MB store.
   uint64_t sent = Repl(1)["counters"]["sync_bytes_sent"];
-  EXPECT_LT(sent, 4'000'000u);
+  EXPECT_LT(sent, (256u + 64 + 16) * 65536 + 2'000'000u);
 }
 
 TEST_F(ReplicationTest, VerifyAndAdminCommands) {
@@ -170,6 +179,78 @@ TEST_F(ReplicationTest, VerifyAndAdminCommands) {
   r = RunCommand({BinDir() + "/ha", "split-brain", "--config", Config(0), "--survivor", "nobody"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("unknown host"), std::string::npos) << r.output;
+}
+
+
+// Gone, and reaped if it was our child (labs started in-process).
+bool Dead(int pid) { return waitpid(pid, nullptr, WNOHANG) == pid || kill(pid, 0) != 0; }
+
+// The host gets a new, empty disk, stopped; returns once it is down.
+void StopAndWipe(const std::string& dir, int host) {
+  auto d = lab::Describe(dir);
+  ASSERT_TRUE(d.ok());
+  int pid = (*d)["hosts"][static_cast<size_t>(host)]["pid"];
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(WaitFor(5000, [&] { return Dead(pid); }));
+  std::string h = dir + (host == 0 ? "/primary" : "/secondary");
+  fs::remove_all(h + "/store");
+  fs::remove_all(h + "/state/replica");
+}
+
+TEST_F(ReplicationTest, KillNineOfTheSecondaryDuringItsInitialSync) {
+  ASSERT_TRUE(WaitFor(10000, [&] { return InSync(); }));
+  StopAndWipe(dir_, 1);
+  Fill(0, 4, 10'000'000, "big/", 5);  // 40 MB, unprotected
+  auto r = RunCommand({BinDir() + "/ha", "sync-rate", "--config", Config(0), "10"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(lab::StartHost(dir_, "secondary").ok());
+  ASSERT_TRUE(WaitFor(10000, [&] {
+    json s = Repl(1);
+    return s.is_object() && s.contains("sync") && s["sync"].value("done_bytes", uint64_t{0}) > 5'000'000;
+  })) << Repl(1).dump();
+  EXPECT_EQ(Status(1), "SYNCHRONIZING");
+  EXPECT_EQ(Repl(1)["disk"], "Inconsistent");
+  auto d = lab::Describe(dir_);
+  int pid = (*d)["hosts"][1]["pid"];
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(WaitFor(5000, [&] { return Dead(pid); }));
+  Fill(0, 1, 1'000'000, "more/", 6);  // writes keep flowing meanwhile
+  r = RunCommand({BinDir() + "/ha", "sync-rate", "--config", Config(0), "4096"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(lab::StartHost(dir_, "secondary").ok());
+  ASSERT_TRUE(WaitFor(30000, [&] { return InSync(); })) << Repl(0).dump() << Repl(1).dump();
+  EXPECT_TRUE(WaitFor(5000, [&] { return Status(1) == "STANDBY"; }));
+  ExpectFilled(1, 4, 10'000'000, "big/", 5);
+  ExpectFilled(1, 1, 1'000'000, "more/", 6);
+  ExpectIdentical();
+}
+
+TEST_F(ReplicationTest, ASynchronizingStandbyDoesNotTakeOverAndTheResyncResumes) {
+  ASSERT_TRUE(WaitFor(10000, [&] { return InSync(); }));
+  auto d = lab::Describe(dir_);
+  int spid = (*d)["hosts"][1]["pid"];
+  ASSERT_EQ(kill(spid, SIGTERM), 0);
+  ASSERT_TRUE(WaitFor(5000, [&] { return Dead(spid); }));
+  Fill(0, 3, 10'000'000, "away/", 8);  // changed while the standby is away
+  auto r = RunCommand({BinDir() + "/ha", "sync-rate", "--config", Config(0), "8"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(lab::StartHost(dir_, "secondary").ok());
+  ASSERT_TRUE(WaitFor(10000, [&] { return Status(1) == "SYNCHRONIZING"; })) << Repl(1).dump();
+  // The active dies mid-resync: the synchronizing standby must not take over.
+  d = lab::Describe(dir_);
+  int ppid = (*d)["hosts"][0]["pid"];
+  ASSERT_EQ(kill(ppid, SIGKILL), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));  // 4 heartbeat timeouts
+  EXPECT_NE(Status(1), "ACTIVE");
+  EXPECT_NE(Repl(1)["disk"], "UpToDate");
+  // The old active comes back, is the only one that may serve, and the
+  // resync resumes to the end.
+  ASSERT_TRUE(lab::StartHost(dir_, "primary").ok());
+  r = RunCommand({BinDir() + "/ha", "sync-rate", "--config", Config(0), "4096"});
+  ASSERT_TRUE(WaitFor(30000, [&] { return InSync() && Status(0) == "ACTIVE" && Status(1) == "STANDBY"; }))
+      << Repl(0).dump() << Repl(1).dump();
+  ExpectFilled(1, 3, 10'000'000, "away/", 8);
+  ExpectIdentical();
 }
 
 }  // namespace
