@@ -13,5 +13,7 @@ ctest --test-dir build --output-on-failure -j2
 echo "== build (ASan + UBSan, -Werror) =="
 BUILD_TYPE=Debug scripts/build.sh build-asan -DTANDEM_WERROR=ON -DTANDEM_SANITIZE=ON
 echo "== tests under ASan + UBSan =="
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+# The simulations run 500 seeds above; under the sanitizers (several times
+# slower) the first 100 seeds keep the whole run within CI's time.
+TANDEM_SIM_SEEDS="${TANDEM_ASAN_SIM_SEEDS:-100}" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j2
