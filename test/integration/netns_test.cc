@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "lab/lab.h"
+#include "lab/store_tool.h"
 #include "test_util.h"
 
 namespace tandem::itest {
@@ -22,6 +23,7 @@ using nlohmann::json;
 class NetnsTest : public ::testing::Test {
  protected:
   virtual bool UseWitnesses() const { return true; }
+  virtual bool UseReplication() const { return false; }
   void SetUp() override {
     dir_ = MakeTempDir("tandem-netns");
     lab::LabOptions o;
@@ -32,6 +34,7 @@ class NetnsTest : public ::testing::Test {
     o.netns = true;
     o.crossover = true;
     o.use_witnesses = UseWitnesses();
+    o.replication = UseReplication();
     auto up = lab::Up(o);
     ASSERT_TRUE(up.ok()) << up.status().message();
     lab_ = *up;
@@ -108,6 +111,44 @@ class NetnsTest : public ::testing::Test {
 class NetnsNoWitnessTest : public NetnsTest {
  protected:
   bool UseWitnesses() const override { return false; }
+};
+
+// /store replicated over the crossover link; no witnesses, so a cut between
+// the hosts makes two actives (a split brain of the data).
+class NetnsSplitBrainTest : public NetnsTest {
+ protected:
+  bool UseWitnesses() const override { return false; }
+  bool UseReplication() const override { return true; }
+  json Repl(int i) { return HostStatus(Config(i))["replication"]; }
+  bool InSync() {
+    json a = Repl(0), b = Repl(1);
+    return a.is_object() && b.is_object() && a.value("replication", "") == "Established" &&
+           b.value("replication", "") == "Established" && a.value("disk", "") == "UpToDate" &&
+           b.value("disk", "") == "UpToDate" && a.value("generations", "") == b.value("generations", "");
+  }
+  void Fill(int i, const std::string& prefix, uint64_t seed) {
+    lab::FillOptions fo;
+    fo.config = Config(i);
+    fo.files = 2;
+    fo.bytes = 300'000;
+    fo.prefix = prefix;
+    fo.seed = seed;
+    auto r = lab::StoreFill(fo);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+  }
+  // Every byte of what Fill(prefix, seed) wrote, on host i.
+  bool HasFill(int i, const std::string& prefix, uint64_t seed) {
+    std::string store = lab_["hosts"][static_cast<size_t>(i)]["store_dir"];
+    for (int f = 0; f < 2; ++f) {
+      std::ifstream in(store + "/" + prefix + std::to_string(f) + ".dat", std::ios::binary);
+      std::string d((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (d.size() != 300'000) return false;
+      for (uint64_t k = 0; k < d.size(); ++k) {
+        if (static_cast<uint8_t>(d[k]) != lab::FillByte(seed, f, k)) return false;
+      }
+    }
+    return true;
+  }
 };
 
 TEST_F(NetnsTest, HostDeathMovesTheVipToTheSecondary) {
@@ -257,6 +298,30 @@ TEST_F(NetnsNoWitnessTest, PartitionWithoutWitnessesMakesTwoActivesUntilItHeals)
   Partition(false);
   EXPECT_TRUE(WaitFor(5000, [&] { return StatusOf(0) == "STANDBY"; }));
   EXPECT_TRUE(ServedOnlyBy(1));
+}
+
+TEST_F(NetnsSplitBrainTest, BothActiveAcrossACutWriteAndTheHealedSplitBrainIsMerged) {
+  ASSERT_TRUE(WaitFor(10000, [&] { return InSync(); })) << Repl(0).dump() << Repl(1).dump();
+  Fill(0, "events/before-", 1);
+  Partition(true);
+  ASSERT_TRUE(WaitFor(5000, [&] { return StatusOf(1) == "ACTIVE"; }));
+  ASSERT_EQ(StatusOf(0), "ACTIVE");
+  // Both write while they cannot see each other: segments named per writer.
+  Fill(0, "events/lab-primary-", 2);
+  Fill(1, "events/lab-secondary-", 3);
+  EXPECT_FALSE(Repl(0)["protected"].get<bool>());
+  Partition(false);
+  // The HA core keeps one active; the replicas detect the split brain on
+  // reconnect and, every change being an append-only segment, merge it.
+  ASSERT_TRUE(WaitFor(15000, [&] { return InSync(); })) << Repl(0).dump() << Repl(1).dump();
+  int split_brains = Repl(0)["counters"].value("split_brains", 0) + Repl(1)["counters"].value("split_brains", 0);
+  EXPECT_GE(split_brains, 1) << "the split brain was not detected";
+  EXPECT_NE(Repl(0).value("split_brain", "") + Repl(1).value("split_brain", ""), "") << "not reported";
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_TRUE(HasFill(i, "events/before-", 1)) << "host " << i;
+    EXPECT_TRUE(HasFill(i, "events/lab-primary-", 2)) << "host " << i << ": the primary's records were lost";
+    EXPECT_TRUE(HasFill(i, "events/lab-secondary-", 3)) << "host " << i << ": the secondary's records were lost";
+  }
 }
 
 }  // namespace
