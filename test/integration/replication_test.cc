@@ -5,7 +5,12 @@
 // that every acknowledged write is there.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
 
 #include <filesystem>
 #include <fstream>
@@ -251,6 +256,60 @@ TEST_F(ReplicationTest, ASynchronizingStandbyDoesNotTakeOverAndTheResyncResumes)
       << Repl(0).dump() << Repl(1).dump();
   ExpectFilled(1, 3, 10'000'000, "away/", 8);
   ExpectIdentical();
+}
+
+
+// One request on a fresh volume-socket connection; the reply line ("" if
+// the daemon closed without one).
+std::string VolumeRequest(const std::string& socket, const std::string& bytes) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, socket.c_str(), sizeof a.sun_path - 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return "connect failed";
+  }
+  (void)::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  std::string reply;
+  char c;
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  while (::recv(fd, &c, 1, 0) == 1 && c != '\n') reply += c;
+  ::close(fd);
+  return reply;
+}
+
+TEST_F(ReplicationTest, BadVolumeRequestsGetClearErrorsAndChangeNothing) {
+  ASSERT_TRUE(WaitFor(10000, [&] { return InSync(); }));
+  std::string sock = lab_["hosts"][0]["volume_socket"];
+  auto before0 = ReadTree(Store(0));
+  struct Case {
+    std::string bytes, expect;
+  } cases[] = {
+      {"not json\n", "not a JSON object"},
+      {"[1,2]\n", "not a JSON object"},
+      {R"({"id":1,"op":"explode","path":"a"})" "\n", "unknown op"},
+      {R"({"id":2,"op":"append","path":"../etc/passwd","length":1})" "\nx", "invalid write"},
+      {R"({"id":3,"op":"append","path":"/abs","length":1})" "\nx", "invalid write"},
+      {R"({"id":4,"op":"append","path":"a/./b","length":1})" "\nx", "invalid write"},
+      {R"({"id":5,"op":"append","path":"a","length":-1})" "\n", "length"},
+      {R"({"id":6,"op":"append","path":"a","length":999999999999})" "\n", "64 MiB"},
+      {R"({"id":7,"op":"append","path":7,"length":1})" "\nx", "path"},
+      {R"({"id":8,"op":"rename","path":"missing","to":"b"})" "\n", "No such file"},
+      {R"({"id":9,"op":"truncate","path":"a"})" "\n", "length"},
+      {std::string(10000, 'x'), "too long"},
+  };
+  for (const Case& c : cases) {
+    std::string reply = VolumeRequest(sock, c.bytes);
+    EXPECT_NE(reply.find("\"ok\":false"), std::string::npos) << c.bytes.substr(0, 80) << " -> " << reply;
+    EXPECT_NE(reply.find(c.expect), std::string::npos) << c.bytes.substr(0, 80) << " -> " << reply;
+  }
+  EXPECT_EQ(ReadTree(Store(0)), before0);
+  EXPECT_EQ(ReadTree(Store(1)), before0);
+  json s = HostStatus(Config(0));
+  EXPECT_EQ(LocalOf(s).value("status", ""), "ACTIVE") << "the daemon survived";
+  EXPECT_EQ(s["replication"]["disk"], "UpToDate");
 }
 
 }  // namespace
