@@ -102,6 +102,13 @@ int main(int argc, char** argv) {
   failover->add_option("--keepalived-advert-int-ms", bo.keepalived_advert_ms,
                        "with --netns: keepalived's advert_int (default 1000)")
       ->check(CLI::Range(int64_t{10}, int64_t{60000}));
+  tandem::lab::ReplBenchOptions ro;
+  auto* bench_repl = bench->add_subcommand(
+      "repl", "/store replication: full sync vs cp -r, sync-rate accuracy, protocol C writes, resync");
+  bench_repl->add_option("--dir", ro.dir, "lab directory (default: a new one under /tmp)");
+  bench_repl->add_option("--store-mb", ro.store_mb, "MB in the store for the syncs (a multiple of 8)")
+      ->check(CLI::Range(int64_t{8}, int64_t{1} << 20))->capture_default_str();
+  bench_repl->add_flag("--quick", ro.quick, "1 s per write run instead of 3 s");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -134,6 +141,18 @@ int main(int argc, char** argv) {
       bo.dir = tmpl;
     }
     auto r = bench_netns ? tandem::lab::BenchFailoverNetns(bo) : tandem::lab::BenchFailover(bo);
+    if (!r.ok()) return Fail(r.status().message());
+    std::cout << r->dump(2) << "\n";
+    return 0;
+  }
+  if (*bench_repl) {
+    if (ro.dir.empty()) {
+      char tmpl[] = "/tmp/tandem-bench-repl-XXXXXX";
+      if (!mkdtemp(tmpl)) return Fail("mkdtemp failed");
+      ro.dir = tmpl;
+    }
+    ro.dir = Absolute(ro.dir);
+    auto r = tandem::lab::BenchRepl(ro);
     if (!r.ok()) return Fail(r.status().message());
     std::cout << r->dump(2) << "\n";
     return 0;

@@ -32,3 +32,19 @@ Result<nlohmann::json> BenchFailover(const BenchOptions& o);
 Result<nlohmann::json> BenchFailoverNetns(const BenchOptions& o);
 
 }  // namespace tandem::lab
+
+namespace tandem::lab {
+
+// `tandem bench repl` (docs/PERFORMANCE.md, "Replication"): full sync vs
+// `cp -r`, sync-rate accuracy, protocol C write throughput and latency
+// (replicated vs local), resync after a 1% change, peak RSS; on a loopback
+// lab with replication. Also writes DIR/bench-repl.json.
+struct ReplBenchOptions {
+  std::string dir;      // lab directory (created)
+  std::string bin_dir;  // empty: next to this binary
+  int64_t store_mb = 256;  // MB (10^6 bytes) in the store for the syncs; a multiple of 8
+  bool quick = false;      // 1 s per write run instead of 3 s
+};
+Result<nlohmann::json> BenchRepl(const ReplBenchOptions& o);
+
+}  // namespace tandem::lab
