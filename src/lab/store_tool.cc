@@ -63,6 +63,8 @@ Result<json> StoreFill(const FillOptions& o) {
   struct Req {
     std::string header;
     std::string data;
+    int file = -1;    // appends: which file ...
+    uint64_t end = 0;  // ... and where the data ends
   };
   std::deque<Req> todo;
   json paths = json::array();
@@ -76,11 +78,12 @@ Result<json> StoreFill(const FillOptions& o) {
       std::string data(n, '\0');
       for (uint64_t i = 0; i < n; ++i) data[i] = static_cast<char>(FillByte(o.seed, f, off + i));
       todo.push_back({json{{"id", ++id}, {"op", "append"}, {"path", path}, {"length", n}}.dump() + "\n",
-                      std::move(data)});
+                      std::move(data), f, off + n});
     }
   }
   uint64_t total = id;
   std::map<uint64_t, double> sent_at;
+  std::map<uint64_t, std::pair<int, uint64_t>> appends;  // id -> (file, end)
   std::vector<double> lat;
   std::string in;
   double start = NowS();
@@ -90,7 +93,9 @@ Result<json> StoreFill(const FillOptions& o) {
     while (!todo.empty() && static_cast<int>(sent_at.size()) < o.window) {
       Req r = std::move(todo.front());
       todo.pop_front();
-      sent_at[total - todo.size()] = NowS();
+      uint64_t rid = total - todo.size();
+      sent_at[rid] = NowS();
+      if (r.file >= 0) appends[rid] = {r.file, r.end};
       err = SendAll(fd, r.header + r.data);
       if (!err.ok()) break;
     }
@@ -111,6 +116,11 @@ Result<json> StoreFill(const FillOptions& o) {
         break;
       }
       uint64_t rid = r.value("id", uint64_t{0});
+      auto ap = appends.find(rid);
+      if (ap != appends.end()) {
+        if (o.on_ack) o.on_ack(ap->second.first, ap->second.second);
+        appends.erase(ap);
+      }
       auto it = sent_at.find(rid);
       if (it != sent_at.end()) {
         lat.push_back((NowS() - it->second) * 1000.0);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -20,6 +21,9 @@ struct FillOptions {
   int window = 64;             // requests in flight
   std::string prefix = "fill/";
   uint64_t seed = 1;           // content is a function of (seed, file, offset)
+  // Called for every acknowledged append: file index and the end of the
+  // acknowledged data (crash tests: every acknowledged byte must survive).
+  std::function<void(int file, uint64_t end)> on_ack;
 };
 
 // Returns {"files","bytes","writes","seconds","mb_per_s","latency_ms":{p50,p99,max},

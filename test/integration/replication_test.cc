@@ -14,6 +14,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "lab/lab.h"
@@ -310,6 +311,64 @@ TEST_F(ReplicationTest, BadVolumeRequestsGetClearErrorsAndChangeNothing) {
   json s = HostStatus(Config(0));
   EXPECT_EQ(LocalOf(s).value("status", ""), "ACTIVE") << "the daemon survived";
   EXPECT_EQ(s["replication"]["disk"], "UpToDate");
+}
+
+
+TEST_F(ReplicationTest, KillNineOfTheActiveInTheMiddleOfWritesLosesNoAcknowledgedByte) {
+  ASSERT_TRUE(WaitFor(10000, [&] { return InSync(); }));
+  // Four files appended concurrently (64 in flight); the active dies while
+  // the writes stream. Protocol C: whatever was acknowledged is on the
+  // standby, which takes over with it.
+  std::mutex mu;
+  std::map<int, uint64_t> acked;  // file -> acknowledged prefix
+  std::thread writer([&] {
+    lab::FillOptions fo;
+    fo.config = Config(0);
+    fo.files = 4;
+    fo.bytes = 200'000'000;  // far more than gets written before the kill
+    fo.write_bytes = 16 * 1024;
+    fo.prefix = "stream/";
+    fo.seed = 9;
+    fo.on_ack = [&](int f, uint64_t end) {
+      std::lock_guard<std::mutex> g(mu);
+      acked[f] = std::max(acked[f], end);
+    };
+    (void)lab::StoreFill(fo);  // fails when the active dies
+  });
+  ASSERT_TRUE(WaitFor(20000, [&] {
+    std::lock_guard<std::mutex> g(mu);
+    uint64_t sum = 0;
+    for (auto& [f, e] : acked) sum += e;
+    return sum > 20'000'000;
+  }));
+  auto d = lab::Describe(dir_);
+  int pid = (*d)["hosts"][0]["pid"];
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  writer.join();
+  std::map<int, uint64_t> got;
+  {
+    std::lock_guard<std::mutex> g(mu);
+    got = acked;
+  }
+  ASSERT_TRUE(WaitFor(10000, [&] { return Status(1) == "ACTIVE"; }));
+  auto check = [&](int host) {
+    auto tree = ReadTree(Store(host));
+    for (auto& [f, end] : got) {
+      std::string p = "stream/" + std::to_string(f) + ".dat";
+      ASSERT_TRUE(tree.count(p)) << p << " missing on host " << host;
+      const std::string& data = tree[p];
+      ASSERT_GE(data.size(), end) << p << ": acknowledged bytes lost on host " << host;
+      for (uint64_t i = 0; i < end; i += 997) {
+        ASSERT_EQ(static_cast<uint8_t>(data[i]), lab::FillByte(9, f, i)) << p << " @" << i;
+      }
+    }
+  };
+  check(1);  // the new active has every acknowledged byte
+  // The old active restarts, resyncs, and both copies are identical.
+  ASSERT_TRUE(lab::StartHost(dir_, "primary").ok());
+  ASSERT_TRUE(WaitFor(20000, [&] { return InSync(); })) << Repl(0).dump() << Repl(1).dump();
+  check(0);
+  ExpectIdentical();
 }
 
 }  // namespace
