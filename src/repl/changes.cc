@@ -199,6 +199,21 @@ Status ChangeSet::Clear() {
   return Rewrite();
 }
 
+Status ChangeSet::TrimAcknowledged() {
+  bool removed = false;
+  for (auto it = lru_.begin(); it != lru_.end();) {
+    auto e = entries_.find(*it);
+    if (e->second.last_write <= acked_) {
+      entries_.erase(e);
+      it = lru_.erase(it);
+      removed = true;
+    } else {
+      ++it;
+    }
+  }
+  return removed || journal_records_ > entries_.size() ? Rewrite() : Status::Ok();
+}
+
 Status ChangeSet::MaybeCompact() {
   // Bounded: after a crash every journaled chunk is resent, so the journal
   // never holds much more than the live set plus one activity log's worth.

@@ -71,6 +71,12 @@ class ChangeSet {
   // Forget everything (after a full sync made both replicas identical).
   Status Clear();
 
+  // At a quiet moment (no writes for a while, connected and in sync): every
+  // unpinned chunk the peer has durably leaves the set, hot or not, and the
+  // journal is rewritten, so a crash after it resends nothing. Cheap when
+  // there is nothing to trim.
+  Status TrimAcknowledged();
+
   // Rewrites the journal with the current set when it has grown (call at
   // quiet moments; cheap when nothing to do).
   Status MaybeCompact();

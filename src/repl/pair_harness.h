@@ -1,6 +1,6 @@
 // Test-only: two replicas joined by an in-memory "network" on a manual
 // clock, over any FileSystem (the fault-injecting one for crash tests).
-// Used by replica_test.cc and the replication simulator (test/sim).
+// Used by replica_test.cc and the replication simulator (replica_sim_test.cc).
 #pragma once
 
 #include <deque>
@@ -116,6 +116,12 @@ class Pair {
   // The next connection's bytes sent by node i pass through `tap`.
   void SetNextTap(int i, std::function<void(std::vector<uint8_t>&)> tap) { next_tap_[i] = std::move(tap); }
   bool Connected() const { return wires_[0] && !wires_[0]->closed && wires_[1] && !wires_[1]->closed; }
+  // A silent partition: while held, nothing sent is delivered (it stays
+  // queued, as in TCP retransmission); the replicas' timers notice. A side
+  // that gives up closes its end, and the connection is torn down with
+  // whatever was still queued.
+  void SetHeld(bool held) { held_ = held; }
+  bool held() const { return held_; }
   // Connects 0 -> 1 (0 is the connecting side) if both want it.
   void Connect(int connector = 0) {
     int a = connector, b = 1 - connector;
@@ -156,7 +162,7 @@ class Pair {
         auto w = wires_[from];
         Replica* to = nodes_[1 - from].replica.get();
         // Bytes sent before a close still arrive (TCP delivers, then FIN).
-        while (w && !w->chunks.empty() && to && to->connected()) {
+        while (!held_ && w && !w->chunks.empty() && to && to->connected()) {
           std::vector<uint8_t> c = std::move(w->chunks.front());
           w->chunks.pop_front();
           w->bytes -= c.size();
@@ -172,7 +178,7 @@ class Pair {
         bool drained = true;
         for (int from = 0; from < 2; ++from) {
           Replica* to = nodes_[1 - from].replica.get();
-          if (wires_[from] && !wires_[from]->chunks.empty() && to && to->connected()) drained = false;
+          if (!held_ && wires_[from] && !wires_[from]->chunks.empty() && to && to->connected()) drained = false;
         }
         if (gone && drained) {
           for (int i = 0; i < 2; ++i) {
@@ -214,6 +220,7 @@ class Pair {
   Node nodes_[2];
   std::shared_ptr<Wire> wires_[2];
   std::function<void(std::vector<uint8_t>&)> next_tap_[2];
+  bool held_ = false;
 };
 
 inline repl::Write AppendOp(const std::string& path, const std::string& data) {

@@ -19,6 +19,7 @@ constexpr size_t kSyncBacklogMax = 4u * 1024 * 1024;  // resync yields to writes
 constexpr uint32_t kVerifyBatch = 64;
 constexpr uint64_t kFlagDiscard = 1, kFlagSurvivor = 2;
 constexpr uint16_t kErrProtocol = 1;
+constexpr int64_t kQuietTrimMs = 500;  // no writes this long: trim the activity log
 
 enum Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 
@@ -196,12 +197,19 @@ Status Replica::Persist() {
   return st;
 }
 
-void Replica::SetDisk(DiskState d) {
-  if (d == disk_) return;
+bool Replica::SetDisk(DiskState d) {
+  if (d == disk_) return true;
   Log(kWarn, "disk " + std::string(DiskStateName(disk_)) + " -> " + std::string(DiskStateName(d)));
   disk_ = d;
-  (void)Persist();
+  // The persisted state must never claim more than the data holds: a
+  // replica about to receive a sync is Inconsistent on disk before the
+  // first chunk lands, or it would come back UpToDate after a crash.
+  if (Status st = Persist(); !st.ok()) {
+    DiskFailed(st.Prefix("replica metadata: "));
+    return false;
+  }
   if (on_change_) on_change_();
+  return true;
 }
 
 void Replica::SetState(ReplState s) {
@@ -248,12 +256,21 @@ Status Replica::Promote(bool force) {
     return Status::Error("the replica is " + std::string(DiskStateName(disk_)) +
                          ", not UpToDate (use --force to promote it anyway)");
   }
+  // Writes received as secondary (or a broken-off sync) may still be only
+  // in the page cache: this copy is the data of record from now on, and
+  // may be the source of the next sync, so it is made durable first.
+  if (Status st = store_.Commit(); !st.ok()) {
+    DiskFailed(st);
+    return st;
+  }
   if (connected() && peer_ && peer_->role == NodeRole::kPrimary) {
     Drop("the peer is primary too");
   }
   bool keep_connection = connected() && verified_ &&
                          (state_ == ReplState::kEstablished || state_ == ReplState::kSyncSource ||
                           state_ == ReplState::kVerifySource || state_ == ReplState::kVerifyTarget);
+  const Generations old_gens = gens_;
+  const DiskState old_disk = disk_;
   if (gens_.current == kNoGeneration) {
     gens_ = Created(Fresh());
     keep_connection = false;
@@ -265,8 +282,15 @@ Status Replica::Promote(bool force) {
     Log(kWarn, "forced promotion of a " + std::string(DiskStateName(disk_)) + " replica");
     disk_ = DiskState::kUpToDate;
   }
+  if (Status st = Persist(); !st.ok()) {
+    // Not promoted: the new generation never reached the disk. A metadata
+    // write error is a disk failure (docs/REPLICATION.md, "Disk failures").
+    gens_ = old_gens;
+    disk_ = old_disk;
+    DiskFailed(st.Prefix("promotion: "));
+    return st;
+  }
   primary_ = true;
-  TANDEM_RETURN_IF_ERROR(Persist());
   Log(kWarn, "promoted to primary; generations " + ToString(gens_));
   if (connected()) {
     if (keep_connection) {
@@ -438,10 +462,26 @@ void Replica::Flush() {
           }
           break;
         }
-        case WriteOp::kTruncate:
+        case WriteOp::kTruncate: {
+          auto s = size_of(w.path);
+          if (!s.ok()) {
+            bad = s.status();
+            break;
+          }
           sizes[w.path] = w.length;
-          refs.push_back({w.path, w.length / kChunkBytes});
+          // Every chunk between the old and the new end changed (cut off or
+          // zero-filled), not only the one holding the new end: a resync
+          // must resend them all. A new file, or a long range: the whole
+          // file (docs/REPLICATION.md, "Change set and activity log").
+          uint64_t lo = std::min(s->value_or(0), w.length), hi = std::max(s->value_or(0), w.length);
+          uint64_t first = lo / kChunkBytes, last = std::max(first, LastChunk(hi));
+          if (!s->has_value() || last - first >= 64) {
+            refs.push_back({w.path, kWholeFile});
+          } else {
+            for (uint64_t c = first; c <= last; ++c) refs.push_back({w.path, c});
+          }
           break;
+        }
         case WriteOp::kRename: {
           auto s = size_of(w.path);
           if (!s.ok()) {
@@ -498,6 +538,14 @@ void Replica::Flush() {
       batch_bytes += q.w.data.size();
       counters_.write_bytes += q.w.data.size();
       if (replicate) SendFrame(FrameType::kWrite, q.w);
+      // A rename while this host is sending a sync or merge: the peer may
+      // not have the source yet (it is still in the work list, or already
+      // went out as "deleted"), so the rename does nothing there and the new
+      // name would never reach it. The new name is sent as a sync item too.
+      if (q.w.op == WriteOp::kRename && !sync_sent_done_ &&
+          (state_ == ReplState::kSyncSource || state_ == ReplState::kMerging)) {
+        sync_work_.push_back(SyncItem{q.w.path2, {kWholeFile}});
+      }
       dones.push_back(std::move(q.done));
     }
     uint64_t marker = next_write_id_++;
@@ -515,8 +563,16 @@ void Replica::Flush() {
       return;
     }
     counters_.writes += dones.size();
-    if (!replicate || opts_.protocol == Protocol::kA) {
+    last_write_ms_ = clock_.NowMs();
+    if (!replicate) {
       for (auto& d : dones) d(Status::Ok());
+    } else if (opts_.protocol == Protocol::kA) {
+      // Acknowledged now, but still tracked until the peer has it durably:
+      // a demotion waits for it (a planned switch-over must not lose
+      // acknowledged writes), and it counts as unacknowledged bytes.
+      for (auto& d : dones) d(Status::Ok());
+      pending_.push_back(Pending{marker, {}, batch_bytes});
+      unacked_bytes_ += batch_bytes;
     } else {
       pending_.push_back(Pending{marker, std::move(dones), batch_bytes});
       unacked_bytes_ += batch_bytes;
@@ -578,8 +634,9 @@ void Replica::ApplyRemoteWrite(Write w) {
   Status st = store_.Apply(&w);
   if (!st.ok()) {
     if (w.op == WriteOp::kRename && st.message().find("No such file") != std::string::npos) {
-      // The source vanished on our side only: a divergence a resync repairs.
-      Log(kWarn, "rename of a missing file " + w.path + ": marking it for resync");
+      // The source is not here yet (a sync in progress: the new name
+      // follows as a sync item, see Flush), or a divergence.
+      Log(kWarn, "rename of a missing file " + w.path + " (ignored)");
       return;
     }
     DiskFailed(st);
@@ -639,7 +696,6 @@ void Replica::Connected(std::unique_ptr<Transport> t, bool outgoing) {
 void Replica::Received(std::span<const uint8_t> bytes) {
   if (!decoder_) return;
   counters_.bytes_received += bytes.size();
-  last_heard_ms_ = clock_.NowMs();
   decoder_->Feed(bytes);
   Frame f;
   while (decoder_) {
@@ -652,6 +708,11 @@ void Replica::Received(std::span<const uint8_t> bytes) {
     }
     if (conn_id_ == 0) conn_id_ = decoder_->conn_id();
     counters_.frames_received++;
+    // Only whole, authentic frames count as hearing from the peer: bytes
+    // that never complete a frame (a corrupted length field swallowing
+    // everything after it) must not keep a dead connection alive while the
+    // writes waiting for the peer hang.
+    last_heard_ms_ = clock_.NowMs();
     OnFrame(std::move(f));
   }
 }
@@ -688,9 +749,19 @@ void Replica::Disconnected(const std::string& why) {
   // The peer is away: every recorded chunk it may lack stays until the
   // next sync.
   changes_.PinAll(acked_durable_);
-  if (primary_ && gens_.bitmap == kNoGeneration && gens_.current != kNoGeneration && had_peer) {
+  // Also when a change map is already kept but this host was sending a
+  // sync: the target may have adopted the current generation just before
+  // the connection broke (it persists before it acknowledges), so what this
+  // host writes alone from now on must not carry that id, or the next
+  // decision takes it for data the peer already has (rule 5) and overwrites
+  // it. The map's older id is kept, as the doc says.
+  if (primary_ && gens_.current != kNoGeneration && had_peer &&
+      (gens_.bitmap == kNoGeneration || was == ReplState::kSyncSource)) {
     gens_ = StartTrackingWhileDisconnected(gens_, Fresh());
-    (void)Persist();
+    // Unpersisted, the new generation would be gone after a crash, and the
+    // writes this host acknowledges alone from now on would look like the
+    // peer's old data to the next sync decision (and be overwritten).
+    if (Status st = Persist(); !st.ok()) DiskFailed(st.Prefix("replica metadata: "));
     Log(kWarn, "peer away: this primary keeps writing unprotected; generations " + ToString(gens_));
   }
   // Writes waiting for the peer complete on the local copy (now recorded
@@ -701,7 +772,7 @@ void Replica::Disconnected(const std::string& why) {
   }
   unacked_bytes_ = 0;
   if (demoting_) FinishDemote();
-  if (was == ReplState::kSyncTarget && disk_ == DiskState::kUpToDate) SetDisk(DiskState::kInconsistent);
+  if (was == ReplState::kSyncTarget && disk_ == DiskState::kUpToDate) (void)SetDisk(DiskState::kInconsistent);
   if (state_ != ReplState::kStandAlone) SetState(ReplState::kConnecting);
 }
 
@@ -801,7 +872,7 @@ void Replica::Decide() {
   switch (d.kind) {
     case SyncKind::kNone:
     case SyncKind::kBothFresh:
-      if (disk_ == DiskState::kOutdated) SetDisk(DiskState::kUpToDate);
+      if (disk_ == DiskState::kOutdated && !SetDisk(DiskState::kUpToDate)) return;
       SetState(ReplState::kEstablished);
       return;
     case SyncKind::kPartialFromLocal:
@@ -815,7 +886,7 @@ void Replica::Decide() {
     case SyncKind::kPartialFromPeer:
     case SyncKind::kFullFromPeer:
       if (primary_) {
-        SetDisk(DiskState::kOutdated);
+        if (!SetDisk(DiskState::kOutdated)) return;
         Drop("this host is primary but the peer holds newer data (" + d.why + ")", true);
         return;
       }
@@ -829,6 +900,13 @@ void Replica::Decide() {
 // ------------------------------------------------------------- resync
 
 void Replica::BeginSyncSource(bool full) {
+  // What is sent must be durable here first: the target commits it, and a
+  // power loss here must not leave the two copies different with no change
+  // recorded (e.g. writes this host received as secondary, never synced).
+  if (Status st = store_.Commit(); !st.ok()) {
+    DiskFailed(st);
+    return;
+  }
   SetState(ReplState::kSyncSource);
   changes_.PinAll();
   full_sync_ = full;
@@ -885,7 +963,7 @@ void Replica::SendChangeList(const std::map<std::string, std::set<uint64_t>>& li
 }
 
 void Replica::BeginSyncTarget(bool full) {
-  if (disk_ != DiskState::kInconsistent) SetDisk(DiskState::kInconsistent);
+  if (disk_ != DiskState::kInconsistent && !SetDisk(DiskState::kInconsistent)) return;
   SetState(ReplState::kSyncTarget);
   full_sync_ = full;
   sync_done_bytes_ = 0;
@@ -1100,6 +1178,7 @@ void Replica::FinishSyncTarget() {
   Generations source{peer_->gen_current, peer_->gen_bitmap, peer_->gen_history};
   gens_ = SyncFinishedOnTarget(SyncFinished(source));
   disk_ = DiskState::kUpToDate;
+  discard_local_ = false;  // a split-brain resolution is complete
   st = changes_.Clear();
   if (st.ok()) st = Persist();
   if (!st.ok()) {
@@ -1224,15 +1303,28 @@ void Replica::ResolveAfterExchange() {
         Drop("split brain: this host must become the sync target but is primary; demote it", true);
         return;
       }
-      if (discard_local_ || (peer_flags_ & kFlagSurvivor)) {
+      bool discard = discard_local_ || (peer_flags_ & kFlagSurvivor);
+      if (discard) {
         Status st = Quarantine(union_work());
         if (!st.ok()) {
           DiskFailed(st);
           return;
         }
       }
-      discard_local_ = survivor_ = false;
-      SetDisk(DiskState::kInconsistent);
+      // The resolution holds until the sync has finished (FinishSyncTarget):
+      // a sync that breaks off is the same split brain at the next connect,
+      // which must not need the admin again.
+      bool persist = discard_local_ != discard || survivor_;
+      discard_local_ = discard;
+      survivor_ = false;
+      if (disk_ != DiskState::kInconsistent) {
+        if (!SetDisk(DiskState::kInconsistent)) return;
+      } else if (persist) {
+        if (Status st = Persist(); !st.ok()) {
+          DiskFailed(st);
+          return;
+        }
+      }
       SetState(ReplState::kSyncTarget);
       sync_done_bytes_ = 0;
       sync_started_ms_ = clock_.NowMs();
@@ -1259,7 +1351,7 @@ void Replica::ResolveAfterExchange() {
       return;
     }
     case kMerge: {
-      if (!primary_) SetDisk(DiskState::kInconsistent);
+      if (!primary_ && !SetDisk(DiskState::kInconsistent)) return;
       SetState(ReplState::kMerging);
       sync_covered_id_ = next_write_id_ - 1;
       sync_work_.clear();
@@ -1278,8 +1370,18 @@ void Replica::ResolveAfterExchange() {
 }
 
 Status Replica::Quarantine(const std::map<std::string, std::set<uint64_t>>& paths) {
+  // Never over an earlier quarantine: after a resolution sync that broke
+  // off, the split brain is resolved again at the same generation, and the
+  // half-synced files must not replace the copy kept the first time.
   std::string dir = opts_.meta_dir + "/quarantine/" + Hex(gens_.current);
+  for (int n = 1;; ++n) {
+    auto taken = fs_.ListFiles(dir);
+    if (!taken.ok()) return taken.status();
+    if (taken->empty()) break;
+    dir = opts_.meta_dir + "/quarantine/" + Hex(gens_.current) + "." + std::to_string(n);
+  }
   uint64_t files = 0;
+  std::set<std::string> dirs;  // to sync: every directory from a file's up to meta_dir
   for (const auto& [p, c] : paths) {
     uint64_t size = 0;
     auto s = store_.Size(p);
@@ -1297,8 +1399,16 @@ Status Replica::Quarantine(const std::map<std::string, std::set<uint64_t>>& path
       TANDEM_RETURN_IF_ERROR((*out)->WriteAt(ci * kChunkBytes, **data));
     }
     TANDEM_RETURN_IF_ERROR((*out)->Sync());
+    for (std::string d = dst.substr(0, dst.rfind('/')); d.size() > opts_.meta_dir.size();
+         d = d.substr(0, d.rfind('/'))) {
+      dirs.insert(d);
+    }
     files++;
   }
+  // The copies (and the new directories holding them) must survive a power
+  // loss before the store is overwritten by the survivor's data.
+  if (files > 0) dirs.insert(opts_.meta_dir);
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) TANDEM_RETURN_IF_ERROR(fs_.SyncDir(*it));
   Log(kWarn, "split brain: kept this host's copy of " + std::to_string(files) + " files in " + dir);
   last_quarantine_ = dir;
   return Status::Ok();
@@ -1335,9 +1445,15 @@ void Replica::FinishMerge() {
 }
 
 Status Replica::ResolveSplitBrain(bool discard_local) {
+  const bool old_discard = discard_local_, old_survivor = survivor_;
   discard_local_ = discard_local;
   survivor_ = !discard_local;
-  TANDEM_RETURN_IF_ERROR(Persist());
+  if (Status st = Persist(); !st.ok()) {
+    // Refused as a whole: not applied at the next connect either.
+    discard_local_ = old_discard;
+    survivor_ = old_survivor;
+    return st;
+  }
   Log(kWarn, std::string("split brain resolution set: this host ") +
                  (discard_local ? "discards its changes (kept in quarantine)" : "is the survivor"));
   if (state_ == ReplState::kStandAlone) SetState(ReplState::kConnecting);
@@ -1497,6 +1613,14 @@ void Replica::Tick() {
   }
   PumpVerify();
   PumpSync();
+  // Quiet and protected: forget the activity log, so a crash now resends
+  // nothing (it is rebuilt by the next writes).
+  if (primary_ && InSync() && pending_.empty() && queue_.empty() && changes_.size() > 0 &&
+      now - last_write_ms_ >= kQuietTrimMs && now - last_trim_ms_ >= kQuietTrimMs) {
+    last_trim_ms_ = now;
+    Status st = changes_.TrimAcknowledged();
+    if (!st.ok()) DiskFailed(st.Prefix("change journal: "));
+  }
 }
 
 Status Replica::SetSyncRate(uint64_t bytes_per_s) {

@@ -197,7 +197,9 @@ class Replica {
 
   // State.
   Status Persist();
-  void SetDisk(DiskState d);
+  // Persists the new disk state; false if that failed (the disk is then
+  // Failed and the connection dropped: the caller stops).
+  [[nodiscard]] bool SetDisk(DiskState d);
   void SetState(ReplState s);
   void DiskFailed(const Status& st);
   void Drop(const std::string& why, bool standalone = false);
@@ -248,6 +250,8 @@ class Replica {
   std::vector<std::function<void()>> demote_waiters_;
   bool demoting_ = false;
   int64_t demote_since_ms_ = 0;
+  int64_t last_write_ms_ = 0;
+  int64_t last_trim_ms_ = 0;
 
   // Resync / merge / verify.
   std::deque<SyncItem> sync_work_;

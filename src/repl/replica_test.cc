@@ -428,6 +428,30 @@ TEST_F(ReplicaTest, AForgedFrameWithTheWrongKeyIsRejected) {
   EXPECT_FALSE(fs_b_.Exists(Store(pair_, 1) + "/forged"));
 }
 
+
+TEST_F(ReplicaTest, AfterAQuietMomentACrashOfThePrimaryResendsNothing) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  for (int f = 0; f < 4; ++f) WriteSync(pair_, 0, AppendOp("q/" + std::to_string(f), Bytes(2 << 20, 'q')));
+  EXPECT_GT(pair_.r(0).changes().size(), 0u);  // the activity log holds the hot chunks
+  pair_.clock().Advance(1000);                     // a second without writes
+  pair_.Run();
+  EXPECT_EQ(pair_.r(0).changes().size(), 0u);
+  pair_.Kill(0);
+  fs_a_.PowerLoss(11, os::FaultFileSystem::Mode::kDropUnsynced);
+  ASSERT_TRUE(pair_.r(1).Promote(false).ok());
+  WriteSync(pair_, 1, AppendOp("q/after", "x"));
+  ASSERT_TRUE(pair_.Start(0).ok());
+  pair_.Connect();
+  pair_.Run();
+  EXPECT_EQ(pair_.r(0).state(), ReplState::kEstablished);
+  ExpectIdentical();
+  uint64_t sent = pair_.wire(1) ? pair_.wire(1)->sync_payload_bytes : 0;
+  EXPECT_LT(sent, 1000u) << "only the one-byte change should travel";
+}
+
 TEST_F(ReplicaTest, DiskErrorOnThePrimaryIsADiskFailure) {
   StartBoth();
   ASSERT_TRUE(pair_.r(0).Promote(false).ok());
