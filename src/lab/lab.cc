@@ -153,6 +153,12 @@ bool Settled(const std::string& dir) {
     std::string s = (*st)["local"].value("status", "");
     active += s == "ACTIVE";
     standby += s == "STANDBY";
+    // The active's take-over sequence has finished: its services run.
+    if (s == "ACTIVE") {
+      for (const json& svc : (*st)["local"].value("services", json::array())) {
+        if (svc.value("state", "") != "running") return false;
+      }
+    }
     // With replication: connected, in sync, both UpToDate.
     const json& r = (*st)["replication"];
     if (r.is_object() && (r.value("replication", "") != "Established" || r.value("disk", "") != "UpToDate")) {

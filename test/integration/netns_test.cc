@@ -84,7 +84,7 @@ class NetnsTest : public ::testing::Test {
   bool ServedOnlyBy(int i, bool other_alive = true) {
     std::string ns = Ns(i == 0 ? "primary" : "secondary");
     std::string other = Ns(i == 0 ? "secondary" : "primary");
-    return WaitFor(10000, [&] {
+    return WaitFor(20000, [&] {
       return ClientProbe() == (i == 0 ? "lab-primary" : "lab-secondary") &&
              ClientVipMac() == Mac(ns) && HasVip(ns) && (!other_alive || !HasVip(other));
     });

@@ -335,16 +335,18 @@ TEST_F(ReplicationTest, KillNineOfTheActiveInTheMiddleOfWritesLosesNoAcknowledge
     };
     (void)lab::StoreFill(fo);  // fails when the active dies
   });
-  ASSERT_TRUE(WaitFor(20000, [&] {
+  // Some megabytes acknowledged (slow under sanitizers: bounded, not fixed).
+  bool streaming = WaitFor(60000, [&] {
     std::lock_guard<std::mutex> g(mu);
     uint64_t sum = 0;
     for (auto& [f, e] : acked) sum += e;
-    return sum > 20'000'000;
-  }));
+    return sum > 4'000'000;
+  });
   auto d = lab::Describe(dir_);
   int pid = (*d)["hosts"][0]["pid"];
-  ASSERT_EQ(kill(pid, SIGKILL), 0);
-  writer.join();
+  EXPECT_EQ(kill(pid, SIGKILL), 0);
+  writer.join();  // the fill fails once the active is gone
+  ASSERT_TRUE(streaming) << "the write stream never got going";
   std::map<int, uint64_t> got;
   {
     std::lock_guard<std::mutex> g(mu);
