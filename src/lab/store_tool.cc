@@ -66,18 +66,18 @@ Result<json> StoreFill(const FillOptions& o) {
     int file = -1;    // appends: which file ...
     uint64_t end = 0;  // ... and where the data ends
   };
-  std::deque<Req> todo;
+  std::deque<Req> requests;
   json paths = json::array();
   uint64_t id = 0;
   for (int f = 0; f < o.files; ++f) {
     std::string path = o.prefix + std::to_string(f) + ".dat";
     paths.push_back(path);
-    todo.push_back({json{{"id", ++id}, {"op", "create"}, {"path", path}}.dump() + "\n", ""});
+    requests.push_back({json{{"id", ++id}, {"op", "create"}, {"path", path}}.dump() + "\n", ""});
     for (uint64_t off = 0; off < o.bytes; off += o.write_bytes) {
       uint64_t n = std::min(o.write_bytes, o.bytes - off);
       std::string data(n, '\0');
       for (uint64_t i = 0; i < n; ++i) data[i] = static_cast<char>(FillByte(o.seed, f, off + i));
-      todo.push_back({json{{"id", ++id}, {"op", "append"}, {"path", path}, {"length", n}}.dump() + "\n",
+      requests.push_back({json{{"id", ++id}, {"op", "append"}, {"path", path}, {"length", n}}.dump() + "\n",
                       std::move(data), f, off + n});
     }
   }
@@ -90,10 +90,10 @@ Result<json> StoreFill(const FillOptions& o) {
   uint64_t done = 0;
   Status err;
   while (done < total && err.ok()) {
-    while (!todo.empty() && static_cast<int>(sent_at.size()) < o.window) {
-      Req r = std::move(todo.front());
-      todo.pop_front();
-      uint64_t rid = total - todo.size();
+    while (!requests.empty() && static_cast<int>(sent_at.size()) < o.window) {
+      Req r = std::move(requests.front());
+      requests.pop_front();
+      uint64_t rid = total - requests.size();
       sent_at[rid] = NowS();
       if (r.file >= 0) appends[rid] = {r.file, r.end};
       err = SendAll(fd, r.header + r.data);
