@@ -881,6 +881,14 @@ void Replica::Decide() {
         Drop("the peer is primary but holds older data (" + d.why + "): demote it", true);
         return;
       }
+      if (disk_ == DiskState::kInconsistent) {
+        // DRBD's "I shall become SyncSource, but I am inconsistent": the
+        // target would come out UpToDate with this half-synced data, and be
+        // promoted without anyone having said --force.
+        Drop("this host should be the sync source (" + d.why + ") but its data is Inconsistent: "
+             "take over with --force to use it anyway", true);
+        return;
+      }
       BeginSyncSource(d.kind == SyncKind::kFullFromLocal);
       return;
     case SyncKind::kPartialFromPeer:
