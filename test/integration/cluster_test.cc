@@ -3,6 +3,8 @@
 // in its own loopback /24 with free ports, so tests can run in parallel and
 // never collide with a running lab. Fast profile: 100 ms / 500 ms.
 #include <gtest/gtest.h>
+
+#include <iostream>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -38,6 +40,7 @@ class ClusterTest : public ::testing::Test {
   }
   void TearDown() override {
     for (int pid : stopped_) kill(pid, SIGCONT);
+    if (HasFailure() && !dir_.empty()) std::cerr << LabLogTails(dir_);
     if (!dir_.empty()) {
       tandem::Status st = lab::Down(dir_);
       EXPECT_TRUE(st.ok()) << st.ToString();

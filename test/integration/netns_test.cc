@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <thread>
 
 #include "lab/lab.h"
@@ -40,6 +41,7 @@ class NetnsTest : public ::testing::Test {
     lab_ = *up;
   }
   void TearDown() override {
+    if (HasFailure()) std::cerr << LabLogTails(dir_);
     tandem::Status st = lab::Down(dir_);
     EXPECT_TRUE(st.ok()) << st.ToString();
     EXPECT_FALSE(std::filesystem::exists("/run/netns/" + Ns("primary"))) << "namespaces left";

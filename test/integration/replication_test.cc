@@ -4,6 +4,8 @@
 // test compares the two store directories byte for byte itself and checks
 // that every acknowledged write is there.
 #include <gtest/gtest.h>
+
+#include <iostream>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -54,6 +56,7 @@ class ReplicationTest : public ::testing::Test {
     lab_ = *up;
   }
   void TearDown() override {
+    if (HasFailure() && !dir_.empty()) std::cerr << LabLogTails(dir_);
     if (!dir_.empty()) {
       EXPECT_TRUE(lab::Down(dir_).ok());
     }

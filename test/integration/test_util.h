@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
@@ -39,6 +40,24 @@ inline bool WaitFor(int64_t ms, const std::function<bool()>& pred) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return pred();
+}
+
+// The last `lines` lines of every host's tandemd.log under a lab directory,
+// for a failing test's output (what each daemon decided, and why).
+inline std::string LabLogTails(const std::string& lab_dir, size_t lines = 40) {
+  std::string out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(lab_dir, ec)) {
+    if (e.path().filename() != "tandemd.log") continue;
+    std::ifstream in(e.path());
+    std::vector<std::string> all;
+    for (std::string l; std::getline(in, l);) all.push_back(l);
+    out += "---- " + e.path().string() + " (last " + std::to_string(lines) + " lines)\n";
+    for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i) {
+      out += all[i] + "\n";
+    }
+  }
+  return out;
 }
 
 // Status JSON of the daemon behind `config` (null if it does not answer).
