@@ -139,7 +139,9 @@ class Runner {
     if (verb == "tick") {
       e.body = Tick{};
     } else if (verb == "peer") {
-      e.body = PeerHeartbeat{static_cast<int>(Int(kv, "path", 0)), ParseAdvert(kv)};
+      // age=MS: the packet waited that long in the socket (read after a hang).
+      e.body = PeerHeartbeat{static_cast<int>(Int(kv, "path", 0)), ParseAdvert(kv), false,
+                             Int(kv, "age", 0)};
     } else if (verb == "conn") {
       std::optional<Advert> w;
       if (kv.count("witness")) {  // witness=EPOCH: a witness heard the peer ACTIVE in EPOCH

@@ -448,11 +448,29 @@ void Reconcile(Output& out) {
 void OnPeerHeartbeat(Output& out, const PeerHeartbeat& hb) {
   State& s = out.state;
   if (hb.path < 0 || hb.path >= kPathsMax) return;
-  s.path_heard_ms[static_cast<size_t>(hb.path)] = s.now_ms;
+  // Old news (buffered while we hung): the peer may have taken over since.
+  if (hb.age_ms > s.opts.heartbeat_timeout_ms) return;
+  if (hb.advert.epoch < s.stale_below_epoch && s.now_ms <= s.stale_epoch_until_ms) return;
+  s.path_heard_ms[static_cast<size_t>(hb.path)] = s.now_ms - std::max<int64_t>(hb.age_ms, 0);
   if (hb.stale && s.peer) return;
   s.peer = hb.advert;
   s.peer_silent_since_ms = -1;
   if (s.handover && hb.advert.status == HostStatus::kActive) s.handover = false;
+}
+
+// A witness heard the peer ACTIVE in a newer epoch than the heartbeats we
+// hold from it: ours were sent before it took over and say nothing about it
+// now (we hung, and read them late). The peer counts as silent from now, and
+// late heartbeats of an older epoch are ignored for one heartbeat timeout --
+// bounded, so that a peer whose disk was replaced (epoch back to 0) is heard
+// again.
+void ForgetStaleDirectNews(State& s) {
+  if (!WitnessSeesPeerActive(s) || !s.peer || s.peer->epoch >= s.conn_witness_peer->epoch) return;
+  s.stale_below_epoch = s.conn_witness_peer->epoch;
+  s.stale_epoch_until_ms = s.now_ms + s.opts.heartbeat_timeout_ms;
+  if (!PeerAlive(s)) return;
+  for (int64_t& t : s.path_heard_ms) t = -1;
+  s.peer_silent_since_ms = s.now_ms;
 }
 
 void OnConnectivity(Output& out, const ConnectivityResult& r) {
@@ -461,6 +479,7 @@ void OnConnectivity(Output& out, const ConnectivityResult& r) {
   s.conn_ok = r.ok;
   s.conn_witness_peer = r.witness_peer;
   s.conn_result_ms = s.now_ms;
+  ForgetStaleDirectNews(s);
   if (s.conn_check_served != 0 && s.conn_check_answer_id != s.conn_check_served) {
     // A replica that may not be promoted declines the controlled failover.
     s.conn_check_answer_id = s.conn_check_served;

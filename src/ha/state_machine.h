@@ -81,6 +81,12 @@ struct State {
   // What a witness last said about the silent peer (fresh replies only).
   std::optional<Advert> conn_witness_peer;
   bool conn_failure_noted = false;  // standby: "not taking over" logged once
+  // A witness heard the peer ACTIVE in this epoch, newer than what its
+  // heartbeats to us said: those were sent before it took over (buffered
+  // while we hung). Until stale_epoch_until_ms, heartbeats of an older epoch
+  // are ignored (the epoch of a host never goes down, so they are old news).
+  uint64_t stale_below_epoch = 0;
+  int64_t stale_epoch_until_ms = -1;
 
   // Planned switch-over.
   bool handover = false;  // advertised after releasing to the peer
@@ -122,6 +128,11 @@ struct PeerHeartbeat {
   // already arrived on another path: it proves the path is alive, and its
   // (older) advert is ignored.
   bool stale = false;
+  // How long the packet waited in our socket before we read it (the kernel's
+  // receive time). After this daemon hung (SIGSTOP, a paused VM, a stalled
+  // disk) its socket holds heartbeats from before the hang: one older than
+  // the heartbeat timeout says nothing about the peer now and is ignored.
+  int64_t age_ms = 0;
 };
 struct ConnectivityResult {
   bool ok = false;

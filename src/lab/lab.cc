@@ -116,6 +116,14 @@ std::string HeartbeatPaths(const HostPlan& h, const HostPlan& peer) {
   return s;
 }
 
+// Connectivity tests as often as heartbeats, but never with less than 200 ms
+// to answer: one failed test on the active moves the role (R-NC-2), and on a
+// loaded machine (CI: two cores, tests running side by side) 50 ms is too
+// short for the managed hosts' answers.
+int64_t ConnIntervalMs(const LabOptions& o) {
+  return std::max<int64_t>(o.heartbeat_interval_ms, 200);
+}
+
 std::string HostConfig(const LabOptions& o, const HostPlan& h, const HostPlan& peer,
                        const std::string& vip, int service_port, const std::string& bin) {
   std::string notify = "echo \"$(date +%Y-%m-%dT%H:%M:%S.%N) $*\" >> " + o.dir + "/notify.log";
@@ -132,8 +140,8 @@ std::string HostConfig(const LabOptions& o, const HostPlan& h, const HostPlan& p
          HeartbeatPaths(h, peer) + "\n"
          "[connectivity]\npeers = " + TomlList(o.connectivity_peers) +
          "\nicmp_peers = " + TomlList(o.icmp_peers) + "\nwitnesses = " + TomlList(o.witnesses) +
-         "\ninterval_ms = " + std::to_string(o.heartbeat_interval_ms) +
-         "\ntimeout_ms = " + std::to_string(std::max<int64_t>(1, o.heartbeat_interval_ms / 2)) +
+         "\ninterval_ms = " + std::to_string(ConnIntervalMs(o)) +
+         "\ntimeout_ms = " + std::to_string(ConnIntervalMs(o)) +
          "\n\n[[service]]\nname = \"demo\"\ncommand = " + TomlList(demo) +
          "\nrestart_backoff_min_ms = 20\nrestart_backoff_max_ms = 1000\n\n"
          "[notify]\ncommand = " + TomlList({"/bin/sh", "-c", notify, "notify"}) +

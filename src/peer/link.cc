@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -22,6 +24,23 @@ sockaddr_in ToSockaddr(const config::Endpoint& e) {
 }
 
 constexpr int kRecvPerWakeupMax = 64;  // datagrams read per readiness event
+
+// How long a datagram waited in the socket: now minus the kernel's receive
+// time (SO_TIMESTAMPNS, CLOCK_REALTIME). 0 when the kernel gave none, or
+// when the clock stepped back in between.
+int64_t QueuedMs(const msghdr& msg) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS) continue;
+    timespec at{};
+    std::memcpy(&at, CMSG_DATA(c), sizeof at);
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t ms = (static_cast<int64_t>(now.tv_sec) - at.tv_sec) * 1000 +
+                 (static_cast<int64_t>(now.tv_nsec) - at.tv_nsec) / 1000000;
+    return ms > 0 ? ms : 0;
+  }
+  return 0;
+}
 
 }  // namespace
 
@@ -64,6 +83,8 @@ Status HeartbeatLink::Open() {
     fds_.push_back(fd);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    // Receive times: a heartbeat read long after it arrived (we hung) is old news.
+    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
     sockaddr_in sa = ToSockaddr(cfg_[i].listen);
     if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
       return Status::Error("heartbeat " + stats_[i].name + " path: cannot bind " +
@@ -125,14 +146,18 @@ void HeartbeatLink::QueryWitnesses(const std::string& subject, int64_t fresh_ms,
   });
 }
 
-void HeartbeatLink::HandleWitnessReply(const Packet& p, size_t w) {
+void HeartbeatLink::HandleWitnessReply(const Packet& p, size_t w, int64_t queued_ms) {
   if (p.type != PacketType::kWitnessReply || query_.seq == 0 || query_.answered[w]) return;
   if (p.peer_incarnation != incarnation_) return;  // answers a query of an earlier run
   if (p.echo_seq + witnesses_.size() <= query_.seq || p.echo_seq > query_.seq) return;
   query_.answered[w] = true;
   WitnessReport& r = query_.report;
   r.answered++;
-  bool fresh = p.heard_ms_ago <= query_.fresh_ms;
+  // The witness's news aged while the reply waited in our socket.
+  const uint64_t ago = p.heard_ms_ago == UINT32_MAX
+                           ? UINT64_MAX
+                           : uint64_t{p.heard_ms_ago} + static_cast<uint64_t>(queued_ms);
+  bool fresh = ago <= static_cast<uint64_t>(query_.fresh_ms);
   bool active = fresh && p.advert.status == ha::HostStatus::kActive;
   r.subject_active = r.subject_active || active;
   if (fresh) {
@@ -145,7 +170,7 @@ void HeartbeatLink::HandleWitnessReply(const Packet& p, size_t w) {
               (p.heard_ms_ago == UINT32_MAX
                    ? " never heard " + (p.subject.empty() ? std::string("it") : p.subject)
                    : " heard " + p.subject + " " + std::string(ha::StatusName(p.advert.status)) +
-                         " " + std::to_string(p.heard_ms_ago) + " ms ago");
+                         " " + std::to_string(ago) + " ms ago");
   if (r.answered == r.asked) FinishWitnessQuery();
 }
 
@@ -193,9 +218,18 @@ void HeartbeatLink::OnReadable(size_t path) {
   uint8_t buf[kPacketBytesMax + 1];
   for (int n = 0; n < kRecvPerWakeupMax; ++n) {
     sockaddr_in from{};
-    socklen_t len = sizeof from;
-    ssize_t got = recvfrom(fds_[path], buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+    iovec iov{buf, sizeof buf};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+    msghdr msg{};
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof from;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t got = recvmsg(fds_[path], &msg, 0);
     if (got < 0) return;  // EAGAIN: drained
+    const int64_t queued_ms = QueuedMs(msg);
     sockaddr_in want = ToSockaddr(cfg_[path].peer);
     int witness = path == 0 ? WitnessIndex(from) : -1;
     if (witness < 0 &&
@@ -210,14 +244,14 @@ void HeartbeatLink::OnReadable(size_t path) {
       continue;
     }
     if (witness >= 0) {
-      HandleWitnessReply(p, static_cast<size_t>(witness));
+      HandleWitnessReply(p, static_cast<size_t>(witness), queued_ms);
     } else {
-      Handle(path, p);
+      Handle(path, p, queued_ms);
     }
   }
 }
 
-void HeartbeatLink::Handle(size_t path, const Packet& p) {
+void HeartbeatLink::Handle(size_t path, const Packet& p, int64_t queued_ms) {
   // Both hosts hold the key: a packet of our own reflected back at us is
   // authentic, so the sender's name must not be ours.
   if (p.sender == self_) {
@@ -243,7 +277,7 @@ void HeartbeatLink::Handle(size_t path, const Packet& p) {
   }
   PathStats& st = stats_[path];
   st.received++;
-  st.last_heard_ms = loop_.clock().NowMs();
+  st.last_heard_ms = loop_.clock().NowMs() - queued_ms;
   peer_name_ = p.sender;
   if (p.type == PacketType::kHeartbeat) {
     Send(path, PacketType::kAck, p.seq);
@@ -254,7 +288,8 @@ void HeartbeatLink::Handle(size_t path, const Packet& p) {
   std::pair<uint64_t, uint64_t> id{p.incarnation, p.seq};
   bool stale = id <= newest_;
   if (!stale) newest_ = id;
-  on_heartbeat_(ha::PeerHeartbeat{static_cast<int>(path), p.advert, stale});
+  if (queued_ms > interval_ms_) counters_.late++;
+  on_heartbeat_(ha::PeerHeartbeat{static_cast<int>(path), p.advert, stale, queued_ms});
 }
 
 int HeartbeatLink::WitnessIndex(const sockaddr_in& from) const {

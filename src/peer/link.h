@@ -38,6 +38,7 @@ struct LinkCounters {
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> dropped{};
   uint64_t unknown_sender = 0;  // from an address that is not the peer's
   uint64_t unconfirmed = 0;     // authentic, but echoing an old incarnation of ours
+  uint64_t late = 0;            // heartbeats read more than an interval after they arrived (we hung)
 };
 
 class HeartbeatLink {
@@ -85,9 +86,10 @@ class HeartbeatLink {
  private:
   void Send(size_t path, PacketType type, uint64_t echo_seq);
   void OnReadable(size_t path);
-  void Handle(size_t path, const Packet& p);
+  // queued_ms: how long the datagram waited in our socket (kernel receive time).
+  void Handle(size_t path, const Packet& p, int64_t queued_ms);
   void ScheduleTick();
-  void HandleWitnessReply(const Packet& p, size_t witness);
+  void HandleWitnessReply(const Packet& p, size_t witness, int64_t queued_ms);
   void SendTo(const config::Endpoint& to, PacketType type, uint64_t echo_seq,
               const std::string& subject);
   int WitnessIndex(const sockaddr_in& from) const;

@@ -90,7 +90,10 @@ TEST_F(CliTest, LabUpPrintsContractJsonAndDownStopsEverything) {
     EXPECT_EQ(kill(h["pid"].get<int>(), 0), 0);
   }
   EXPECT_EQ(j["hosts"][0]["role"], "primary");
-  EXPECT_EQ(ProbeName(j["vip"], j["service_port"]), j["hosts"][0]["name"]);
+  // The service is up when `lab up` returns; a loaded machine may still be slow to answer.
+  std::string name;
+  EXPECT_TRUE(WaitFor(5000, [&] { return (name = ProbeName(j["vip"], j["service_port"])) != ""; }));
+  EXPECT_EQ(name, j["hosts"][0]["name"]);
   // The control channel admits only administrators: `nobody` is turned away.
   r = RunCommand({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", BinDir() + "/ha",
                   "status", "--config", j["hosts"][0]["config"]});
