@@ -33,7 +33,8 @@ json Daemon::HandleControl(const json& req) {
   if (cmd == "status") return StatusJson();
   if (cmd == "ips") return IpsJson();
   if (cmd == "metrics") return json{{"ok", true}, {"text", MetricsText()}};
-  if (cmd == "verify" || cmd == "split-brain" || cmd == "sync-rate" || cmd == "connect") {
+  if (cmd == "verify" || cmd == "split-brain" || cmd == "sync-rate" || cmd == "connect" ||
+      cmd == "invalidate") {
     return HandleReplication(cmd, req);
   }
   if (auto op = AdminOpFor(cmd)) {
@@ -50,10 +51,11 @@ json Daemon::HandleControl(const json& req) {
   }
   return Error("unknown command '" + cmd +
                "' (known: status, ips, metrics, offline, online, takeover, giveback, restore, "
-               "verify, split-brain, sync-rate, connect)");
+               "verify, split-brain, sync-rate, connect, invalidate)");
 }
 
-// /store replication commands (docs/CLI.md): verify, split-brain, sync-rate, connect.
+// /store replication commands (docs/CLI.md): verify, split-brain, sync-rate, connect,
+// invalidate.
 json Daemon::HandleReplication(const std::string& cmd, const json& req) {
   if (!repl_) return Error("/store is not replicated on this host (no [replication] in " + cfg_.path + ")");
   Status st;
@@ -85,6 +87,10 @@ json Daemon::HandleReplication(const std::string& cmd, const json& req) {
     }
     st = repl_->SetSyncRate(static_cast<uint64_t>(r->get<int64_t>()) * 1000 * 1000);
     message = "disk synchronization rate set to " + std::to_string(r->get<int64_t>()) + " MB/s";
+  } else if (cmd == "invalidate") {
+    st = repl_->Invalidate();
+    message = "this host's replica of /store is Inconsistent; a full sync from the peer replaces "
+              "it (watch `ha status`)";
   } else {
     st = repl_->Reconnect();
     message = "reconnecting";
@@ -121,6 +127,7 @@ json Daemon::StatusJson() const {
   dropped["unknown_sender"] = c.unknown_sender;
   dropped["unconfirmed"] = c.unconfirmed;
   json counters{{"heartbeats_dropped", dropped},
+                {"heartbeats_late", c.late},
                 {"transitions", counters_.transitions},
                 {"takeovers", counters_.takeovers},
                 {"releases", counters_.releases},

@@ -148,6 +148,8 @@ int main(int argc, char** argv) {
   rate->add_option("mb_per_s", rate_mb, "MB/s")->required()->check(CLI::Range(int64_t{1}, int64_t{4096}));
   auto* conn = app.add_subcommand("connect", "retry the replication connection after a refusal (StandAlone)");
   conn->add_option("-c,--config", ctx.config, "tandemd configuration of this host");
+  auto* inval = app.add_subcommand("invalidate", "discard this (standby) host's replica of /store and replace it by a full sync from the peer");
+  inval->add_option("-c,--config", ctx.config, "tandemd configuration of this host");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -160,7 +162,8 @@ int main(int argc, char** argv) {
   for (const auto& [name, help] : admin) {
     if (cmd == name) return Admin(ctx, cmd, force, !no_wait, timeout_ms);
   }
-  if (cmd == "verify" || cmd == "split-brain" || cmd == "sync-rate" || cmd == "connect") {
+  if (cmd == "verify" || cmd == "split-brain" || cmd == "sync-rate" || cmd == "connect" ||
+      cmd == "invalidate") {
     json req{{"cmd", cmd}};
     if (cmd == "split-brain") req["survivor"] = survivor;
     if (cmd == "sync-rate") req["mb_per_s"] = rate_mb;

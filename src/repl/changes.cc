@@ -85,7 +85,14 @@ Status ChangeSet::Load() {
   return Rewrite();
 }
 
-Status ChangeSet::Record(const std::vector<ChunkRef>& refs, uint64_t write_id, bool pin) {
+bool ChangeSet::Covered(const ChunkRef& ref) const {
+  if (entries_.count(ref)) return true;
+  auto whole = entries_.find(ChunkRef{ref.path, kWholeFile});
+  return whole != entries_.end() && whole->second.pinned;
+}
+
+Status ChangeSet::Record(const std::vector<ChunkRef>& refs, uint64_t write_id, bool pin,
+                         const std::vector<ChunkRef>& ahead) {
   std::vector<ChunkRef> fresh;
   for (const ChunkRef& r : refs) {
     // A pinned whole-file entry already covers every chunk of the file
@@ -113,6 +120,9 @@ Status ChangeSet::Record(const std::vector<ChunkRef>& refs, uint64_t write_id, b
     }
   }
   if (fresh.empty()) return Status::Ok();
+  for (const ChunkRef& r : ahead) {
+    if (!Covered(r)) fresh.push_back(r);
+  }
   TANDEM_RETURN_IF_ERROR(Append(fresh));
   for (ChunkRef& r : fresh) {
     if (entries_.count(r)) continue;  // duplicate within `refs`

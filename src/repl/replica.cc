@@ -20,6 +20,16 @@ constexpr uint32_t kVerifyBatch = 64;
 constexpr uint64_t kFlagDiscard = 1, kFlagSurvivor = 2;
 constexpr uint16_t kErrProtocol = 1;
 constexpr int64_t kQuietTrimMs = 500;  // no writes this long: trim the activity log
+// A sync target hands received data to write-back in slices of this size
+// (and at the end of each file).
+constexpr uint64_t kWritebackSliceBytes = 4u * 1024 * 1024;
+// Appends record up to this many chunks ahead of where they write (4 MiB,
+// DRBD's activity-log extent), bounded by the activity log's size.
+constexpr uint64_t kAheadChunksMax = 64;
+// Appended files remembered for recording ahead: those of the last
+// kAppendBatchesRecent batches, at most kAppendFilesMax of them.
+constexpr uint64_t kAppendBatchesRecent = 64;
+constexpr size_t kAppendFilesMax = 64;
 
 enum Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 
@@ -112,7 +122,9 @@ Replica::Replica(os::FileSystem& fs, const os::Clock& clock, ReplicaOptions opts
       random_(std::move(random)),
       store_(fs, opts_.store_dir),
       changes_(fs, opts_.meta_dir + "/changes.log", opts_.hot_chunks),
-      meta_path_(opts_.meta_dir + "/meta.json") {}
+      meta_path_(opts_.meta_dir + "/meta.json") {
+  store_.SetIoPool(opts_.io_pool);
+}
 
 Replica::~Replica() = default;
 
@@ -167,6 +179,10 @@ Status Replica::Open() {
     else return bad("bad disk state");
     discard_local_ = j.value("discard_local", false);
     survivor_ = j.value("survivor", false);
+    full_sync_wanted_ = j.value("full_sync_wanted", false);
+    if (full_sync_wanted_ && disk_ != DiskState::kInconsistent && disk_ != DiskState::kFailed) {
+      return bad("a full sync is wanted but the disk is " + d);
+    }
     failed_reason_ = j.value("failed_reason", "");
   } else {
     // A brand-new (or wiped) replica: no generation. The configured primary
@@ -189,6 +205,7 @@ Status Replica::Persist() {
             {"disk", std::string(DiskStateName(disk_))},
             {"discard_local", discard_local_},
             {"survivor", survivor_},
+            {"full_sync_wanted", full_sync_wanted_},
             {"failed_reason", failed_reason_}};
   std::string s = j.dump(2) + "\n";
   Status st = os::WriteWholeFileAtomic(
@@ -278,15 +295,18 @@ Status Replica::Promote(bool force) {
     gens_ = NewCurrentOnPromote(gens_, Fresh());
     changes_.PinAll();
   }
+  const bool old_full_sync_wanted = full_sync_wanted_;
   if (disk_ != DiskState::kUpToDate) {
     Log(kWarn, "forced promotion of a " + std::string(DiskStateName(disk_)) + " replica");
     disk_ = DiskState::kUpToDate;
+    full_sync_wanted_ = false;  // this copy is the data of record now
   }
   if (Status st = Persist(); !st.ok()) {
     // Not promoted: the new generation never reached the disk. A metadata
     // write error is a disk failure (docs/REPLICATION.md, "Disk failures").
     gens_ = old_gens;
     disk_ = old_disk;
+    full_sync_wanted_ = old_full_sync_wanted;
     DiskFailed(st.Prefix("promotion: "));
     return st;
   }
@@ -437,6 +457,7 @@ void Replica::Flush() {
       Status bad;
       switch (w.op) {
         case WriteOp::kCreate:
+          recent_appends_.erase(w.path);
           sizes[w.path] = 0;
           refs.push_back({w.path, kWholeFile});
           break;
@@ -460,9 +481,11 @@ void Replica::Flush() {
           for (uint64_t c = w.offset / kChunkBytes; c <= (end - 1) / kChunkBytes; ++c) {
             refs.push_back({w.path, c});
           }
+          if (w.op == WriteOp::kAppend) NoteAppend(w.path, (end - 1) / kChunkBytes);
           break;
         }
         case WriteOp::kTruncate: {
+          recent_appends_.erase(w.path);
           auto s = size_of(w.path);
           if (!s.ok()) {
             bad = s.status();
@@ -494,12 +517,15 @@ void Replica::Flush() {
           }
           sizes[w.path2] = *s;
           sizes[w.path] = std::nullopt;
+          recent_appends_.erase(w.path);
+          recent_appends_.erase(w.path2);
           refs.push_back({w.path, kWholeFile});
           refs.push_back({w.path2, kWholeFile});
           break;
         }
         case WriteOp::kDelete:
           sizes[w.path] = std::nullopt;
+          recent_appends_.erase(w.path);
           refs.push_back({w.path, kWholeFile});
           break;
         case WriteOp::kSync: break;
@@ -520,7 +546,8 @@ void Replica::Flush() {
     }
     if (valid.empty()) continue;
     bool replicate = ReplicatingWrites();
-    Status st = changes_.Record(refs, next_write_id_ - 1, !InSync());
+    Status st = changes_.Record(refs, next_write_id_ - 1, !InSync(), AheadRefs());
+    append_batch_++;
     if (!st.ok()) {
       DiskFailed(st.Prefix("change journal: "));
       for (auto& v : valid) v.done(Status::Error("disk failed: " + st.message()));
@@ -579,6 +606,44 @@ void Replica::Flush() {
     }
     (void)changes_.MaybeCompact();
   }
+}
+
+void Replica::NoteAppend(const std::string& path, uint64_t last_chunk) {
+  recent_appends_[path] = RecentAppend{last_chunk, append_batch_};
+  // Forget the files not appended to lately, and the oldest beyond the
+  // limit.
+  for (auto it = recent_appends_.begin(); it != recent_appends_.end();) {
+    if (it->second.batch + kAppendBatchesRecent < append_batch_) {
+      it = recent_appends_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  while (recent_appends_.size() > kAppendFilesMax) {
+    auto oldest = recent_appends_.begin();
+    for (auto it = recent_appends_.begin(); it != recent_appends_.end(); ++it) {
+      if (it->second.batch < oldest->second.batch) oldest = it;
+    }
+    recent_appends_.erase(oldest);
+  }
+}
+
+std::vector<ChunkRef> Replica::AheadRefs() const {
+  // Every recently appended file, not only those of this batch, is topped
+  // up at once, so that their next crossings into unrecorded chunks fall in
+  // the same later batch, not one file per batch. Together the chunks ahead
+  // fill at most half of the activity log, so they are not evicted before
+  // they are written. Used only when the batch needs a journal append
+  // anyway (ChangeSet::Record).
+  std::vector<ChunkRef> ahead;
+  if (recent_appends_.empty()) return ahead;
+  uint64_t per_file = opts_.hot_chunks / (2 * recent_appends_.size());
+  per_file = std::min(per_file, kAheadChunksMax);
+  for (const auto& [path, recent] : recent_appends_) {
+    const uint64_t last = recent.last_chunk;
+    for (uint64_t c = last + 1; c <= last + per_file && c <= kChunkIndexMax; ++c) ahead.push_back({path, c});
+  }
+  return ahead;
 }
 
 void Replica::CompleteUpTo(uint64_t write_id, bool durable) {
@@ -652,9 +717,10 @@ Hello Replica::MakeHello() const {
   h.node = opts_.node;
   h.role = primary_ ? NodeRole::kPrimary : NodeRole::kSecondary;
   h.protocol = opts_.protocol;
-  h.gen_current = gens_.current;
-  h.gen_bitmap = gens_.bitmap;
-  h.gen_history = gens_.history;
+  const Generations g = Advertised();
+  h.gen_current = g.current;
+  h.gen_bitmap = g.bitmap;
+  h.gen_history = g.history;
   h.volume_bytes = 0;
   h.software = opts_.software.substr(0, kSoftwareVersionBytesMax);
   return h;
@@ -860,9 +926,9 @@ void Replica::OnHello(const Hello& h, FrameType type) {
 
 void Replica::Decide() {
   Generations peer{peer_->gen_current, peer_->gen_bitmap, peer_->gen_history};
-  SyncDecision d = repl::Decide(gens_, peer);
+  SyncDecision d = repl::Decide(Advertised(), peer);
   bool peer_primary = peer_->role == NodeRole::kPrimary;
-  Log(kInfo, "connected to " + opts_.peer_node + ": local " + ToString(gens_) + " peer " +
+  Log(kInfo, "connected to " + opts_.peer_node + ": local " + ToString(Advertised()) + " peer " +
                  ToString(peer) + ": " + std::string(SyncKindName(d.kind)) + " (" + d.why + ")");
   last_sync_ = std::string(SyncKindName(d.kind)) + ": " + d.why;
   if (primary_ && peer_primary) {
@@ -915,7 +981,6 @@ void Replica::BeginSyncSource(bool full) {
     DiskFailed(st);
     return;
   }
-  SetState(ReplState::kSyncSource);
   changes_.PinAll();
   full_sync_ = full;
   sync_covered_id_ = next_write_id_ - 1;
@@ -931,16 +996,16 @@ void Replica::BeginSyncSource(bool full) {
     for (auto& [p, chunks] : changes_.Pinned()) sync_work_.push_back(SyncItem{p, chunks});
   }
   peer_requests_done_ = sync_sent_done_ = peer_finished_ = false;
-  sync_total_bytes_ = 0;
+  uint64_t total = 0;
   for (const SyncItem& it : sync_work_) {
     auto s = store_.Size(it.path);
     uint64_t size = s.ok() ? s->value_or(0) : 0;
-    sync_total_bytes_ += it.chunks.count(kWholeFile) ? size
-                                                      : std::min<uint64_t>(size, it.chunks.size() * kChunkBytes);
+    total += it.chunks.count(kWholeFile) ? size : std::min<uint64_t>(size, it.chunks.size() * kChunkBytes);
   }
-  sync_done_bytes_ = 0;
-  sync_started_ms_ = tokens_ms_ = clock_.NowMs();
-  tokens_ = 0;
+  // The progress is reset before the state changes: the state change
+  // publishes the status, which must not show the previous sync's numbers.
+  ResetSyncProgress(total);
+  SetState(ReplState::kSyncSource);
   Log(kWarn, std::string(full ? "full" : "partial") + " sync to " + opts_.peer_node + " begins: " +
                  std::to_string(sync_work_.size()) + " files, ~" + std::to_string(sync_total_bytes_) +
                  " bytes");
@@ -970,13 +1035,22 @@ void Replica::SendChangeList(const std::map<std::string, std::set<uint64_t>>& li
   SendFrame(FrameType::kSyncDone, SyncDone{flags, n});
 }
 
+void Replica::ResetSyncProgress(uint64_t total_bytes) {
+  sync_total_bytes_ = total_bytes;
+  sync_done_bytes_ = 0;
+  sync_started_ms_ = tokens_ms_ = clock_.NowMs();
+  tokens_ = 0;
+  writeback_path_.clear();
+  writeback_bytes_ = 0;
+}
+
+Generations Replica::Advertised() const { return full_sync_wanted_ ? Wiped() : gens_; }
+
 void Replica::BeginSyncTarget(bool full) {
   if (disk_ != DiskState::kInconsistent && !SetDisk(DiskState::kInconsistent)) return;
-  SetState(ReplState::kSyncTarget);
   full_sync_ = full;
-  sync_done_bytes_ = 0;
-  sync_total_bytes_ = 0;
-  sync_started_ms_ = clock_.NowMs();
+  ResetSyncProgress(0);
+  SetState(ReplState::kSyncTarget);
   std::map<std::string, std::set<uint64_t>> list;
   if (full) {
     auto files = store_.List();
@@ -1054,6 +1128,13 @@ bool Replica::SendSyncItem(SyncItem& item, uint64_t* budget) {
       return true;
     }
     uint64_t len = (*data)->size();
+    if (len == 0) {
+      // At or past the end of the file: this frame's size truncates the
+      // target's copy, which is all the later (also past the end) chunks of
+      // the item would do. Chunks recorded ahead but never written (see
+      // AheadRefs) cost one frame per file, not one per chunk.
+      item.chunks.clear();
+    }
     SendFrame(FrameType::kSyncData, SyncData{item.path, c, size, std::move(**data)});
     counters_.sync_bytes_sent += len;
     sync_done_bytes_ += len;
@@ -1061,6 +1142,11 @@ bool Replica::SendSyncItem(SyncItem& item, uint64_t* budget) {
     tokens_ -= static_cast<double>(std::max<uint64_t>(len, 4096));
   }
   return item.chunks.empty();
+}
+
+void Replica::Pump() {
+  PumpVerify();
+  PumpSync();
 }
 
 void Replica::PumpSync() {
@@ -1114,6 +1200,34 @@ void Replica::OnSyncData(const SyncData& d) {
   }
   counters_.sync_bytes_received += d.data.size();
   sync_done_bytes_ += d.data.size();
+  if (!d.data.empty()) {
+    HintWriteback(d.path, d.chunk_index * kChunkBytes, d.data.size(),
+                  d.chunk_index == LastChunk(d.file_size));
+  }
+}
+
+// The target commits only at the end of the sync (nothing is acknowledged
+// before), but the kernel is told to start writing back what arrived, slice
+// by slice, so that the flush overlaps the transfer instead of following it.
+void Replica::HintWriteback(const std::string& path, uint64_t offset, uint64_t length,
+                            bool file_end) {
+  if (!opts_.start_writeback) return;
+  if (writeback_bytes_ > 0 && (path != writeback_path_ || offset != writeback_from_ + writeback_bytes_)) {
+    FlushWritebackHint();
+  }
+  if (writeback_bytes_ == 0) {
+    writeback_path_ = path;
+    writeback_from_ = offset;
+  }
+  writeback_bytes_ += length;
+  if (file_end || writeback_bytes_ >= kWritebackSliceBytes) FlushWritebackHint();
+}
+
+void Replica::FlushWritebackHint() {
+  if (writeback_bytes_ == 0) return;
+  opts_.start_writeback(store_.Full(writeback_path_), writeback_from_, writeback_bytes_);
+  writeback_from_ += writeback_bytes_;
+  writeback_bytes_ = 0;
 }
 
 void Replica::OnSyncDone(const SyncDone& d) {
@@ -1178,6 +1292,7 @@ void Replica::OnSyncDone(const SyncDone& d) {
 }
 
 void Replica::FinishSyncTarget() {
+  writeback_bytes_ = 0;
   Status st = store_.Commit();
   if (!st.ok()) {
     DiskFailed(st);
@@ -1186,7 +1301,8 @@ void Replica::FinishSyncTarget() {
   Generations source{peer_->gen_current, peer_->gen_bitmap, peer_->gen_history};
   gens_ = SyncFinishedOnTarget(SyncFinished(source));
   disk_ = DiskState::kUpToDate;
-  discard_local_ = false;  // a split-brain resolution is complete
+  discard_local_ = false;     // a split-brain resolution is complete
+  full_sync_wanted_ = false;  // an invalidate is complete
   st = changes_.Clear();
   if (st.ok()) st = Persist();
   if (!st.ok()) {
@@ -1333,9 +1449,9 @@ void Replica::ResolveAfterExchange() {
           return;
         }
       }
+      full_sync_ = false;
+      ResetSyncProgress(0);
       SetState(ReplState::kSyncTarget);
-      sync_done_bytes_ = 0;
-      sync_started_ms_ = clock_.NowMs();
       return;
     }
     case kSource: {
@@ -1345,22 +1461,18 @@ void Replica::ResolveAfterExchange() {
       }
       discard_local_ = survivor_ = false;
       (void)Persist();
-      SetState(ReplState::kSyncSource);
       full_sync_ = false;
       sync_covered_id_ = next_write_id_ - 1;
       sync_work_.clear();
       for (auto& [p, c] : union_work()) sync_work_.push_back(SyncItem{p, c});
       peer_requests_done_ = true;
       sync_sent_done_ = peer_finished_ = false;
-      sync_done_bytes_ = 0;
-      sync_total_bytes_ = sync_work_.size() * kChunkBytes;
-      sync_started_ms_ = tokens_ms_ = clock_.NowMs();
-      tokens_ = 0;
+      ResetSyncProgress(sync_work_.size() * kChunkBytes);
+      SetState(ReplState::kSyncSource);
       return;
     }
     case kMerge: {
       if (!primary_ && !SetDisk(DiskState::kInconsistent)) return;
-      SetState(ReplState::kMerging);
       sync_covered_id_ = next_write_id_ - 1;
       sync_work_.clear();
       for (auto& [p, c] : mine) sync_work_.push_back(SyncItem{p, c});
@@ -1368,10 +1480,9 @@ void Replica::ResolveAfterExchange() {
       sync_sent_done_ = false;
       merge_done_received_ = 0;
       merge_finished_sent_ = false;
-      sync_done_bytes_ = 0;
-      sync_total_bytes_ = sync_work_.size() * kChunkBytes;
-      sync_started_ms_ = tokens_ms_ = clock_.NowMs();
-      tokens_ = 0;
+      full_sync_ = false;
+      ResetSyncProgress(sync_work_.size() * kChunkBytes);
+      SetState(ReplState::kMerging);
       return;
     }
   }
@@ -1471,6 +1582,54 @@ Status Replica::ResolveSplitBrain(bool discard_local) {
 Status Replica::Reconnect() {
   if (disk_ == DiskState::kFailed) return Status::Error("the disk failed: " + failed_reason_);
   if (state_ == ReplState::kStandAlone) SetState(ReplState::kConnecting);
+  return Status::Ok();
+}
+
+Status Replica::CheckPeerCanBeSource() const {
+  switch (state_) {
+    case ReplState::kStandAlone:
+      return Status::Error("the replication is StandAlone (" + standalone_reason_ +
+                           "): resolve that first (`ha connect`, `ha split-brain`)");
+    case ReplState::kSyncSource:
+    case ReplState::kVerifySource:
+      return Status::Error("this host is sending a sync to " + opts_.peer_node +
+                           ": the peer is not UpToDate, this replica is the good copy");
+    case ReplState::kMerging:
+    case ReplState::kSplitBrainWait:
+      return Status::Error("a split brain with " + opts_.peer_node + " is being resolved");
+    default: break;
+  }
+  if (connected() && verified_ && peer_ && peer_->gen_current == kNoGeneration) {
+    return Status::Error("the peer " + peer_->node + " has no data (not UpToDate): there is "
+                         "nothing to sync from");
+  }
+  return Status::Ok();
+}
+
+Status Replica::Invalidate() {
+  if (disk_ == DiskState::kFailed) return Status::Error("the replica's disk failed: " + failed_reason_);
+  if (primary_) {
+    return Status::Error("this host's replica is primary (the active copy of /store); run "
+                         "`ha invalidate` on the standby host");
+  }
+  TANDEM_RETURN_IF_ERROR(CheckPeerCanBeSource());
+  const bool already_running = state_ == ReplState::kSyncTarget && full_sync_;
+  const DiskState old_disk = disk_;
+  const bool old_wanted = full_sync_wanted_;
+  full_sync_wanted_ = true;
+  disk_ = DiskState::kInconsistent;
+  if (Status st = Persist(); !st.ok()) {
+    full_sync_wanted_ = old_wanted;
+    disk_ = old_disk;
+    DiskFailed(st.Prefix("invalidate: replica metadata: "));
+    return st;
+  }
+  Log(kWarn, "invalidated by the admin: this replica is Inconsistent until a full sync from " +
+                 opts_.peer_node + " has finished");
+  if (connected() && !already_running) {
+    Drop("invalidated by the admin: reconnecting for a full sync from the peer");
+  }
+  if (on_change_) on_change_();
   return Status::Ok();
 }
 
@@ -1668,6 +1827,7 @@ json Replica::StatusJson() const {
   j["unacked_writes"] = unacked;
   j["unacked_bytes"] = unacked_bytes_;
   j["sync_rate_bytes_per_s"] = opts_.sync_rate_bytes;
+  j["full_sync_wanted"] = full_sync_wanted_;
   bool syncing = state_ == ReplState::kSyncSource || state_ == ReplState::kSyncTarget ||
                  state_ == ReplState::kMerging;
   if (syncing) {

@@ -22,6 +22,7 @@
 #include "repl/changes.h"
 #include "repl/frame.h"
 #include "repl/generations.h"
+#include "repl/io_pool.h"
 #include "repl/store.h"
 #include "util/status.h"
 
@@ -63,6 +64,16 @@ struct ReplicaOptions {
   // of the cluster's data: UpToDate. On the secondary: Inconsistent until
   // its initial sync.
   bool initial_primary = false;
+  // Runs the fsyncs of a group commit side by side (not owned; nullptr: one
+  // after the other). Only with a FileSystem whose files may be synced from
+  // several threads (the real one).
+  IoPool* io_pool = nullptr;
+  // Starts write-back of bytes [offset, offset + length) of a store file
+  // that a sync target received, so that the final commit has little left
+  // to flush. A hint only: the data is still synced by that commit. Empty:
+  // none.
+  std::function<void(const std::string& full_path, uint64_t offset, uint64_t length)>
+      start_writeback;
 };
 
 // What the transport (TCP in the daemon, a pipe in tests) must offer.
@@ -120,6 +131,10 @@ class Replica {
   bool wants_connection() const { return state_ != ReplState::kStandAlone; }
   // Timers: pings, peer timeout, sync pacing. Call every ~10 ms.
   void Tick();
+  // Sends what the sync or verify running may send now (rate and socket
+  // backlog permitting). Tick does it too; the driver also calls it when
+  // the socket drained, so a fast sync is not held to the tick.
+  void Pump();
 
   // ---- Admin.
   Status StartVerify();
@@ -128,11 +143,23 @@ class Replica {
   // and it becomes the sync target; or it is the survivor.
   Status ResolveSplitBrain(bool discard_local);
   Status Reconnect();  // leave StandAlone
+  // DRBD's invalidate (`ha invalidate`): this replica's data is declared
+  // Inconsistent and replaced by a full sync from the peer. Persisted (disk
+  // Inconsistent, full sync wanted) before it returns, so a restart, a
+  // crash or a lost connection mid-sync still leads to a full sync, never a
+  // partial one; cleared when a sync from the peer has finished (or by a
+  // forced promotion). An established connection is dropped and the sync
+  // starts on the reconnect. Errors (nothing changed): this replica is
+  // primary, its disk failed, the peer is known not to be UpToDate (it has
+  // no data, or this host is its sync source), StandAlone or a split brain
+  // being resolved.
+  Status Invalidate();
 
   // ---- State.
   DiskState disk() const { return disk_; }
   ReplState state() const { return state_; }
   bool up_to_date() const { return disk_ == DiskState::kUpToDate; }
+  bool full_sync_wanted() const { return full_sync_wanted_; }
   bool synchronizing() const;
   const Generations& generations() const { return gens_; }
   nlohmann::json StatusJson() const;
@@ -170,6 +197,12 @@ class Replica {
   void Decide();
   void BeginSyncSource(bool full);
   void BeginSyncTarget(bool full);
+  void ResetSyncProgress(uint64_t total_bytes);
+  // The generations shown to the peer and used in the decision: none while
+  // a full sync is wanted (invalidate), so both sides decide a full sync
+  // from the peer (rule 2).
+  Generations Advertised() const;
+  Status CheckPeerCanBeSource() const;
   void BeginSplitBrain();
   void ResolveAfterExchange();
   void SendChangeList(const std::map<std::string, std::set<uint64_t>>& list, uint64_t flags);
@@ -184,6 +217,11 @@ class Replica {
   bool SendSyncItem(SyncItem& item, uint64_t* budget);
   void OnSyncRequest(const SyncRequest& r);
   void OnSyncData(const SyncData& d);
+  void HintWriteback(const std::string& path, uint64_t offset, uint64_t length, bool file_end);
+  void FlushWritebackHint();
+  // Appends reach the next chunks of their files soon: recorded ahead.
+  void NoteAppend(const std::string& path, uint64_t last_chunk);
+  std::vector<ChunkRef> AheadRefs() const;
   void OnSyncDone(const SyncDone& d);
   void FinishSyncSource();
   void FinishSyncTarget();
@@ -222,6 +260,7 @@ class Replica {
   bool primary_ = false;
   bool discard_local_ = false;  // persisted: admin chose this side as split-brain loser
   bool survivor_ = false;       // persisted: admin chose this side as survivor
+  bool full_sync_wanted_ = false;  // persisted: invalidated, a full sync from the peer is due
   std::string standalone_reason_;
   std::string last_error_;
   std::string failed_reason_;
@@ -281,6 +320,17 @@ class Replica {
   uint64_t verify_total_bytes_ = 0, verify_done_bytes_ = 0;
   std::string last_verify_;
   std::string last_sync_;
+  // Files appended to lately (AheadRefs): the last chunk written and the
+  // batch (count of group commits recorded) of that append.
+  struct RecentAppend {
+    uint64_t last_chunk = 0;
+    uint64_t batch = 0;
+  };
+  std::map<std::string, RecentAppend> recent_appends_;
+  uint64_t append_batch_ = 0;
+  // Sync target: received bytes not yet handed to start_writeback.
+  std::string writeback_path_;
+  uint64_t writeback_from_ = 0, writeback_bytes_ = 0;
 
   ReplCounters counters_;
   std::function<void()> on_change_;

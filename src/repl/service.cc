@@ -36,6 +36,12 @@ constexpr int64_t kSnapshotAfterWritesMs = 20;
 constexpr size_t kReadChunk = 256 * 1024;
 constexpr size_t kHeaderLineMax = 8192;
 constexpr int kVolumeClientsMax = 64;
+// Threads syncing a group commit's files side by side (the replication
+// thread is one of them), and starting a sync target's write-back.
+constexpr size_t kIoThreads = 4;
+static_assert(kIoThreads <= IoPool::kThreadsMax);
+// A sync is pumped again as soon as the socket's queue is below this.
+constexpr size_t kPumpBelowBacklog = 1024 * 1024;
 
 uint64_t CryptoRandom() {
   uint64_t v = 0;
@@ -46,6 +52,17 @@ uint64_t CryptoRandom() {
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 void SetNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+// Starts write-back of a byte range of a file (sync_file_range WRITE, which
+// does not wait for it). Best effort: a hint, errors are ignored (the final
+// fdatasync reports them).
+void StartWriteback(const std::string& path, uint64_t offset, uint64_t length) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)::sync_file_range(fd, static_cast<off64_t>(offset), static_cast<off64_t>(length),
+                          SYNC_FILE_RANGE_WRITE);
+  ::close(fd);
+}
 
 // Output queue of a non-blocking socket.
 struct OutBuf {
@@ -77,6 +94,7 @@ struct OutBuf {
 struct Service::Impl {
   ServiceOptions opts;
   os::EventLoop loop;
+  IoPool io_pool{kIoThreads};
   std::unique_ptr<Replica> replica;
   std::thread thread;
   std::mutex mu;
@@ -213,7 +231,10 @@ struct Service::Impl {
       FlushConn();
       return;
     }
-    if (events & EPOLLOUT) FlushConn();
+    if (events & EPOLLOUT) {
+      FlushConn();
+      if (!c->closed && c->out.bytes < kPumpBelowBacklog) replica->Pump();
+    }
     if (c->closed) return;
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
       std::vector<uint8_t> buf(kReadChunk);
@@ -228,6 +249,7 @@ struct Service::Impl {
         CloseConn(c, true);
         return;
       }
+      if (!c->closed) replica->Pump();  // requests or acknowledgements may let a sync go on
       ScheduleFlush();
     }
   }
@@ -507,6 +529,10 @@ Service::~Service() { Stop(); }
 
 Status Service::Start() {
   Impl* m = impl_.get();
+  m->opts.replica.io_pool = &m->io_pool;
+  m->opts.replica.start_writeback = [m](const std::string& path, uint64_t offset, uint64_t length) {
+    (void)m->io_pool.Post([path, offset, length] { StartWriteback(path, offset, length); });
+  };
   m->replica = std::make_unique<Replica>(os::RealFileSystem(), m->loop.clock(), m->opts.replica, CryptoRandom);
   m->replica->SetLogger([m](int level, const std::string& s) { m->Log(level, s); });
   m->replica->SetOnChange([m] {
@@ -587,6 +613,13 @@ Status Service::SetSyncRate(uint64_t bytes_per_s) {
 Status Service::ResolveSplitBrain(bool discard_local) {
   return impl_->RunOnLoop([&] {
     Status st = impl_->replica->ResolveSplitBrain(discard_local);
+    impl_->UpdateSnapshot();
+    return st;
+  });
+}
+Status Service::Invalidate() {
+  return impl_->RunOnLoop([&] {
+    Status st = impl_->replica->Invalidate();
     impl_->UpdateSnapshot();
     return st;
   });

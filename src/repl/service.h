@@ -59,6 +59,8 @@ class Service {
   Status SetSyncRate(uint64_t bytes_per_s);
   Status ResolveSplitBrain(bool discard_local);
   Status Reconnect();
+  // `ha invalidate`: Replica::Invalidate (full sync from the peer).
+  Status Invalidate();
 
   // In-process writers (the collector): thread-safe; `done` runs on the
   // replication thread.

@@ -125,22 +125,28 @@ Status LocalStore::ApplyChunk(const std::string& path, uint64_t chunk_index, uin
 }
 
 Status LocalStore::Commit() {
+  // Every dirty file is open: a handle leaving the cache (evicted, renamed,
+  // removed) is synced or forgotten at that moment (see Get, Apply).
+  std::vector<std::function<Status()>> syncs;
   for (const std::string& p : dirty_files_) {
-    auto f = Get(p, false);
-    if (!f.ok()) {
-      // Removed meanwhile by a later operation of the same batch: nothing
-      // to make durable.
-      if (f.status().message().find("No such file") != std::string::npos) continue;
-      return f.status();
-    }
-    TANDEM_RETURN_IF_ERROR((*f)->Sync());
+    auto it = open_.find(p);
+    if (it == open_.end()) continue;
+    os::File* f = it->second.file.get();
+    syncs.push_back([f] { return f->Sync(); });
   }
+  Status st = pool_ != nullptr ? pool_->RunAll(std::move(syncs)) : RunSerially(syncs);
+  if (!st.ok()) return st;
   dirty_files_.clear();
   for (const std::string& d : dirty_dirs_) {
-    Status st = fs_.SyncDir(d);
+    st = fs_.SyncDir(d);
     if (!st.ok() && st.message().find("No such file") == std::string::npos) return st;
   }
   dirty_dirs_.clear();
+  return Status::Ok();
+}
+
+Status LocalStore::RunSerially(const std::vector<std::function<Status()>>& jobs) {
+  for (const auto& job : jobs) TANDEM_RETURN_IF_ERROR(job());
   return Status::Ok();
 }
 

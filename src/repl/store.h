@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <set>
@@ -15,6 +16,7 @@
 
 #include "os/fs.h"
 #include "repl/frame.h"
+#include "repl/io_pool.h"
 #include "util/status.h"
 
 namespace tandem::repl {
@@ -37,8 +39,13 @@ class LocalStore {
                     std::span<const uint8_t> data);
 
   // Makes every change applied since the last Commit durable: Sync of each
-  // written file, SyncDir of each changed directory. The group commit.
+  // written file, SyncDir of each changed directory. The group commit. With
+  // an IoPool the files are synced side by side on its threads.
   Status Commit();
+  // Commit's file syncs run on `pool` (not owned; nullptr: one after the
+  // other on the caller's thread). REQUIRES: the FileSystem's files may be
+  // synced from several threads at once (the real one; not the fault one).
+  void SetIoPool(IoPool* pool) { pool_ = pool; }
   bool HasUncommitted() const { return !dirty_files_.empty() || !dirty_dirs_.empty(); }
 
   // Reads chunk `index` of `path` as it is now; nullopt: the file does not
@@ -57,10 +64,12 @@ class LocalStore {
   void Drop(const std::string& path);
   Status EnsureParent(const std::string& path);
   static std::string Parent(const std::string& full);
+  static Status RunSerially(const std::vector<std::function<Status()>>& jobs);
 
   os::FileSystem& fs_;
   std::string root_;
   size_t open_max_;
+  IoPool* pool_ = nullptr;
   struct Open {
     std::unique_ptr<os::File> file;
     std::list<std::string>::iterator lru;

@@ -191,6 +191,49 @@ TEST_F(ReplicationTest, VerifyAndAdminCommands) {
 }
 
 
+// `ha invalidate` (DRBD's invalidate): the standby's replica, damaged behind
+// the volume's back, is replaced by a full sync from the active.
+TEST_F(ReplicationTest, InvalidateTheSecondaryReplacesItsReplicaByAFullSync) {
+  ASSERT_TRUE(WaitFor(10000, [&] { return InSync(); }));
+  const uint64_t kStoreBytes = 4 * 8'000'000;
+  Fill(0, 4, 8'000'000, "inv/", 11);
+  {
+    std::fstream f(Store(1) + "/inv/2.dat", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(3'000'000);
+    f.put('\x55');
+  }
+  { std::ofstream(Store(1) + "/stray.dat") << "only on the standby"; }
+  const std::string ha = BinDir() + "/ha";
+  auto r = RunCommand({ha, "invalidate", "--config", Config(0)});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("primary"), std::string::npos) << r.output;
+  EXPECT_EQ(Repl(0)["disk"], "UpToDate");
+  // Slow enough to watch the sync run.
+  r = RunCommand({ha, "sync-rate", "--config", Config(0), "20"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const uint64_t sent_before = Repl(0)["counters"]["sync_bytes_sent"].get<uint64_t>();
+  r = RunCommand({ha, "invalidate", "--config", Config(1)});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json seen;
+  ASSERT_TRUE(WaitFor(10000, [&] {
+    seen = Repl(1);
+    return seen.value("replication", "") == "SyncTarget";
+  })) << Repl(1).dump();
+  EXPECT_TRUE(seen["sync"].value("full", false)) << seen.dump();
+  EXPECT_EQ(seen["disk"], "Inconsistent");
+  EXPECT_TRUE(seen["full_sync_wanted"].get<bool>());
+  r = RunCommand({ha, "sync-rate", "--config", Config(0), "4096"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(WaitFor(30000, [&] { return InSync(); })) << Repl(0).dump() << Repl(1).dump();
+  EXPECT_FALSE(Repl(1)["full_sync_wanted"].get<bool>());
+  const uint64_t sent = Repl(0)["counters"]["sync_bytes_sent"].get<uint64_t>() - sent_before;
+  EXPECT_GE(sent, kStoreBytes) << "not a full sync";
+  EXPECT_FALSE(fs::exists(Store(1) + "/stray.dat"));
+  ExpectFilled(1, 4, 8'000'000, "inv/", 11);
+  ExpectIdentical();
+  EXPECT_EQ(ReadTree(Store(0)).size(), ReadTree(Store(1)).size());
+}
+
 // Gone, and reaped if it was our child (labs started in-process).
 bool Dead(int pid) { return waitpid(pid, nullptr, WNOHANG) == pid || kill(pid, 0) != 0; }
 
