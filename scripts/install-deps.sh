@@ -6,8 +6,10 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libasio-dev libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libtomlplusplus-dev libssl-dev libxxhash-dev libsqlite3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
+  libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev librelp-dev
   util-linux iproute2 procps
+  # real clients for the collector's tests: rsyslog's omrelp, softflowd
+  rsyslog rsyslog-relp softflowd
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,6 +1,6 @@
 // libFuzzer target for the heartbeat codec (docs/formats/heartbeat.md).
 // Not part of the CMake build; build and run with:
-//   clang++-14 -std=c++20 -fsanitize=fuzzer,address -I/work/main/src \
+//   clang++-14 -std=c++20 -fsanitize=fuzzer,address -Isrc \
 //     test/fuzz/heartbeat_fuzz.cc src/peer/packet.cc src/ha/types.cc -lcrypto -o /tmp/hbfuzz
 //   /tmp/hbfuzz -max_total_time=30
 //

@@ -1,6 +1,6 @@
 // libFuzzer target for the replication frame codec
 // (docs/formats/replication.md). Not part of the CMake build; build and run:
-//   clang++-14 -std=c++20 -fsanitize=fuzzer,address -I/work/main/src \
+//   clang++-14 -std=c++20 -fsanitize=fuzzer,address -Isrc \
 //     test/fuzz/replication_fuzz.cc src/repl/frame.cc -lcrypto -o /tmp/replfuzz
 //   /tmp/replfuzz -max_total_time=30
 //
