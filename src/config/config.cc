@@ -160,6 +160,7 @@ class Section {
   const toml::node* Get(std::string_view key) const {
     return table_ == nullptr ? nullptr : table_->get(key);
   }
+  bool present() const { return table_ != nullptr; }
 
   Status CheckKnown(std::initializer_list<std::string_view> known) const;
   // Each getter: absent and !required leaves *out (the default) alone.
@@ -343,7 +344,7 @@ Result<const toml::table*> GetTable(const Context& ctx, const toml::table& root,
 Status CheckTopLevel(const Context& ctx, const toml::table& root) {
   static constexpr std::string_view kKnown[] = {"cluster", "host", "heartbeat", "connectivity",
                                                 "service", "notify", "log",  "api", "vip",
-                                                "replication"};
+                                                "replication", "collector"};
   for (const auto& [key, value] : root) {
     bool found = false;
     for (std::string_view k : kKnown) found = found || key.str() == k;
@@ -612,7 +613,10 @@ Status ParseLog(const Section& s, Config* c) {
 
 // REQUIRES: c->run_dir is set (ParseHost succeeded).
 Status ParseApi(const Section& s, Config* c) {
-  TANDEM_RETURN_IF_ERROR(s.CheckKnown({"control_socket"}));
+  TANDEM_RETURN_IF_ERROR(s.CheckKnown({"control_socket", "http_listen", "token_file"}));
+  TANDEM_RETURN_IF_ERROR(s.GetEndpoint("http_listen", /*required=*/false, &c->http_listen));
+  TANDEM_RETURN_IF_ERROR(
+      s.GetPath("token_file", /*required=*/!c->http_listen.empty(), &c->api_token_file));
   const bool given = s.Get("control_socket") != nullptr;
   c->control_socket = (fs::path(c->run_dir) / kDefaultControlSocketName).string();
   TANDEM_RETURN_IF_ERROR(s.GetPath("control_socket", /*required=*/false, &c->control_socket));
@@ -678,6 +682,67 @@ Status ParseReplication(const Section& s, Config* c) {
   return Status::Ok();
 }
 
+// [collector]: present = this host collects (on the VIP, while active).
+// REQUIRES: cluster and replication parsed.
+Status ParseCollector(const Section& s, Config* c) {
+  TANDEM_RETURN_IF_ERROR(s.CheckKnown(
+      {"listen_address", "syslog_udp_port", "syslog_tcp_port", "relp_port", "netflow_port",
+       "message_bytes_max", "batch_ms", "queue_mb", "capacity_stop_percent",
+       "capacity_resume_percent", "retention_days", "retention_gb", "segment_mb",
+       "segment_seconds", "tcp_connections_max", "status_file"}));
+  if (!s.present()) return Status::Ok();
+  CollectorConfig& k = c->collector;
+  k.enabled = true;
+  if (!c->replication) {
+    return s.Error("listen_address",
+                   "[collector] needs [replication]: events are written to the replicated store");
+  }
+  k.listen_address = c->vip;
+  TANDEM_RETURN_IF_ERROR(s.GetString("listen_address", /*required=*/false, &k.listen_address));
+  if (!ParseIPv4(k.listen_address)) {
+    return s.Error("listen_address", "expected a dotted-quad IPv4 address, got " +
+                                         Quote(k.listen_address));
+  }
+  const std::pair<const char*, int*> ports[] = {{"syslog_udp_port", &k.syslog_udp_port},
+                                                {"syslog_tcp_port", &k.syslog_tcp_port},
+                                                {"relp_port", &k.relp_port},
+                                                {"netflow_port", &k.netflow_port}};
+  for (const auto& [key, port] : ports) {
+    int64_t v = *port;
+    TANDEM_RETURN_IF_ERROR(s.GetIntInRange(key, 0, 65535, &v));
+    *port = static_cast<int>(v);
+  }
+  if (k.syslog_tcp_port != 0 && k.syslog_tcp_port == k.relp_port) {
+    return s.Error("relp_port", "must differ from syslog_tcp_port (" +
+                                    std::to_string(k.syslog_tcp_port) + ")");
+  }
+  if (k.syslog_udp_port != 0 && k.syslog_udp_port == k.netflow_port) {
+    return s.Error("netflow_port", "must differ from syslog_udp_port (" +
+                                       std::to_string(k.syslog_udp_port) + ")");
+  }
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("message_bytes_max", 480, 1 << 20, &k.message_bytes_max));
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("batch_ms", 1, 1000, &k.batch_ms));
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("queue_mb", 1, 1024, &k.queue_mb));
+  TANDEM_RETURN_IF_ERROR(
+      s.GetIntInRange("capacity_stop_percent", 1, 100, &k.capacity_stop_percent));
+  TANDEM_RETURN_IF_ERROR(
+      s.GetIntInRange("capacity_resume_percent", 0, 99, &k.capacity_resume_percent));
+  if (k.capacity_resume_percent >= k.capacity_stop_percent) {
+    return s.Error("capacity_resume_percent",
+                   "must be below capacity_stop_percent (" +
+                       std::to_string(k.capacity_stop_percent) + "), got " +
+                       std::to_string(k.capacity_resume_percent));
+  }
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("retention_days", 0, 36500, &k.retention_days));
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("retention_gb", 0, 1 << 20, &k.retention_gb));
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("segment_mb", 1, 4096, &k.segment_mb));
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("segment_seconds", 1, 86400, &k.segment_seconds));
+  TANDEM_RETURN_IF_ERROR(
+      s.GetIntInRange("tcp_connections_max", 1, 65536, &k.tcp_connections_max));
+  k.status_file = (fs::path(c->run_dir) / "collector.json").string();
+  return s.GetPath("status_file", /*required=*/false, &k.status_file);
+}
+
 class Fd {
  public:
   explicit Fd(int fd) : fd_(fd) {}
@@ -706,12 +771,12 @@ Status ReadAll(int fd, size_t max_bytes, std::string* out) {
   return Status::Ok();
 }
 
-// Opens and checks cluster.key_file, and reads the key. O_NONBLOCK so a
-// FIFO cannot hang the daemon; fstat on the open fd so the checked file is
-// the read file.
-Status ReadKeyFile(const Context& ctx, Config* c) {
-  constexpr std::string_view kKey = "cluster.key_file";
-  const std::string& file = c->key_file;
+// Opens and checks a secret file (mode 0600 or stricter, regular, bounded),
+// and reads it. O_NONBLOCK so a FIFO cannot hang the daemon; fstat on the
+// open fd so the checked file is the read file.
+Status ReadSecretFile(const Context& ctx, std::string_view key_name, const std::string& file,
+                      std::string* out) {
+  const std::string_view kKey = key_name;
   const Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
   if (fd.get() < 0) {
     const int err = errno;
@@ -742,8 +807,16 @@ Status ReadKeyFile(const Context& ctx, Config* c) {
     return ctx.Error(kKey, "key in " + Quote(file) + " is " + std::to_string(key.size()) +
                                " bytes, must be at least " + std::to_string(kClusterKeyBytesMin));
   }
-  c->cluster_key = std::move(key);
+  *out = std::move(key);
   return Status::Ok();
+}
+
+Status ReadKeyFile(const Context& ctx, Config* c) {
+  return ReadSecretFile(ctx, "cluster.key_file", c->key_file, &c->cluster_key);
+}
+
+Status ReadTokenFile(const Context& ctx, Config* c) {
+  return ReadSecretFile(ctx, "api.token_file", c->api_token_file, &c->api_token);
 }
 
 using SectionFn = Status (*)(const Section&, Config*);
@@ -769,7 +842,10 @@ Status ParseSections(const Context& ctx, const toml::table& root, Config* c) {
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "api", ParseApi, c));
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "vip", ParseVip, c));
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "replication", ParseReplication, c));
-  return ctx.read_key ? ReadKeyFile(ctx, c) : Status::Ok();
+  TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "collector", ParseCollector, c));
+  if (!ctx.read_key) return Status::Ok();
+  TANDEM_RETURN_IF_ERROR(ReadKeyFile(ctx, c));
+  return c->api_token_file.empty() ? Status::Ok() : ReadTokenFile(ctx, c);
 }
 
 // Never returns a message with a line break in it.

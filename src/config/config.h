@@ -33,6 +33,28 @@ struct ServiceConfig {
   int64_t stop_timeout_ms = 5000;     // SIGTERM, then SIGKILL after this
 };
 
+// [collector]: the syslog/NetFlow collector (docs/COLLECTOR.md), a service
+// of the active host that writes events and flows to the replicated store.
+struct CollectorConfig {
+  bool enabled = false;                // the section is present
+  std::string listen_address;          // collector.listen_address; default cluster.vip
+  int syslog_udp_port = 514;           // 0 disables a listener
+  int syslog_tcp_port = 514;
+  int relp_port = 2514;
+  int netflow_port = 2055;
+  int64_t message_bytes_max = 65536;   // longer messages are cut (counted)
+  int64_t batch_ms = 5;                // how long a block collects before it is written
+  int64_t queue_mb = 64;               // events received but not yet durable, at most
+  int64_t capacity_stop_percent = 95;  // store file system use that stops collection
+  int64_t capacity_resume_percent = 90;// ... and where it resumes
+  int64_t retention_days = 0;          // 0: keep by age forever
+  int64_t retention_gb = 0;            // 0: no size limit (the capacity guard still applies)
+  int64_t segment_mb = 256;            // a segment is sealed at this size ...
+  int64_t segment_seconds = 3600;      // ... or age
+  int64_t tcp_connections_max = 1024;
+  std::string status_file;             // default <run_dir>/collector.json
+};
+
 struct Config {
   std::string path;  // the file this was loaded from (absolute)
 
@@ -103,6 +125,11 @@ struct Config {
 
   // [api] control channel
   std::string control_socket;        // default: <run_dir>/tandemd.sock
+  Endpoint http_listen;              // api.http_listen: HTTP JSON API (optional)
+  std::string api_token_file;        // api.token_file: bearer token (required with http_listen)
+  std::string api_token;             // its contents; never logged
+
+  CollectorConfig collector;
 };
 
 // Parses and validates `path`. Relative paths inside the file are resolved

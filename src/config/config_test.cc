@@ -986,3 +986,121 @@ TEST(ParseIPv4Test, StrictDottedQuad) {
 
 }  // namespace
 }  // namespace tandem::config
+
+namespace tandem::config {
+namespace {
+
+class CollectorConfigTest : public ConfigTest {
+ protected:
+  Doc WithReplication() const {
+    Doc d = Minimal();
+    d["replication"] = {{"store_dir", Str(dir_ + "/store")},
+                        {"listen", Str("127.0.0.1:7789")},
+                        {"peer", Str("127.0.0.2:7789")}};
+    return d;
+  }
+};
+
+TEST_F(CollectorConfigTest, AbsentSectionMeansNoCollector) {
+  Result<Config> r = ParseDoc(WithReplication());
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_FALSE(r->collector.enabled);
+}
+
+TEST_F(CollectorConfigTest, EmptySectionGetsDefaultsOnTheVip) {
+  Doc d = WithReplication();
+  d["collector"];
+  Result<Config> r = ParseDoc(d);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const CollectorConfig& k = r->collector;
+  EXPECT_TRUE(k.enabled);
+  EXPECT_EQ(k.listen_address, "127.0.0.100");
+  EXPECT_EQ(k.syslog_udp_port, 514);
+  EXPECT_EQ(k.syslog_tcp_port, 514);
+  EXPECT_EQ(k.relp_port, 2514);
+  EXPECT_EQ(k.netflow_port, 2055);
+  EXPECT_EQ(k.message_bytes_max, 65536);
+  EXPECT_EQ(k.capacity_stop_percent, 95);
+  EXPECT_EQ(k.capacity_resume_percent, 90);
+  EXPECT_EQ(k.status_file, "/run/tandem/collector.json");
+}
+
+TEST_F(CollectorConfigTest, EveryKeyIsRead) {
+  Doc d = WithReplication();
+  d["collector"] = {{"listen_address", Str("127.0.0.7")}, {"syslog_udp_port", "10514"},
+                    {"syslog_tcp_port", "10515"},        {"relp_port", "10516"},
+                    {"netflow_port", "0"},               {"message_bytes_max", "8192"},
+                    {"batch_ms", "20"},                  {"queue_mb", "128"},
+                    {"capacity_stop_percent", "80"},     {"capacity_resume_percent", "70"},
+                    {"retention_days", "30"},            {"retention_gb", "500"},
+                    {"segment_mb", "64"},                {"segment_seconds", "600"},
+                    {"tcp_connections_max", "100"},      {"status_file", Str("c.json")}};
+  Result<Config> r = ParseDoc(d);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const CollectorConfig& k = r->collector;
+  EXPECT_EQ(k.listen_address, "127.0.0.7");
+  EXPECT_EQ(k.syslog_udp_port, 10514);
+  EXPECT_EQ(k.syslog_tcp_port, 10515);
+  EXPECT_EQ(k.relp_port, 10516);
+  EXPECT_EQ(k.netflow_port, 0);
+  EXPECT_EQ(k.message_bytes_max, 8192);
+  EXPECT_EQ(k.batch_ms, 20);
+  EXPECT_EQ(k.queue_mb, 128);
+  EXPECT_EQ(k.capacity_stop_percent, 80);
+  EXPECT_EQ(k.capacity_resume_percent, 70);
+  EXPECT_EQ(k.retention_days, 30);
+  EXPECT_EQ(k.retention_gb, 500);
+  EXPECT_EQ(k.segment_mb, 64);
+  EXPECT_EQ(k.segment_seconds, 600);
+  EXPECT_EQ(k.tcp_connections_max, 100);
+  EXPECT_EQ(k.status_file, dir_ + "/c.json");
+}
+
+TEST_F(CollectorConfigTest, BadValuesNameTheKey) {
+  Doc d = Minimal();
+  d["collector"];
+  ExpectError(d, "collector.listen_address", "needs [replication]");
+  struct Case {
+    const char* key;
+    std::string value;
+    const char* what;
+  } cases[] = {
+      {"listen_address", Str("host.example"), "dotted-quad"},
+      {"syslog_udp_port", "65536", "65535"},
+      {"relp_port", "-1", ""},
+      {"relp_port", "514", "must differ from syslog_tcp_port"},
+      {"netflow_port", "514", "must differ from syslog_udp_port"},
+      {"message_bytes_max", "100", ""},
+      {"batch_ms", "0", ""},
+      {"queue_mb", "4096", ""},
+      {"capacity_stop_percent", "101", ""},
+      {"capacity_resume_percent", "95", "must be below capacity_stop_percent"},
+      {"segment_mb", "0", ""},
+      {"tcp_connections_max", "0", ""},
+      {"bogus", "1", "unknown key"},
+      {"status_file", "1", ""},
+  };
+  for (const Case& c : cases) {
+    Doc bad = WithReplication();
+    bad["collector"] = {{c.key, c.value}};
+    ExpectError(bad, std::string("collector.") + c.key, c.what);
+  }
+}
+
+TEST_F(CollectorConfigTest, HttpApiNeedsAPrivateTokenFile) {
+  Doc d = Minimal();
+  d["api"] = {{"http_listen", Str("127.0.0.1:8443")}};
+  ExpectError(d, "api.token_file", "");
+  d["api"]["token_file"] = Str("api.token");
+  WriteFile(dir_ + "/api.token", "0123456789abcdef0123456789abcdef\n", 0644);
+  ExpectError(d, "api.token_file", "");
+  WriteFile(dir_ + "/api.token", "0123456789abcdef0123456789abcdef\n", 0600);
+  Result<Config> r = ParseDoc(d);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->http_listen.ToString(), "127.0.0.1:8443");
+  EXPECT_EQ(r->api_token_file, dir_ + "/api.token");
+  EXPECT_EQ(r->api_token, "0123456789abcdef0123456789abcdef");
+}
+
+}  // namespace
+}  // namespace tandem::config
