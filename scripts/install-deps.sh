@@ -10,6 +10,8 @@ PACKAGES=(
   util-linux iproute2 procps
   # real clients for the collector's tests: rsyslog's omrelp, softflowd
   rsyslog rsyslog-relp softflowd
+  # libFuzzer (scripts/fuzz.sh)
+  clang-14 libclang-rt-14-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

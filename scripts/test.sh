@@ -17,3 +17,5 @@ echo "== tests under ASan + UBSan =="
 # slower) the first 100 seeds keep the whole run within CI's time.
 TANDEM_SIM_SEEDS="${TANDEM_ASAN_SIM_SEEDS:-100}" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j2
+echo "== fuzzing (bounded) =="
+FUZZ_SECONDS="${FUZZ_SECONDS:-15}" scripts/fuzz.sh
