@@ -1107,7 +1107,7 @@ bool Replica::SendSyncItem(SyncItem& item, uint64_t* budget) {
       del.op = WriteOp::kDelete;
       del.path = item.path;
       SendFrame(FrameType::kWrite, del);
-      return true;
+      return transport_ != nullptr;  // a failed send disconnects: `item` is gone then
     }
     for (uint64_t c = 0; c <= LastChunk(**s); ++c) item.chunks.insert(c);
   }
@@ -1125,7 +1125,7 @@ bool Replica::SendSyncItem(SyncItem& item, uint64_t* budget) {
       del.op = WriteOp::kDelete;
       del.path = item.path;
       SendFrame(FrameType::kWrite, del);
-      return true;
+      return transport_ != nullptr;  // a failed send disconnects: `item` is gone then
     }
     uint64_t len = (*data)->size();
     if (len == 0) {
@@ -1136,6 +1136,9 @@ bool Replica::SendSyncItem(SyncItem& item, uint64_t* budget) {
       item.chunks.clear();
     }
     SendFrame(FrameType::kSyncData, SyncData{item.path, c, size, std::move(**data)});
+    // A send that fails disconnects at once, and Disconnected clears
+    // sync_work_: `item` no longer exists (found by ASan in CI).
+    if (!transport_) return false;
     counters_.sync_bytes_sent += len;
     sync_done_bytes_ += len;
     *budget -= std::min<uint64_t>(*budget, std::max<uint64_t>(len, 4096));
@@ -1697,6 +1700,7 @@ void Replica::PumpVerify() {
     bool file_done = gone || verify_chunk_ > LastChunk(size);
     if (!req.hashes.empty()) {
       SendFrame(FrameType::kVerifyRequest, req);
+      if (!transport_) return;  // the send failed and disconnected
       verify_sent_++;
     }
     if (file_done) {
