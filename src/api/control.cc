@@ -83,8 +83,8 @@ bool UserInGroup(uid_t uid, gid_t primary, gid_t gid) {
   return false;
 }
 
-// Parses one request line and runs the handler; never throws.
-json Dispatch(const Handler& handler, const std::string& line) {
+// Parses one request line: the request object, or an error response.
+std::pair<json, json> ParseRequest(const std::string& line) {
   json req;
   try {
     req = json::parse(line);
@@ -92,13 +92,18 @@ json Dispatch(const Handler& handler, const std::string& line) {
     std::string what = e.what();
     size_t cut = what.find("] ");  // drop "[json.exception.parse_error.101] "
     if (cut != std::string::npos) what = what.substr(cut + 2);
-    return ErrorResponse("malformed request: " + what);
+    return {json(), ErrorResponse("malformed request: " + what)};
   }
-  if (!req.is_object()) return ErrorResponse("malformed request: not a JSON object");
+  if (!req.is_object()) return {json(), ErrorResponse("malformed request: not a JSON object")};
   auto cmd = req.find("cmd");
   if (cmd == req.end() || !cmd->is_string()) {
-    return ErrorResponse("malformed request: missing string \"cmd\"");
+    return {json(), ErrorResponse("malformed request: missing string \"cmd\"")};
   }
+  return {std::move(req), json()};
+}
+
+// Runs the handler on a parsed request; never throws.
+json Dispatch(const Handler& handler, const json& req) {
   try {
     json resp = handler(req);
     if (!resp.is_object()) return ErrorResponse("internal error: handler returned no object");
@@ -117,6 +122,8 @@ struct ControlServer::Impl {
     std::string in;
     std::string out;  // the response, once there is one
     size_t written = 0;
+    uint64_t id = 0;  // unique per connection (descriptors are reused)
+    bool waiting = false;  // an asynchronous request is being handled
     os::EventLoop::TimerId idle_timer = 0;
   };
 
@@ -131,6 +138,10 @@ struct ControlServer::Impl {
   std::string group_name;
   os::EventLoop::TimerId accept_retry_timer = 0;
   std::map<int, Client> clients;
+  std::map<std::string, AsyncHandler> async;
+  uint64_t next_client_id = 0;
+  // Replies hold a weak reference: a reply after the server is gone is a no-op.
+  std::shared_ptr<Impl*> self = std::make_shared<Impl*>(this);
 
   Status Bind(const std::string& socket_path);
   void OnAccept();
@@ -138,6 +149,7 @@ struct ControlServer::Impl {
   void OnClient(int cfd, uint32_t events);
   void OnReadable(int cfd, Client& c);
   void Respond(int cfd, const json& response);
+  void HandleLine(int cfd, Client& c, const std::string& line);
   void Flush(int cfd, Client& c);
   void Drop(int cfd);
   std::string Authorize(int cfd) const;
@@ -204,7 +216,37 @@ void ControlServer::Impl::OnReadable(int cfd, Client& c) {
     return;
   }
   if (nl > kRequestBytesMax) return Respond(cfd, ErrorResponse("request too large"));
-  Respond(cfd, Dispatch(handler, c.in.substr(0, nl)));
+  HandleLine(cfd, c, c.in.substr(0, nl));
+}
+
+void ControlServer::Impl::HandleLine(int cfd, Client& c, const std::string& line) {
+  auto [req, error] = ParseRequest(line);
+  if (!error.is_null()) return Respond(cfd, error);
+  auto a = async.find(req["cmd"].get<std::string>());
+  if (a == async.end()) return Respond(cfd, Dispatch(handler, req));
+  c.waiting = true;
+  (void)loop.ModifyFd(cfd, 0);  // nothing more is read; the reply re-arms
+  if (c.idle_timer != 0) loop.CancelTimer(c.idle_timer);
+  c.idle_timer = 0;
+  std::weak_ptr<Impl*> weak = self;
+  uint64_t id = c.id;
+  Reply reply = [weak, cfd, id](const json& response) {
+    auto s = weak.lock();
+    if (!s) return;
+    Impl& m = **s;
+    auto it = m.clients.find(cfd);
+    if (it == m.clients.end() || it->second.id != id || !it->second.waiting) return;
+    it->second.waiting = false;
+    m.Respond(cfd, response.is_object() ? response
+                                        : ErrorResponse("internal error: handler returned no object"));
+  };
+  try {
+    a->second(req, reply);
+  } catch (const std::exception& e) {
+    reply(ErrorResponse("request failed: " + std::string(e.what())));
+  } catch (...) {
+    reply(ErrorResponse("request failed: unknown exception"));
+  }
 }
 
 void ControlServer::Impl::OnClient(int cfd, uint32_t events) {
@@ -212,6 +254,10 @@ void ControlServer::Impl::OnClient(int cfd, uint32_t events) {
   if (it == clients.end()) return;
   Client& c = it->second;
   if (!c.out.empty()) return Flush(cfd, c);
+  if (c.waiting) {  // only a hang-up is of interest until the reply
+    if ((events & (EPOLLHUP | EPOLLERR)) != 0) Drop(cfd);
+    return;
+  }
   if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0) OnReadable(cfd, c);
 }
 
@@ -229,6 +275,7 @@ void ControlServer::Impl::AddClient(int cfd) {
     return;
   }
   Client& c = clients[cfd];
+  c.id = ++next_client_id;
   c.idle_timer = loop.AddTimer(kClientIdleMs, [this, cfd] {
     auto it = clients.find(cfd);
     if (it == clients.end()) return;
@@ -298,6 +345,10 @@ Status ControlServer::Listen(const std::string& path, const std::string& admin_g
   Status st = m.Bind(path);
   if (!st.ok()) Close();
   return st;
+}
+
+void ControlServer::SetAsync(const std::string& cmd, AsyncHandler handler) {
+  impl_->async[cmd] = std::move(handler);
 }
 
 void ControlServer::Close() {

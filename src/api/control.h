@@ -26,6 +26,15 @@ constexpr int kClientsMax = 32;  // concurrent control connections
 // (which must contain "ok": true|false and, when false, "error").
 using Handler = std::function<nlohmann::json(const nlohmann::json& request)>;
 
+// Sends the response of an asynchronous request. Call it on the loop thread
+// (from a worker: EventLoop::Post), at most once; if the client is gone by
+// then (it hung up, or the server was closed or destroyed), it does nothing.
+using Reply = std::function<void(const nlohmann::json& response)>;
+// Handles a request whose response comes later (work that must not run on
+// the loop, e.g. a search): it is called on the loop thread and must arrange
+// for `reply` to be called exactly once. A throw is answered as an error.
+using AsyncHandler = std::function<void(const nlohmann::json& request, Reply reply)>;
+
 class ControlServer {
  public:
   ControlServer(os::EventLoop& loop, Handler handler);
@@ -34,6 +43,11 @@ class ControlServer {
   // `admin_group` when non-empty (error if the group does not exist).
   Status Listen(const std::string& path, const std::string& admin_group);
   void Close();
+  // Requests with {"cmd": cmd} go to `handler` instead of the Handler. While
+  // such a request waits for its reply the connection's idle limit
+  // (kClientIdleMs) does not apply, so the handler must bound its own time or
+  // queue (the connection limit kClientsMax still holds).
+  void SetAsync(const std::string& cmd, AsyncHandler handler);
 
  private:
   struct Impl;

@@ -394,3 +394,58 @@ TEST(ControlCall, BadResponses) {
 
 }  // namespace
 }  // namespace tandem::api
+
+namespace tandem::api {
+namespace {
+
+// The asynchronous path (SetAsync): the reply comes later from another
+// thread via Post; meanwhile the loop serves other clients; a client that
+// hangs up before its reply does no harm.
+TEST_F(ControlTest, AsyncCommandsAnswerLaterWhileTheLoopServesOthers) {
+  server_ = std::make_unique<ControlServer>(loop_, TestHandler);
+  std::vector<std::thread> workers;
+  std::mutex mu;
+  server_->SetAsync("slow", [this, &workers, &mu](const json& req, Reply reply) {
+    std::lock_guard<std::mutex> l(mu);
+    workers.emplace_back([this, reply, tag = req.value("tag", "")] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      loop_.Post([reply, tag] { reply(json{{"ok", true}, {"late", tag}}); });
+    });
+  });
+  server_->SetAsync("throws", [](const json&, Reply) { throw std::runtime_error("nope"); });
+  ASSERT_TRUE(server_->Listen(path_, "").ok());
+  thread_ = std::thread([this] { loop_.Run(); });
+
+  // A client that leaves before its reply.
+  int gone = RawConnect(path_);
+  ASSERT_GE(gone, 0);
+  std::string req = "{\"cmd\":\"slow\",\"tag\":\"gone\"}\n";
+  ASSERT_EQ(send(gone, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  close(gone);
+
+  auto start = std::chrono::steady_clock::now();
+  Result<json> slow = Status::Error("not yet");
+  std::thread caller([&] { slow = Call(path_, json{{"cmd", "slow"}, {"tag", "a"}}, kCallTimeoutMs); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ExpectAlive();  // answered while "slow" waits
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(250));
+  caller.join();
+  ASSERT_TRUE(slow.ok()) << slow.status().message();
+  EXPECT_EQ((*slow)["late"], "a");
+  auto t = Call(path_, json{{"cmd", "throws"}}, kCallTimeoutMs);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ((*t)["ok"], false);
+  EXPECT_NE((*t)["error"].get<std::string>().find("nope"), std::string::npos);
+  ExpectAlive();
+  for (int i = 0; i < kRetriesMax; ++i) {  // both "slow" requests were handed out
+    std::lock_guard<std::mutex> l(mu);
+    if (workers.size() == 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(kRetryMs));
+  }
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(workers.size(), 2u);
+  for (auto& w : workers) w.join();
+}
+
+}  // namespace
+}  // namespace tandem::api

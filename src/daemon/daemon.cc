@@ -49,6 +49,7 @@ Daemon::Daemon(config::Config cfg)
 
 Daemon::~Daemon() {
   if (services_) services_->KillAllNow();
+  collector_.reset();  // before the store it writes to
   if (repl_) repl_->Stop();
 }
 
@@ -89,7 +90,9 @@ Status Daemon::StartReplication() {
   repl_->SetOnDiskFailed([this](std::string why) {
     loop_.Post([this, why] { Feed(ha::LocalFailure{"disk failed: " + why}); });
   });
-  return repl_->Start();
+  TANDEM_RETURN_IF_ERROR(repl_->Start());
+  if (cfg_.collector.enabled) collector_ = std::make_unique<CollectorHost>(cfg_, *repl_);
+  return Status::Ok();
 }
 
 Status Daemon::Start() {
@@ -152,6 +155,7 @@ Status Daemon::Start() {
   control_ = std::make_unique<api::ControlServer>(
       loop_, [this](const json& req) { return HandleControl(req); });
   TANDEM_RETURN_IF_ERROR(control_->Listen(cfg_.control_socket, cfg_.admin_group));
+  TANDEM_RETURN_IF_ERROR(StartSearch());
 
   for (int sig : {SIGTERM, SIGINT}) {
     TANDEM_RETURN_IF_ERROR(loop_.AddSignal(sig, [this] { Shutdown(); }));
@@ -275,7 +279,13 @@ void Daemon::RunNextStep() {
   int64_t started = loop_.clock().NowMs();
   std::string name(ha::ActionName(a.type));
   if (a.type == ha::ActionType::kStopServices) {
-    services_->StopAll([this, seq, name, started] { FinishStep(seq, name, started, Status::Ok()); });
+    services_->StopAll([this, seq, name, started] {
+      if (!collector_) return FinishStep(seq, name, started, Status::Ok());
+      // The collector stops on a helper thread: it waits for its appends.
+      collector_->StopAsync([this, seq, name, started] {
+        loop_.Post([this, seq, name, started] { FinishStep(seq, name, started, Status::Ok()); });
+      });
+    });
     return;
   }
   if (a.type == ha::ActionType::kDetachStore && repl_) {
@@ -303,6 +313,7 @@ Status Daemon::RunSyncStep(ha::ActionType t) {
     case ha::ActionType::kAssignVip: return vip_->AssignVip();
     case ha::ActionType::kStartServices:
       services_->StartAll(ServiceEnv());
+      StartCollector();
       return Status::Ok();
     case ha::ActionType::kFetchConfig:
       return Status::Ok();  // no console configured yet: the local file is the configuration
@@ -431,13 +442,30 @@ void Daemon::Notify(const std::string& detail) {
 // SIGTERM/SIGINT: an active host stops its services, releases the VIP and
 // hands the role to the peer before exiting, so a planned stop is a fast
 // switch-over rather than a heartbeat timeout.
+// Collection is the appliance's job, but a collector that cannot start (a
+// port taken, say) does not fail the take-over: the store and the other
+// services still serve. Status and the log say why.
+void Daemon::StartCollector() {
+  if (!collector_) return;
+  Status st = collector_->Start(state_.disk.epoch);
+  if (st.ok()) {
+    log_->warn("collector: collecting on {} (generation {})", cfg_.collector.listen_address,
+               state_.disk.epoch);
+  } else {
+    log_->error("collector: not collecting: {}", st.message());
+  }
+}
+
 void Daemon::Shutdown() {
   if (stopping_) return;
   stopping_ = true;
   log_->warn("shutting down (status {})", ha::StatusName(state_.status));
   exec_seq_ = 0;
   exec_steps_.clear();
-  services_->StopAll([this] { FinishShutdown(); });
+  services_->StopAll([this] {
+    if (!collector_) return FinishShutdown();
+    collector_->StopAsync([this] { loop_.Post([this] { FinishShutdown(); }); });
+  });
 }
 
 void Daemon::FinishShutdown() {
@@ -457,6 +485,7 @@ void Daemon::FinishShutdown() {
   if (!st.ok()) log_->error("state file: {}", st.message());
   log_->warn("stopped{}", was_active ? "; handed the active role to the peer" : "");
   control_->Close();
+  if (http_) http_->Stop();
   if (repl_) repl_->Stop();
   loop_.Stop();
 }

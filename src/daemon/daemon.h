@@ -7,15 +7,23 @@
 
 #include <spdlog/spdlog.h>
 
+#include <condition_variable>
 #include <deque>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "api/control.h"
+#include "api/http.h"
 #include "config/config.h"
+#include "daemon/collector_host.h"
 #include "daemon/state_file.h"
 #include "ha/state_machine.h"
 #include "net/connectivity.h"
@@ -49,6 +57,76 @@ struct Counters {
   uint64_t connectivity_failures = 0;
 };
 
+// ---- Search (src/daemon/search.cc, docs/SEARCH.md) ----
+//
+// Why a worker and an asynchronous control reply: a search reads the store
+// for up to seconds (a full scan of 10 million events); on the event loop it
+// would stall heartbeats and failover. The control server therefore has an
+// asynchronous path (api::ControlServer::SetAsync): the loop parses and
+// validates the request, hands it to the one SearchWorker thread and returns
+// at once; the worker posts the reply back to the loop (EventLoop::Post),
+// which sends it. The HTTP API's threads submit to the same worker and wait
+// for its answer. Bounded: one search at a time, kSearchQueueMax waiting;
+// beyond that the answer is the error "busy" (HTTP 503).
+
+inline constexpr size_t kSearchQueueMax = 4;
+inline constexpr int64_t kHttpSearchTimeoutMs = 120000;  // HTTP: 504 after this
+inline constexpr int64_t kHttpStatusTimeoutMs = 2000;    // HTTP: 503 if the loop does not answer
+
+// Parses a search time to µs since the epoch: RFC 3339
+// ("2026-12-02T10:00:00Z", "...10:00:00.5+01:00"), epoch seconds ("1796205600"),
+// "now", or relative to now_us ("-15m", "-2h", "-30s", "-7d", "+1h").
+// Error: a message that names the accepted forms.
+Result<int64_t> ParseSearchTime(std::string_view text, int64_t now_us);
+
+// Builds the "search" control request from text parameters (the HTTP query
+// string; the CLI's options): from, to (ParseSearchTime; from defaults to
+// the beginning of time, to to none), limit, newest (0|1|true|false), count
+// (0|1|true|false), top, top_n; events: host, severity (a name or 0..7,
+// collect::ParseSeverity), contains; flows: src, dst, port, protocol
+// (0..255 or tcp|udp|icmp), top_by (count|bytes). Error: an unknown
+// parameter or a bad value, named.
+Result<nlohmann::json> SearchRequestFromParams(const std::string& kind,
+                                               const std::map<std::string, std::string>& params,
+                                               int64_t now_us);
+
+// The one thread that runs searches. Requests are the "search" control
+// requests ({"cmd":"search","kind":"events"|"flows", ...}, docs/SEARCH.md);
+// responses {"ok":true, <store::ToJson(result)>...} or {"ok":false,"error"}.
+// Thread-safe.
+class SearchWorker {
+ public:
+  using Done = std::function<void(nlohmann::json response)>;
+  // store_dir "": every search answers that this host has no store.
+  explicit SearchWorker(std::string store_dir);
+  // Waits for the running search; queued ones are answered "shutting down".
+  ~SearchWorker();
+  SearchWorker(const SearchWorker&) = delete;
+  SearchWorker& operator=(const SearchWorker&) = delete;
+
+  // Validates `request` strictly; an invalid one is answered at once
+  // (done(error) on this thread, returns true). Otherwise queues it: done is
+  // called later on the worker thread. Returns false (done not called) when
+  // kSearchQueueMax requests already wait: the caller answers "busy".
+  bool Submit(const nlohmann::json& request, Done done);
+  // The validation Submit does: Ok, or the error naming the field.
+  static Status ValidateRequest(const nlohmann::json& request);
+
+ private:
+  struct Job {
+    nlohmann::json request;
+    Done done;
+  };
+  void Work();
+
+  const std::string store_dir_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;  // GUARDED_BY(mu_)
+  bool stop_ = false;     // GUARDED_BY(mu_)
+  std::thread thread_;
+};
+
 class Daemon {
  public:
   explicit Daemon(config::Config cfg);
@@ -68,6 +146,7 @@ class Daemon {
   void Persist();
   void StartSequence(const ha::Output& out);
   void RunNextStep();
+  void StartCollector();
   void FinishStep(uint64_t seq, const std::string& name, int64_t started, const Status& st);
   Status RunSyncStep(ha::ActionType t);
   Status StartReplication();
@@ -80,6 +159,10 @@ class Daemon {
   std::map<std::string, std::string> ServiceEnv() const;
 
   nlohmann::json HandleControl(const nlohmann::json& req);
+  // search.cc: the "search" control command (asynchronous) and the HTTP API.
+  void HandleSearch(const nlohmann::json& req, api::Reply reply);
+  Status StartSearch();
+  api::HttpResponse HandleHttp(const api::HttpRequest& req);
   nlohmann::json StatusJson() const;
   nlohmann::json LocalJson() const;
   nlohmann::json RemoteJson() const;
@@ -101,6 +184,7 @@ class Daemon {
   std::unique_ptr<peer::HeartbeatLink> link_;
   std::unique_ptr<api::ControlServer> control_;
   std::unique_ptr<repl::Service> repl_;  // null: /store not replicated
+  std::unique_ptr<CollectorHost> collector_;  // null: no [collector]
   ha::DiskState last_disk_;
 
   // The sequence in flight.
@@ -116,6 +200,9 @@ class Daemon {
   Counters counters_;
   bool stopping_ = false;
   int notify_running_ = 0;
+  // Last: destroyed first (their threads use loop_ and search_).
+  std::unique_ptr<SearchWorker> search_;
+  std::unique_ptr<api::HttpServer> http_;
 };
 
 }  // namespace tandem::daemon

@@ -51,7 +51,7 @@ json Daemon::HandleControl(const json& req) {
   }
   return Error("unknown command '" + cmd +
                "' (known: status, ips, metrics, offline, online, takeover, giveback, restore, "
-               "verify, split-brain, sync-rate, connect, invalidate)");
+               "verify, split-brain, sync-rate, connect, invalidate, search)");
 }
 
 // /store replication commands (docs/CLI.md): verify, split-brain, sync-rate, connect,
@@ -144,6 +144,7 @@ json Daemon::StatusJson() const {
               {"remote", remote},
               {"most_recent_active", MostRecentActive()},
               {"replication", repl_ ? repl_->StatusJson() : json(nullptr)},
+              {"collector", collector_ ? collector_->StatusJson() : json(nullptr)},
               {"possible_action", ha::PossibleAction(p, s)},
               {"last_sequence", [&] {
                  json steps = json::array();

@@ -1,12 +1,19 @@
 // tandem: everything besides the daemon and the operator CLI: the lab,
-// benchmarks and the lab's demo service.
+// benchmarks, the lab's demo service, and `tandem search` (docs/CLI.md).
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 
+#include "api/control.h"
+#include "collect/syslog.h"
+#include "config/config.h"
+#include "daemon/daemon.h"
 #include "lab/bench.h"
 #include "lab/lab.h"
 #include "lab/store_tool.h"
@@ -20,6 +27,153 @@ int Fail(const std::string& msg) {
 
 std::string Absolute(const std::string& p) {
   return std::filesystem::absolute(p).lexically_normal().string();
+}
+
+// ---- tandem search (exit codes: 0 ok, 1 error from the daemon, 2 bad usage) ----
+
+using nlohmann::json;
+
+struct SearchArgs {
+  std::string config;
+  std::map<std::string, std::string> params;  // daemon::SearchRequestFromParams's names
+  bool as_json = false;
+  int64_t timeout_ms = 120000;
+};
+
+// "2026-12-02T10:00:00.123Z" (UTC, milliseconds).
+std::string FormatTimeUs(int64_t us) {
+  int64_t secs = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
+  int64_t ms = (us - secs * 1000000) / 1000;
+  int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+  int64_t rem = secs - days * 86400;
+  // H. Hinnant's civil_from_days.
+  int64_t z = days + 719468;
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  int64_t doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153;
+  int64_t d = doy - (153 * mp + 2) / 5 + 1;
+  int64_t m = mp + (mp < 10 ? 3 : -9);
+  int64_t y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%03lldZ",
+                static_cast<long long>(y), static_cast<long long>(m), static_cast<long long>(d),
+                static_cast<long long>(rem / 3600), static_cast<long long>(rem / 60 % 60),
+                static_cast<long long>(rem % 60), static_cast<long long>(ms));
+  return buf;
+}
+
+std::string EventLine(const json& e) {
+  std::string host = e.value("host", "");
+  std::string app = e.value("app", "");
+  return FormatTimeUs(e.value("time_us", int64_t{0})) + " " + (host.empty() ? "-" : host) + " " +
+         std::string(tandem::collect::SeverityName(e.value("severity", -1))) + " " +
+         (app.empty() ? "-" : app) + ": " + e.value("message", "");
+}
+
+std::string FlowLine(const json& f) {
+  static const std::map<int, std::string> kProto = {{1, "icmp"}, {6, "tcp"}, {17, "udp"}};
+  int proto = f.value("protocol", 0);
+  auto name = kProto.find(proto);
+  return FormatTimeUs(f.value("time_us", int64_t{0})) + " " + f.value("src", "") + ":" +
+         std::to_string(f.value("src_port", 0)) + " -> " + f.value("dst", "") + ":" +
+         std::to_string(f.value("dst_port", 0)) + " " +
+         (name != kProto.end() ? name->second : std::to_string(proto)) + " " +
+         std::to_string(f.value("bytes", uint64_t{0})) + " bytes " +
+         std::to_string(f.value("packets", uint64_t{0})) + " packets exporter " +
+         f.value("exporter", "");
+}
+
+void PrintSearch(const std::string& kind, const json& r) {
+  for (const auto& rec : r.value("records", json::array())) {
+    std::cout << (kind == "events" ? EventLine(rec) : FlowLine(rec)) << "\n";
+  }
+  const json& top = r.contains("top") ? r["top"] : json();
+  if (top.is_object()) {
+    bool bytes = top.value("by", "count") == "bytes";
+    std::cout << "top " << top.value("field", "") << " by " << (bytes ? "bytes" : "count") << ":\n";
+    for (const auto& v : top.value("values", json::array())) {
+      std::cout << "  " << v.value("count", uint64_t{0});
+      if (kind == "flows") std::cout << " flows " << v.value("bytes", uint64_t{0}) << " bytes";
+      std::cout << "  " << v.value("value", "") << "\n";
+    }
+    if (top.value("other", uint64_t{0}) > 0) {
+      std::cout << "  (" << top.value("other", uint64_t{0}) << " matches not counted by value)\n";
+    }
+  }
+  const json& st = r.contains("stats") ? r["stats"] : json::object();
+  uint64_t total = r.value("total", uint64_t{0});
+  uint64_t returned = r.value("returned", uint64_t{0});
+  std::cout << returned << " of " << total << " matching " << kind
+            << (r.value("more", false) ? " shown (raise --limit for more)" : "") << "; "
+            << st.value("segments", uint64_t{0}) << " segments, "
+            << st.value("records_scanned", uint64_t{0}) << " records scanned in "
+            << st.value("elapsed_us", uint64_t{0}) / 1000 << " ms\n";
+}
+
+int Search(const std::string& kind, const SearchArgs& a) {
+  auto cfg = tandem::config::Load(a.config, /*read_key=*/false);
+  if (!cfg.ok()) {
+    std::cerr << "tandem: " << cfg.status().message() << "\n";
+    return 2;
+  }
+  int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  auto req = tandem::daemon::SearchRequestFromParams(kind, a.params, now_us);
+  if (!req.ok()) {
+    std::cerr << "tandem: search " << kind << ": " << req.status().message() << "\n";
+    return 2;
+  }
+  auto r = tandem::api::Call(cfg->control_socket, *req, a.timeout_ms);
+  if (!r.ok()) return Fail(r.status().message());
+  if (!r->value("ok", false)) return Fail("search " + kind + ": " + r->value("error", "failed"));
+  r->erase("ok");
+  if (a.as_json) {
+    std::cout << r->dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+  } else if (a.params.count("count") != 0) {
+    std::cout << r->value("total", uint64_t{0}) << "\n";
+  } else {
+    PrintSearch(kind, *r);
+  }
+  return 0;
+}
+
+// Adds the options of `tandem search <kind>`; values land in a.params when given.
+CLI::App* AddSearch(CLI::App* search, const std::string& kind, SearchArgs& a) {
+  auto* sub = search->add_subcommand(kind, "search stored " + kind + " (docs/SEARCH.md)");
+  sub->add_option("-c,--config", a.config, "tandemd configuration of the host to ask")->required();
+  auto param = [&a, sub](const std::string& flag, const std::string& key, const std::string& help) {
+    return sub->add_option_function<std::string>(
+        flag, [&a, key](const std::string& v) { a.params[key] = v; }, help);
+  };
+  param("--from", "from", "start, inclusive: RFC 3339, epoch seconds, now, -15m, -2h, -7d (default: all)");
+  param("--to", "to", "end, exclusive (same forms; default: no end)");
+  param("--limit", "limit", "records to print, 1..100000 (default 100)");
+  param("--top", "top",
+        kind == "events" ? "top values of host|app|severity|sender"
+                         : "top values of src|dst|src_port|dst_port|protocol|exporter");
+  param("--top-n", "top_n", "how many top values, 1..1000 (default 10)");
+  sub->add_flag_callback("--newest", [&a] { a.params["newest"] = "1"; },
+                         "the newest matches, newest first (default: the oldest, oldest first)");
+  sub->add_flag_callback("--count", [&a] { a.params["count"] = "1"; },
+                         "print only the number of matches");
+  sub->add_flag("--json", a.as_json, "print the search JSON");
+  sub->add_option("--timeout-ms", a.timeout_ms, "how long to wait for the daemon")
+      ->check(CLI::Range(int64_t{1}, int64_t{3600000}));
+  if (kind == "events") {
+    param("--host", "host", "host name, exact");
+    param("--severity", "severity", "at least this severe: emerg..debug or 0..7");
+    param("--contains", "contains", "message substring, case-sensitive");
+  } else {
+    param("--src", "src", "source address, exact");
+    param("--dst", "dst", "destination address, exact");
+    param("--port", "port", "source or destination port");
+    param("--protocol", "protocol", "tcp, udp, icmp or 0..255");
+    param("--top-by", "top_by", "rank top values by count (default) or bytes");
+  }
+  return sub;
 }
 
 }  // namespace
@@ -109,11 +263,18 @@ int main(int argc, char** argv) {
   bench_repl->add_option("--store-mb", ro.store_mb, "MB in the store for the syncs (a multiple of 8)")
       ->check(CLI::Range(int64_t{8}, int64_t{1} << 20))->capture_default_str();
   bench_repl->add_flag("--quick", ro.quick, "1 s per write run instead of 3 s");
+  SearchArgs sa;
+  auto* search = app.add_subcommand("search", "search a host's stored events or flows");
+  search->require_subcommand(1);
+  auto* search_events = AddSearch(search, "events", sa);
+  auto* search_flows = AddSearch(search, "flows", sa);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  if (*search_events) return Search("events", sa);
+  if (*search_flows) return Search("flows", sa);
   if (lo.heartbeat_timeout_ms <= lo.heartbeat_interval_ms ||
       bo.heartbeat_timeout_ms <= bo.heartbeat_interval_ms) {
     return Fail("--heartbeat-timeout-ms must be greater than --heartbeat-interval-ms");

@@ -81,6 +81,36 @@ std::string TomlList(const std::vector<std::string>& v) {
   return s + "]";
 }
 
+// The collector's ports on the VIP (the same on both hosts: only the active
+// listens).
+struct CollectorPorts {
+  int syslog_udp = 0, syslog_tcp = 0, relp = 0, netflow = 0;
+};
+constexpr CollectorPorts kNetnsCollectorPorts{10514, 10514, 12514, 12055};
+
+// Free ports on the VIP; the two TCP ones and the two UDP ones distinct.
+Result<CollectorPorts> PlanCollectorPorts(const std::string& vip) {
+  CollectorPorts p;
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    auto a = FreePort(vip, SOCK_DGRAM), b = FreePort(vip, SOCK_STREAM);
+    auto c = FreePort(vip, SOCK_STREAM), d = FreePort(vip, SOCK_DGRAM);
+    for (auto* r : {&a, &b, &c, &d}) {
+      if (!r->ok()) return r->status();
+    }
+    p = {*a, *b, *c, *d};
+    if (p.syslog_tcp != p.relp && p.syslog_udp != p.netflow) return p;
+  }
+  return Status::Error("no distinct free ports for the collector on " + vip);
+}
+
+std::string CollectorLines(const LabOptions& o, const CollectorPorts& p) {
+  if (!o.replication || !o.collector) return "";
+  return "[collector]\nsyslog_udp_port = " + std::to_string(p.syslog_udp) +
+         "\nsyslog_tcp_port = " + std::to_string(p.syslog_tcp) +
+         "\nrelp_port = " + std::to_string(p.relp) +
+         "\nnetflow_port = " + std::to_string(p.netflow) + "\n\n";
+}
+
 struct HostPlan {
   std::string name, role, addr, dir;
   int hb_port = 0;
@@ -96,7 +126,11 @@ std::string ReplicationLines(const LabOptions& o, const HostPlan& h, const HostP
   const std::string& b = peer.xo_addr.empty() ? peer.addr : peer.xo_addr;
   return "[replication]\nstore_dir = \"store\"\nlisten = \"" + a + ":" + std::to_string(h.repl_port) +
          "\"\npeer = \"" + b + ":" + std::to_string(peer.repl_port) + "\"\nsync_rate_mb = " +
-         std::to_string(o.sync_rate_mb) + "\n\n";
+         std::to_string(o.sync_rate_mb) +
+         // Not the 500 ms heartbeat timeout of the fast profile: a sync target
+         // under ASan on a loaded two-core machine may be that slow to answer,
+         // and a dropped connection restarts the resync.
+         "\ntimeout_ms = " + std::to_string(std::max<int64_t>(2000, o.heartbeat_timeout_ms)) + "\n\n";
 }
 
 // The [cluster] VIP lines and the host's interface for each lab kind.
@@ -125,7 +159,8 @@ int64_t ConnIntervalMs(const LabOptions& o) {
 }
 
 std::string HostConfig(const LabOptions& o, const HostPlan& h, const HostPlan& peer,
-                       const std::string& vip, int service_port, const std::string& bin) {
+                       const std::string& vip, int service_port, const std::string& bin,
+                       const CollectorPorts& cp) {
   std::string notify = "echo \"$(date +%Y-%m-%dT%H:%M:%S.%N) $*\" >> " + o.dir + "/notify.log";
   std::vector<std::string> demo = {bin + "/tandem", "demo-service", "--bind",
                                    vip + ":" + std::to_string(service_port), "--name", h.name};
@@ -145,7 +180,7 @@ std::string HostConfig(const LabOptions& o, const HostPlan& h, const HostPlan& p
          "\n\n[[service]]\nname = \"demo\"\ncommand = " + TomlList(demo) +
          "\nrestart_backoff_min_ms = 20\nrestart_backoff_max_ms = 1000\n\n"
          "[notify]\ncommand = " + TomlList({"/bin/sh", "-c", notify, "notify"}) +
-         "\n\n[log]\nlevel = \"info\"\nfile = \"tandemd.log\"\n\n" + ReplicationLines(o, h, peer);
+         "\n\n[log]\nlevel = \"info\"\nfile = \"tandemd.log\"\n\n" + ReplicationLines(o, h, peer) + CollectorLines(o, cp);
 }
 
 Result<json> QueryStatus(const std::string& config_dir) {
@@ -249,6 +284,13 @@ Status WriteLab(LabOptions o, const NetnsPlan* plan, json* lab) {
   } else {
     TANDEM_RETURN_IF_ERROR(PlanLoopback(o, hosts, &vip, &service_port));
   }
+  CollectorPorts cp = kNetnsCollectorPorts;
+  const bool collector = o.replication && o.collector;
+  if (collector && !plan) {
+    auto p = PlanCollectorPorts(vip);
+    if (!p.ok()) return p.status();
+    cp = *p;
+  }
   unsigned char key[32];
   if (RAND_bytes(key, sizeof key) != 1) return Status::Error("RAND_bytes failed");
   TANDEM_RETURN_IF_ERROR(os::WriteFileAtomic(o.dir + "/cluster.key", Hex(key, sizeof key) + "\n", 0600));
@@ -257,7 +299,7 @@ Status WriteLab(LabOptions o, const NetnsPlan* plan, json* lab) {
     TANDEM_RETURN_IF_ERROR(os::MakeDirs(hosts[i].dir, 0755));
     std::string cfg = hosts[i].dir + "/tandemd.toml";
     TANDEM_RETURN_IF_ERROR(os::WriteFileAtomic(
-        cfg, HostConfig(o, hosts[i], hosts[1 - i], vip, service_port, bin), 0644));
+        cfg, HostConfig(o, hosts[i], hosts[1 - i], vip, service_port, bin, cp), 0644));
     hj.push_back({{"name", hosts[i].name}, {"role", hosts[i].role}, {"pid", 0},
                   {"config", cfg}, {"address", hosts[i].addr}});
     if (o.replication) {
@@ -270,6 +312,10 @@ Status WriteLab(LabOptions o, const NetnsPlan* plan, json* lab) {
           {"bin_dir", bin}, {"heartbeat_interval_ms", o.heartbeat_interval_ms},
           {"heartbeat_timeout_ms", o.heartbeat_timeout_ms}};
   if (plan) (*lab)["netns"] = NetnsJson(*plan);
+  if (collector) {
+    (*lab)["ports"] = {{"syslog_udp", cp.syslog_udp}, {"syslog_tcp", cp.syslog_tcp},
+                       {"relp", cp.relp}, {"netflow", cp.netflow}};
+  }
   return os::WriteFileAtomic(o.dir + "/lab.json", lab->dump(2) + "\n", 0644);
 }
 

@@ -32,6 +32,10 @@ struct LabOptions {
   // host's JSON gets "store_dir", "repl_port" and "volume_socket".
   bool replication = false;
   int64_t sync_rate_mb = 100;
+  // With replication: the collector ([collector], docs/COLLECTOR.md) on the
+  // VIP, on high ports; the JSON gets "ports": {"syslog_udp", "syslog_tcp",
+  // "relp", "netflow"}.
+  bool collector = true;
 };
 
 // Writes configs and key, starts both daemons in the background, waits until

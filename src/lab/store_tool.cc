@@ -43,7 +43,60 @@ Status SendAll(int fd, const std::string& s) {
   return Status::Ok();
 }
 
+// Sends one request and waits for its reply line.
+Status Exchange(int fd, const json& header, std::string_view data, std::string* in) {
+  TANDEM_RETURN_IF_ERROR(SendAll(fd, header.dump() + "\n" + std::string(data)));
+  size_t nl;
+  while ((nl = in->find('\n')) == std::string::npos) {
+    char buf[4096];
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status::Error("volume socket closed by tandemd");
+    in->append(buf, static_cast<size_t>(n));
+  }
+  json r = json::parse(in->substr(0, nl), nullptr, false);
+  in->erase(0, nl + 1);
+  if (r.is_discarded()) return Status::Error("volume socket: bad reply");
+  if (!r.value("ok", false)) {
+    return Status::Error(header.value("op", "") + " " + header.value("path", "") +
+                         " refused: " + r.value("error", "?"));
+  }
+  return Status::Ok();
+}
+
+Result<int> ConnectVolume(const std::string& config_path) {
+  auto cfg = config::Load(config_path, /*read_key=*/false);
+  if (!cfg.ok()) return cfg.status();
+  if (!cfg->replication) return Status::Error(config_path + ": no [replication]: this host has no volume");
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::Error("socket failed");
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, cfg->volume_socket.c_str(), sizeof a.sun_path - 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
+    std::string e = std::strerror(errno);
+    ::close(fd);
+    return Status::Error("cannot connect to " + cfg->volume_socket + ": " + e + " (is tandemd running?)");
+  }
+  return fd;
+}
+
 }  // namespace
+
+Status StorePut(const std::string& config, const std::string& path, const std::string& data) {
+  auto fd = ConnectVolume(config);
+  if (!fd.ok()) return fd.status();
+  std::string in;
+  uint64_t id = 0;
+  Status st = Exchange(*fd, json{{"id", ++id}, {"op", "create"}, {"path", path}}, "", &in);
+  for (size_t off = 0; st.ok() && off < data.size(); off += kPutChunkBytes) {
+    size_t n = std::min(kPutChunkBytes, data.size() - off);
+    st = Exchange(*fd, json{{"id", ++id}, {"op", "append"}, {"path", path}, {"length", n}},
+                  std::string_view(data).substr(off, n), &in);
+  }
+  ::close(*fd);
+  return st;
+}
 
 Result<json> StoreFill(const FillOptions& o) {
   auto cfg = config::Load(o.config, /*read_key=*/false);

@@ -30,6 +30,15 @@ struct FillOptions {
 // "paths":[...]}; an error if any write is refused.
 Result<nlohmann::json> StoreFill(const FillOptions& o);
 
+// Writes one whole file (`path` relative to the store, e.g. a segment's
+// "events/...seg") through the volume socket of the running host whose
+// tandemd.toml is `config`: a create, then appends of at most
+// kPutChunkBytes, each waited for (acknowledged as the replication protocol
+// defines). Error: no [replication], the socket, or a refused write (the
+// daemon's reason; e.g. the file exists or the host is not active).
+inline constexpr size_t kPutChunkBytes = 1 << 20;
+Status StorePut(const std::string& config, const std::string& path, const std::string& data);
+
 // The byte at `offset` of file `index` for `seed` (tests recompute it).
 uint8_t FillByte(uint64_t seed, int index, uint64_t offset);
 
