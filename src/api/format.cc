@@ -45,6 +45,25 @@ std::string CStateLine(const json& st) {
       Str(r, "incarnation"));
 }
 
+// "Collector: running, 1234 records stored, capacity ok (19.9% used)", or
+// why it is not collecting. Empty without a [collector].
+std::string CollectorLine(const json& c) {
+  if (!c.is_object()) return "";
+  if (!c.value("running", false)) {
+    std::string err = c.value("last_error", "");
+    return "Collector: not running" + (err.empty() ? std::string(" (standby)") : ": " + err) + "\n";
+  }
+  const json& store = c.value("store", json::object());
+  const json& cap = c.value("capacity", json::object());
+  std::string out = fmt::format(
+      "Collector: running, {} records stored, queue {} KiB, capacity {} ({:.1f}% used)\n",
+      store.value("records_written", uint64_t{0}), c.value("queue", json::object()).value("bytes", uint64_t{0}) / 1024,
+      Str(cap, "state"), cap.value("used_percent", 0.0));
+  std::string why = cap.value("reason", "");
+  if (!why.empty()) out += "  " + why + "\n";
+  return out;
+}
+
 // In the spirit of `drbdadm status`: "store role:Primary disk:UpToDate",
 // then the peer's connection and replication state, progress while syncing.
 std::string ReplicationLines(const json& r) {
@@ -108,6 +127,7 @@ std::string StatusTable(const json& st) {
                        Str(conn, "last"));
   }
   out += ReplicationLines(st.value("replication", json()));
+  out += CollectorLine(st.value("collector", json()));
   out += fmt::format("Reason: {}\n", Str(l, "reason"));
   out += fmt::format("Most recently active: {}\n", Str(st, "most_recent_active"));
   out += fmt::format("Possible action: {}\n", Str(st, "possible_action"));

@@ -88,6 +88,10 @@ TEST_F(CollectorTest, LabUpAdvertisesTheCollectorPorts) {
   ASSERT_TRUE(WaitFor(5000, [&] { return Collector(0).value("running", false); }))
       << Collector(0).dump();
   EXPECT_FALSE(Collector(1).value("running", true)) << "the standby must not collect";
+  auto a = RunCommand({BinDir() + "/ha", "status", "--config", Config(0)});
+  EXPECT_NE(a.output.find("Collector: running, 0 records stored"), std::string::npos) << a.output;
+  auto b = RunCommand({BinDir() + "/ha", "status", "--config", Config(1)});
+  EXPECT_NE(b.output.find("Collector: not running (standby)"), std::string::npos) << b.output;
 }
 
 TEST_F(CollectorTest, EventsOverUdpAndTcpAreStoredOnBothHostsAndSurviveAFailover) {
