@@ -10,6 +10,9 @@ PACKAGES=(
   util-linux iproute2 procps
   # real clients for the collector's tests: rsyslog's omrelp, softflowd
   rsyslog rsyslog-relp softflowd
+  # nfdump (nfcapd + nfdump): the independent NetFlow decoder of the
+  # collection-client tests; the libraries syslog-ng's loggen needs (below)
+  nfdump libglib2.0-0 libivykis0 libjson-c5 libnet1 libpcre3 libwrap0 libcap2
   # libFuzzer (scripts/fuzz.sh)
   clang-14 libclang-rt-14-dev
 )
@@ -22,4 +25,20 @@ if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# syslog-ng's `loggen` (the load generator of the collection-client tests).
+# syslog-ng-core conflicts with rsyslog as a Debian package, so it is not
+# installed: its .deb is unpacked (dpkg -x) into LOGGEN_ROOT instead. The
+# tests find loggen there (or at $TANDEM_LOGGEN_ROOT) and run it with
+# LD_LIBRARY_PATH=<root>/usr/lib/syslog-ng and SYSLOGNG_PREFIX=<root>/usr.
+LOGGEN_ROOT=/opt/tandem-tools/syslog-ng
+if [ ! -x "$LOGGEN_ROOT/usr/bin/loggen" ]; then
+  echo "install-deps: unpacking syslog-ng-core into $LOGGEN_ROOT (for loggen)" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && chmod 755 . && apt-get download syslog-ng-core)
+  $SUDO mkdir -p "$LOGGEN_ROOT"
+  $SUDO dpkg -x "$tmp"/syslog-ng-core_*.deb "$LOGGEN_ROOT"
 fi

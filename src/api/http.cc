@@ -1,15 +1,7 @@
 #include "api/http.h"
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wold-style-cast"
-#pragma GCC diagnostic ignored "-Wshadow"
-#pragma GCC diagnostic ignored "-Wpedantic"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wcast-align"
-#pragma GCC diagnostic ignored "-Woverloaded-virtual"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#include <httplib.h>
-#pragma GCC diagnostic pop
+#include "api/bounded_pool.h"
+#include "api/httplib.h"
 
 #include <condition_variable>
 #include <deque>
@@ -24,58 +16,6 @@ using nlohmann::json;
 namespace {
 
 constexpr int kStartWaitPolls = 5000;  // 1 ms each
-
-// cpp-httplib's own pool has an unbounded queue: this one blocks the
-// accepting thread when kHttpQueueMax connections wait (back-pressure).
-class BoundedPool : public httplib::TaskQueue {
- public:
-  BoundedPool(size_t threads, size_t queue_max) : queue_max_(queue_max) {
-    for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
-  }
-  ~BoundedPool() override { shutdown(); }
-
-  void enqueue(std::function<void()> fn) override {
-    std::unique_lock<std::mutex> l(mu_);
-    space_.wait(l, [this] { return jobs_.size() < queue_max_ || stop_; });
-    jobs_.push_back(std::move(fn));  // after stop_ too: the task closes its socket
-    ready_.notify_one();
-  }
-
-  void shutdown() override {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      if (stop_ && threads_.empty()) return;
-      stop_ = true;
-    }
-    ready_.notify_all();
-    space_.notify_all();
-    for (auto& t : threads_) t.join();
-    threads_.clear();
-  }
-
- private:
-  void Work() {
-    for (;;) {
-      std::function<void()> fn;
-      {
-        std::unique_lock<std::mutex> l(mu_);
-        ready_.wait(l, [this] { return !jobs_.empty() || stop_; });
-        if (jobs_.empty()) return;  // stopping and drained
-        fn = std::move(jobs_.front());
-        jobs_.pop_front();
-      }
-      space_.notify_one();
-      fn();
-    }
-  }
-
-  const size_t queue_max_;
-  std::mutex mu_;
-  std::condition_variable ready_, space_;
-  std::deque<std::function<void()>> jobs_;  // GUARDED_BY(mu_)
-  bool stop_ = false;                       // GUARDED_BY(mu_)
-  std::vector<std::thread> threads_;
-};
 
 void Send(httplib::Response& res, const HttpResponse& r) {
   res.status = r.status;

@@ -344,7 +344,7 @@ Result<const toml::table*> GetTable(const Context& ctx, const toml::table& root,
 Status CheckTopLevel(const Context& ctx, const toml::table& root) {
   static constexpr std::string_view kKnown[] = {"cluster", "host", "heartbeat", "connectivity",
                                                 "service", "notify", "log",  "api", "vip",
-                                                "replication", "collector"};
+                                                "replication", "collector", "console"};
   for (const auto& [key, value] : root) {
     bool found = false;
     for (std::string_view k : kKnown) found = found || key.str() == k;
@@ -743,6 +743,44 @@ Status ParseCollector(const Section& s, Config* c) {
   return s.GetPath("status_file", /*required=*/false, &k.status_file);
 }
 
+// [console]: present (and not enabled = false) = this host runs the
+// console role. REQUIRES: host parsed.
+Status ParseConsole(const Section& s, Config* c) {
+  TANDEM_RETURN_IF_ERROR(
+      s.CheckKnown({"enabled", "listen", "state_dir", "session_ttl_s", "tls_cert", "tls_key"}));
+  if (!s.present()) return Status::Ok();
+  ConsoleConfig& k = c->console;
+  k.enabled = true;
+  if (const toml::node* node = s.Get("enabled")) {
+    const auto* b = node->as_boolean();
+    if (b == nullptr) {
+      return s.Error("enabled", "expected a boolean, got " + std::string(TypeName(*node)));
+    }
+    k.enabled = b->get();
+  }
+  TANDEM_RETURN_IF_ERROR(s.GetEndpoint("listen", /*required=*/true, &k.listen));
+  k.state_dir = (fs::path(c->state_dir) / "console").string();
+  TANDEM_RETURN_IF_ERROR(s.GetPath("state_dir", /*required=*/false, &k.state_dir));
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("session_ttl_s", 1, 2592000, &k.session_ttl_s));
+  TANDEM_RETURN_IF_ERROR(s.GetPath("tls_cert", /*required=*/false, &k.tls_cert));
+  TANDEM_RETURN_IF_ERROR(s.GetPath("tls_key", /*required=*/false, &k.tls_key));
+  if (k.tls_cert.empty() != k.tls_key.empty()) {
+    const char* missing = k.tls_cert.empty() ? "tls_cert" : "tls_key";
+    return s.Error(missing, std::string("required when ") +
+                                (k.tls_cert.empty() ? "tls_key" : "tls_cert") +
+                                " is set (give both, or neither for a generated certificate)");
+  }
+  if (c->replication && !c->store_dir.empty()) {
+    const std::string& a = k.state_dir;
+    const std::string& b = c->store_dir;
+    if (a == b || (a.size() > b.size() && a.compare(0, b.size(), b) == 0 && a[b.size()] == '/')) {
+      return s.Error("state_dir", "must be outside replication.store_dir (the console's "
+                                  "database is not replicated), got " + Quote(a));
+    }
+  }
+  return Status::Ok();
+}
+
 class Fd {
  public:
   explicit Fd(int fd) : fd_(fd) {}
@@ -843,6 +881,7 @@ Status ParseSections(const Context& ctx, const toml::table& root, Config* c) {
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "vip", ParseVip, c));
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "replication", ParseReplication, c));
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "collector", ParseCollector, c));
+  TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "console", ParseConsole, c));
   if (!ctx.read_key) return Status::Ok();
   TANDEM_RETURN_IF_ERROR(ReadKeyFile(ctx, c));
   return c->api_token_file.empty() ? Status::Ok() : ReadTokenFile(ctx, c);

@@ -55,6 +55,17 @@ struct CollectorConfig {
   std::string status_file;             // default <run_dir>/collector.json
 };
 
+// [console]: the console role (docs/CONSOLE.md): the deployment database
+// and the /api/v1 HTTPS API. Independent of the HA role.
+struct ConsoleConfig {
+  bool enabled = false;           // console.enabled; default true when the section is present
+  Endpoint listen;                // console.listen (required with the section)
+  std::string state_dir;          // console.state_dir (absolute); default <host.state_dir>/console
+  int64_t session_ttl_s = 3600;   // console.session_ttl_s: 1 .. 2592000 (30 days)
+  std::string tls_cert;           // console.tls_cert / tls_key (absolute): both or neither;
+  std::string tls_key;            // neither: a self-signed pair in <state_dir>/tls
+};
+
 struct Config {
   std::string path;  // the file this was loaded from (absolute)
 
@@ -130,6 +141,8 @@ struct Config {
   std::string api_token;             // its contents; never logged
 
   CollectorConfig collector;
+
+  ConsoleConfig console;
 };
 
 // Parses and validates `path`. Relative paths inside the file are resolved

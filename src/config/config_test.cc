@@ -1102,5 +1102,77 @@ TEST_F(CollectorConfigTest, HttpApiNeedsAPrivateTokenFile) {
   EXPECT_EQ(r->api_token, "0123456789abcdef0123456789abcdef");
 }
 
+TEST_F(ConfigTest, ConsoleAbsentMeansNoConsole) {
+  Result<Config> r = ParseDoc(Minimal());
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_FALSE(r->console.enabled);
+}
+
+TEST_F(ConfigTest, ConsoleDefaults) {
+  Doc d = Minimal();
+  d["console"] = {{"listen", Str("127.0.0.1:8443")}};
+  Result<Config> r = ParseDoc(d);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const ConsoleConfig& k = r->console;
+  EXPECT_TRUE(k.enabled);
+  EXPECT_EQ(k.listen.ToString(), "127.0.0.1:8443");
+  EXPECT_EQ(k.state_dir, "/var/lib/tandem/console");
+  EXPECT_EQ(k.session_ttl_s, 3600);
+  EXPECT_EQ(k.tls_cert, "");
+  EXPECT_EQ(k.tls_key, "");
+}
+
+TEST_F(ConfigTest, ConsoleEveryKeyIsRead) {
+  Doc d = Minimal();
+  d["console"] = {{"enabled", "false"},          {"listen", Str("0.0.0.0:9443")},
+                  {"state_dir", Str("console")}, {"session_ttl_s", "60"},
+                  {"tls_cert", Str("c.pem")},    {"tls_key", Str("/etc/tandem/k.pem")}};
+  Result<Config> r = ParseDoc(d);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const ConsoleConfig& k = r->console;
+  EXPECT_FALSE(k.enabled);
+  EXPECT_EQ(k.listen.ToString(), "0.0.0.0:9443");
+  EXPECT_EQ(k.state_dir, dir_ + "/console");
+  EXPECT_EQ(k.session_ttl_s, 60);
+  EXPECT_EQ(k.tls_cert, dir_ + "/c.pem");
+  EXPECT_EQ(k.tls_key, "/etc/tandem/k.pem");
+}
+
+TEST_F(ConfigTest, ConsoleBadValuesNameTheKey) {
+  struct Case {
+    const char* key;
+    std::string value;
+    const char* what;
+  } cases[] = {
+      {"listen", Str("localhost:8443"), "a.b.c.d:port"},
+      {"listen", "8443", "expected a string"},
+      {"enabled", Str("yes"), "expected a boolean"},
+      {"session_ttl_s", "0", "between 1 and 2592000"},
+      {"session_ttl_s", "2592001", "between 1 and 2592000"},
+      {"state_dir", Str(""), "must not be empty"},
+      {"tls_cert", Str("c.pem"), ""},
+      {"bogus", "1", "unknown key"},
+  };
+  for (const Case& c : cases) {
+    Doc d = Minimal();
+    d["console"] = {{"listen", Str("127.0.0.1:8443")}};
+    d["console"][c.key] = c.value;
+    // tls_cert alone: the error names the missing tls_key.
+    ExpectError(d, std::string("console.") + (std::string(c.key) == "tls_cert" ? "tls_key" : c.key),
+                c.what);
+  }
+  Doc d = Minimal();
+  d["console"] = {{"tls_key", Str("k.pem")}};
+  ExpectError(d, "console.listen", "required key is missing");
+  d["console"]["listen"] = Str("127.0.0.1:8443");
+  ExpectError(d, "console.tls_cert", "required when tls_key is set");
+  Doc inside = Minimal();
+  inside["replication"] = {{"store_dir", Str(dir_ + "/store")},
+                           {"listen", Str("127.0.0.1:7789")},
+                           {"peer", Str("127.0.0.2:7789")}};
+  inside["console"] = {{"listen", Str("127.0.0.1:8443")}, {"state_dir", Str(dir_ + "/store/console")}};
+  ExpectError(inside, "console.state_dir", "outside replication.store_dir");
+}
+
 }  // namespace
 }  // namespace tandem::config

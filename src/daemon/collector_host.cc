@@ -123,6 +123,11 @@ void CollectorHost::Stop() {
   if (c) c->Stop();
 }
 
+bool CollectorHost::Running() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return collector_ != nullptr;
+}
+
 json CollectorHost::StatusJson() const {
   std::lock_guard<std::mutex> g(mu_);
   json j = collector_ ? collector_->StatusJson() : json::object();

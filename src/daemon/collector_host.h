@@ -60,6 +60,7 @@ class CollectorHost {
   // Stop on a helper thread, so the HA loop never waits; `done` runs on that
   // thread afterwards.
   void StopAsync(std::function<void()> done);
+  bool Running() const;
   // {"enabled", "running", "last_error", ...the collector's own status}.
   nlohmann::json StatusJson() const;
 

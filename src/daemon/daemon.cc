@@ -4,6 +4,8 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 #include "os/clock.h"
@@ -16,6 +18,9 @@ namespace {
 
 constexpr int64_t kTickMinMs = 5;
 constexpr int64_t kTickMaxMs = 100;
+// A collector that could not start (its port still held by the host that
+// just stepped down, say) is tried again this often while the host is active.
+constexpr int64_t kCollectorRetryMs = 250;
 constexpr int kNotifyRunningMax = 8;  // notify hooks running at once; more are skipped
 constexpr int kFarewellPackets = 3;   // handover heartbeats sent on a clean exit
 
@@ -156,6 +161,7 @@ Status Daemon::Start() {
       loop_, [this](const json& req) { return HandleControl(req); });
   TANDEM_RETURN_IF_ERROR(control_->Listen(cfg_.control_socket, cfg_.admin_group));
   TANDEM_RETURN_IF_ERROR(StartSearch());
+  TANDEM_RETURN_IF_ERROR(StartConsole());
 
   for (int sig : {SIGTERM, SIGINT}) {
     TANDEM_RETURN_IF_ERROR(loop_.AddSignal(sig, [this] { Shutdown(); }));
@@ -177,6 +183,7 @@ int Daemon::Run() {
 void Daemon::OnTick() {
   if (stopping_) return;
   Feed(ha::Tick{});
+  RetryCollector();
   // Silence is noticed within one tick of the timeout: interval/20, 5..100 ms.
   int64_t tick = std::clamp(cfg_.heartbeat_interval_ms / 20, kTickMinMs, kTickMaxMs);
   loop_.AddTimer(tick, [this] { OnTick(); });
@@ -279,6 +286,7 @@ void Daemon::RunNextStep() {
   int64_t started = loop_.clock().NowMs();
   std::string name(ha::ActionName(a.type));
   if (a.type == ha::ActionType::kStopServices) {
+    collector_wanted_ = false;
     services_->StopAll([this, seq, name, started] {
       if (!collector_) return FinishStep(seq, name, started, Status::Ok());
       // The collector stops on a helper thread: it waits for its appends.
@@ -439,29 +447,48 @@ void Daemon::Notify(const std::string& detail) {
   });
 }
 
+// Collection is the appliance's job, but a collector that cannot start (a
+// port taken, say) does not fail the take-over: the store and the other
+// services still serve. Status and the log say why, and the start is
+// retried while the host stays active.
+void Daemon::StartCollector() {
+  if (!collector_) return;
+  collector_wanted_ = true;
+  Status st = collector_->Start(state_.disk.epoch);
+  if (st.ok()) {
+    log_->warn("collector: collecting on {} (generation {}){}", cfg_.collector.listen_address,
+               state_.disk.epoch,
+               collector_failures_ > 0
+                   ? fmt::format(" after {} failed attempts", collector_failures_)
+                   : "");
+    collector_failures_ = 0;
+    return;
+  }
+  // The first failure is logged; the retries only when they succeed.
+  if (collector_failures_++ == 0) {
+    log_->error("collector: not collecting: {} (retrying every {} ms while active)",
+                st.message(), kCollectorRetryMs);
+  }
+  collector_retry_at_ms_ = loop_.clock().NowMs() + kCollectorRetryMs;
+}
+
+void Daemon::RetryCollector() {
+  if (!collector_ || !collector_wanted_ || stopping_ || !exec_steps_.empty()) return;
+  if (state_.status != ha::HostStatus::kActive) return;
+  if (loop_.clock().NowMs() < collector_retry_at_ms_ || collector_->Running()) return;
+  StartCollector();
+}
+
 // SIGTERM/SIGINT: an active host stops its services, releases the VIP and
 // hands the role to the peer before exiting, so a planned stop is a fast
 // switch-over rather than a heartbeat timeout.
-// Collection is the appliance's job, but a collector that cannot start (a
-// port taken, say) does not fail the take-over: the store and the other
-// services still serve. Status and the log say why.
-void Daemon::StartCollector() {
-  if (!collector_) return;
-  Status st = collector_->Start(state_.disk.epoch);
-  if (st.ok()) {
-    log_->warn("collector: collecting on {} (generation {})", cfg_.collector.listen_address,
-               state_.disk.epoch);
-  } else {
-    log_->error("collector: not collecting: {}", st.message());
-  }
-}
-
 void Daemon::Shutdown() {
   if (stopping_) return;
   stopping_ = true;
   log_->warn("shutting down (status {})", ha::StatusName(state_.status));
   exec_seq_ = 0;
   exec_steps_.clear();
+  collector_wanted_ = false;
   services_->StopAll([this] {
     if (!collector_) return FinishShutdown();
     collector_->StopAsync([this] { loop_.Post([this] { FinishShutdown(); }); });
@@ -486,8 +513,29 @@ void Daemon::FinishShutdown() {
   log_->warn("stopped{}", was_active ? "; handed the active role to the peer" : "");
   control_->Close();
   if (http_) http_->Stop();
+  if (console_) console_->Stop();
   if (repl_) repl_->Stop();
   loop_.Stop();
+}
+
+Status Daemon::StartConsole() {
+  if (!cfg_.console.enabled) return Status::Ok();
+  const config::ConsoleConfig& k = cfg_.console;
+  console::ConsoleOptions o;
+  o.state_dir = k.state_dir;
+  o.listen_host = k.listen.host;
+  o.listen_port = k.listen.port;
+  o.session_ttl_s = k.session_ttl_s;
+  o.tls_cert = k.tls_cert;
+  o.tls_key = k.tls_key;
+  o.host_name = cfg_.host_name;
+  o.log = [log = log_](int level, const std::string& m) {
+    static constexpr spdlog::level::level_enum kLevels[] = {spdlog::level::debug, spdlog::level::info,
+                                                             spdlog::level::warn, spdlog::level::err};
+    log->log(kLevels[std::clamp(level, 0, 3)], "{}", m);
+  };
+  console_ = std::make_unique<console::Console>(std::move(o));
+  return console_->Start();
 }
 
 }  // namespace tandem::daemon

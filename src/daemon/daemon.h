@@ -23,6 +23,7 @@
 #include "api/control.h"
 #include "api/http.h"
 #include "config/config.h"
+#include "console/console.h"
 #include "daemon/collector_host.h"
 #include "daemon/state_file.h"
 #include "ha/state_machine.h"
@@ -147,6 +148,7 @@ class Daemon {
   void StartSequence(const ha::Output& out);
   void RunNextStep();
   void StartCollector();
+  void RetryCollector();
   void FinishStep(uint64_t seq, const std::string& name, int64_t started, const Status& st);
   Status RunSyncStep(ha::ActionType t);
   Status StartReplication();
@@ -162,6 +164,9 @@ class Daemon {
   // search.cc: the "search" control command (asynchronous) and the HTTP API.
   void HandleSearch(const nlohmann::json& req, api::Reply reply);
   Status StartSearch();
+  // The console role ([console], docs/CONSOLE.md): independent of HA, in
+  // threads of its own.
+  Status StartConsole();
   api::HttpResponse HandleHttp(const api::HttpRequest& req);
   nlohmann::json StatusJson() const;
   nlohmann::json LocalJson() const;
@@ -185,6 +190,11 @@ class Daemon {
   std::unique_ptr<api::ControlServer> control_;
   std::unique_ptr<repl::Service> repl_;  // null: /store not replicated
   std::unique_ptr<CollectorHost> collector_;  // null: no [collector]
+  // The collector should run (set by start-services, cleared when services
+  // stop); a failed start is retried every kCollectorRetryMs meanwhile.
+  bool collector_wanted_ = false;
+  int64_t collector_retry_at_ms_ = 0;
+  int collector_failures_ = 0;
   ha::DiskState last_disk_;
 
   // The sequence in flight.
@@ -203,6 +213,7 @@ class Daemon {
   // Last: destroyed first (their threads use loop_ and search_).
   std::unique_ptr<SearchWorker> search_;
   std::unique_ptr<api::HttpServer> http_;
+  std::unique_ptr<console::Console> console_;  // null: no [console]
 };
 
 }  // namespace tandem::daemon

@@ -212,6 +212,9 @@ int main(int argc, char** argv) {
                "network namespaces (198.18.0.0/24) instead of loopback: real interfaces, the VIP as "
                "an interface alias with gratuitous ARP, a client and two managed hosts");
   up->add_flag("--crossover", lo.crossover, "with --netns: a crossover link as a second path");
+  up->add_flag("--console", lo.console,
+               "also run the console (docs/CONSOLE.md) on the primary; the JSON gets "
+               "\"api\": {\"url\", \"user\", \"password_file\", \"tls_cert\"}");
   bool no_witnesses = false;
   up->add_flag("--no-witnesses", no_witnesses,
                "with --netns: managed hosts run no witness (no indirect heartbeat)");
@@ -263,6 +266,16 @@ int main(int argc, char** argv) {
   bench_repl->add_option("--store-mb", ro.store_mb, "MB in the store for the syncs (a multiple of 8)")
       ->check(CLI::Range(int64_t{8}, int64_t{1} << 20))->capture_default_str();
   bench_repl->add_flag("--quick", ro.quick, "1 s per write run instead of 3 s");
+  tandem::lab::IngestBenchOptions io;
+  auto* bench_ingest = bench->add_subcommand(
+      "ingest", "syslog ingest (UDP, TCP, RELP) vs rsyslog, search latency, bytes per event, memory");
+  bench_ingest->add_option("--dir", io.dir, "lab directory (default: a new one under /tmp)");
+  bench_ingest->add_option("--events", io.events, "events per TCP / RELP run")
+      ->check(CLI::Range(uint64_t{1000}, uint64_t{1} << 32))->capture_default_str();
+  bench_ingest->add_option("--search-events", io.search_events, "events stored for the search latency")
+      ->check(CLI::Range(uint64_t{100000}, uint64_t{1} << 32))->capture_default_str();
+  bench_ingest->add_flag("--quick", io.quick,
+                         "one repetition, 200,000 events per run, 1,000,000 for the search (unless given)");
   SearchArgs sa;
   auto* search = app.add_subcommand("search", "search a host's stored events or flows");
   search->require_subcommand(1);
@@ -314,6 +327,22 @@ int main(int argc, char** argv) {
     }
     ro.dir = Absolute(ro.dir);
     auto r = tandem::lab::BenchRepl(ro);
+    if (!r.ok()) return Fail(r.status().message());
+    std::cout << r->dump(2) << "\n";
+    return 0;
+  }
+  if (*bench_ingest) {
+    if (io.dir.empty()) {
+      char tmpl[] = "/tmp/tandem-bench-ingest-XXXXXX";
+      if (!mkdtemp(tmpl)) return Fail("mkdtemp failed");
+      io.dir = tmpl;
+    }
+    io.dir = Absolute(io.dir);
+    if (io.quick) {
+      if (bench_ingest->count("--events") == 0) io.events = 200000;
+      if (bench_ingest->count("--search-events") == 0) io.search_events = 1000000;
+    }
+    auto r = tandem::lab::BenchIngest(io);
     if (!r.ok()) return Fail(r.status().message());
     std::cout << r->dump(2) << "\n";
     return 0;

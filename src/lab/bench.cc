@@ -26,7 +26,6 @@
 namespace tandem::lab {
 
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -56,29 +55,6 @@ std::string Probe(const std::string& addr, int port) {
   return name;
 }
 
-Result<json> HostStatus(const json& host) {
-  std::string dir = std::filesystem::path(host["config"].get<std::string>()).parent_path();
-  return api::Call(dir + "/run/tandemd.sock", json{{"cmd", "status"}}, 2000);
-}
-
-// Index of the host in `status` ("ACTIVE"/"STANDBY"), or -1.
-int Find(const json& lab, const std::string& status) {
-  for (size_t i = 0; i < 2; ++i) {
-    auto st = HostStatus(lab["hosts"][i]);
-    if (st.ok() && (*st)["local"].value("status", "") == status) return static_cast<int>(i);
-  }
-  return -1;
-}
-
-bool WaitSettled(const json& lab, int64_t ms) {
-  for (int64_t t0 = NowMs(); NowMs() - t0 < ms;) {
-    int a = Find(lab, "ACTIVE"), s = Find(lab, "STANDBY");
-    if (a >= 0 && s >= 0 && a != s) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
-}
-
 // Probes every 5 ms until `want` answers; returns ms since t0, or -1.
 int64_t OutageUntil(const json& lab, const std::string& want, int64_t t0, int64_t limit_ms) {
   std::string vip = lab["vip"];
@@ -94,52 +70,8 @@ int64_t OutageUntil(const json& lab, const std::string& want, int64_t t0, int64_
   return -1;
 }
 
-int64_t PeakRssKib(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  int64_t value = 0;
-  while (in >> key) {
-    if (key == "VmHWM:") {
-      in >> value;
-      return value;
-    }
-  }
-  return 0;
-}
-
-
-json Machine() {
-  utsname u{};
-  uname(&u);
-  std::ifstream cpu("/proc/cpuinfo");
-  std::string line, model;
-  while (std::getline(cpu, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      model = line.substr(line.find(':') + 2);
-      break;
-    }
-  }
-  return json{{"cpus", std::thread::hardware_concurrency()}, {"cpu_model", model},
-              {"kernel", std::string(u.release)}};
-}
 
 }  // namespace
-
-int64_t SteadyNowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
-      .count();
-}
-
-json LatencyStats(std::vector<int64_t> v) {
-  if (v.empty()) return json{{"samples", 0}};
-  std::sort(v.begin(), v.end());
-  auto pct = [&](double p) {
-    size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-    return v[std::min(i, v.size() - 1)];
-  };
-  return json{{"samples", v.size()}, {"p50_ms", pct(0.5)}, {"p95_ms", pct(0.95)},
-              {"max_ms", v.back()}, {"min_ms", v.front()}, {"all_ms", v}};
-}
 
 Result<json> BenchFailover(const BenchOptions& o) {
   LabOptions lo;
@@ -161,11 +93,10 @@ Result<json> BenchFailover(const BenchOptions& o) {
     return Status::Error(why);
   };
   for (int trial = 0; trial < o.trials; ++trial) {
-    if (!WaitSettled(lab, settle)) return fail("cluster did not settle before trial");
     lab = *Describe(o.dir);
     // Unplanned: SIGKILL of the active daemon (its services die with it).
-    int a = Find(lab, "ACTIVE");
-    if (a < 0) return fail("no active host");
+    int a = WaitActiveStandby(lab, settle);
+    if (a < 0) return fail("cluster did not settle before trial");
     json& victim = lab["hosts"][static_cast<size_t>(a)];
     std::string other = lab["hosts"][static_cast<size_t>(1 - a)]["name"];
     peak_rss = std::max(peak_rss, PeakRssKib(victim["pid"]));
@@ -177,11 +108,11 @@ Result<json> BenchFailover(const BenchOptions& o) {
     unplanned.push_back(out);
     auto restarted = StartHost(o.dir, victim["role"]);
     if (!restarted.ok()) return fail(restarted.status().message());
-    if (!WaitSettled(lab, settle)) return fail("killed host did not rejoin as standby");
     // Planned: `ha takeover` on the standby.
     lab = *Describe(o.dir);
-    int s = Find(lab, "STANDBY");
-    if (s < 0) return fail("no standby host");
+    a = WaitActiveStandby(lab, settle);
+    if (a < 0) return fail("killed host did not rejoin as standby");
+    int s = 1 - a;
     json& taker = lab["hosts"][static_cast<size_t>(s)];
     std::string dir = std::filesystem::path(taker["config"].get<std::string>()).parent_path();
     std::this_thread::sleep_for(std::chrono::milliseconds(phase(rng)));
@@ -202,7 +133,7 @@ Result<json> BenchFailover(const BenchOptions& o) {
               {"unplanned_sigkill", LatencyStats(unplanned)},
               {"planned_takeover", LatencyStats(planned)},
               {"tandemd_peak_rss_kib", peak_rss},
-              {"machine", Machine()}};
+              {"machine", MachineJson()}};
 }
 
 }  // namespace tandem::lab

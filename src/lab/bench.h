@@ -24,6 +24,21 @@ struct BenchOptions {
 int64_t SteadyNowMs();
 nlohmann::json LatencyStats(std::vector<int64_t> samples_ms);
 
+// Peak resident set (VmHWM, KiB) of a live process; 0 if it is gone.
+int64_t PeakRssKib(int pid);
+
+// The machine a benchmark ran on: {"cpus","cpu_model","kernel","mem_mib",
+// "load_avg"} (load_avg: the 1-minute load average at the call).
+nlohmann::json MachineJson();
+
+// A lab host's own status ("ACTIVE", "STANDBY", ...) over its control socket,
+// "" if it does not answer within 2 s. `i` indexes lab["hosts"].
+std::string LabHostStatus(const nlohmann::json& lab, size_t i);
+
+// Waits up to `ms` until one lab host is ACTIVE and the other STANDBY;
+// returns the active's index in lab["hosts"], or -1 on timeout.
+int WaitActiveStandby(const nlohmann::json& lab, int64_t ms);
+
 // Unplanned (SIGKILL) and planned (takeover) outage statistics as JSON.
 Result<nlohmann::json> BenchFailover(const BenchOptions& o);
 
@@ -46,5 +61,24 @@ struct ReplBenchOptions {
   bool quick = false;      // 1 s per write run instead of 3 s
 };
 Result<nlohmann::json> BenchRepl(const ReplBenchOptions& o);
+
+}  // namespace tandem::lab
+
+namespace tandem::lab {
+
+// `tandem bench ingest` (docs/PERFORMANCE.md, "Ingest"): syslog events per
+// second over UDP, TCP and RELP into the collector of a loopback lab with
+// replication and into the primary alone (secondary stopped), next to
+// rsyslogd (imudp/imtcp/imrelp -> omfile, buffered and synced) with the same
+// sender; search latency over `search_events` stored events; bytes per
+// event; tandemd's peak RSS. Also writes DIR/bench-ingest.json.
+struct IngestBenchOptions {
+  std::string dir;      // lab directory (created)
+  std::string bin_dir;  // empty: next to this binary
+  uint64_t events = 1000000;          // per TCP / RELP run
+  uint64_t search_events = 10000000;  // stored for the search latency
+  bool quick = false;   // one repetition, shorter UDP steps
+};
+Result<nlohmann::json> BenchIngest(const IngestBenchOptions& o);
 
 }  // namespace tandem::lab

@@ -15,7 +15,6 @@
 #include <random>
 #include <thread>
 
-#include "api/control.h"
 #include "lab/bench.h"
 #include "lab/lab.h"
 #include "lab/netns.h"
@@ -91,24 +90,6 @@ int64_t OutageUntil(const std::string& want, int64_t t0, int64_t limit_ms) {
   return -1;
 }
 
-std::string HostDir(const json& lab, size_t i) {
-  std::string cfg = lab["hosts"][i]["config"];
-  return cfg.substr(0, cfg.rfind('/'));
-}
-
-std::string LocalStatus(const json& lab, size_t i) {
-  auto r = api::Call(HostDir(lab, i) + "/run/tandemd.sock", json{{"cmd", "status"}}, 2000);
-  return r.ok() ? (*r)["local"].value("status", "") : "";
-}
-
-bool TandemSettled(const json& lab, int64_t ms) {
-  for (int64_t t0 = NowMs(); NowMs() - t0 < ms; SleepMs(20)) {
-    std::string a = LocalStatus(lab, 0), b = LocalStatus(lab, 1);
-    if ((a == "ACTIVE" && b == "STANDBY") || (a == "STANDBY" && b == "ACTIVE")) return true;
-  }
-  return false;
-}
-
 // Tandem: SIGKILL of the active tandemd with its link down.
 Result<std::vector<int64_t>> TandemTrials(const BenchOptions& o, const std::string& dir,
                                           std::mt19937_64& rng) {
@@ -117,10 +98,9 @@ Result<std::vector<int64_t>> TandemTrials(const BenchOptions& o, const std::stri
   const char* roles[] = {"primary", "secondary"};
   for (int t = 0; t < o.trials; ++t) {
     json lab = *Describe(dir);
-    if (!TandemSettled(lab, 4 * o.heartbeat_timeout_ms + 10000)) {
-      return Status::Error("tandem: cluster did not settle");
-    }
-    size_t a = LocalStatus(lab, 0) == "ACTIVE" ? 0 : 1;
+    int active = WaitActiveStandby(lab, 4 * o.heartbeat_timeout_ms + 10000);
+    if (active < 0) return Status::Error("tandem: cluster did not settle");
+    size_t a = static_cast<size_t>(active);
     std::string victim_ns = lab["netns"][roles[a]];
     std::string other = lab["hosts"][1 - a]["name"];
     SleepMs(phase(rng));

@@ -108,7 +108,14 @@ std::string CollectorLines(const LabOptions& o, const CollectorPorts& p) {
   return "[collector]\nsyslog_udp_port = " + std::to_string(p.syslog_udp) +
          "\nsyslog_tcp_port = " + std::to_string(p.syslog_tcp) +
          "\nrelp_port = " + std::to_string(p.relp) +
-         "\nnetflow_port = " + std::to_string(p.netflow) + "\n\n";
+         "\nnetflow_port = " + std::to_string(p.netflow) + "\n" +
+         (o.capacity_stop_percent > 0
+              ? "capacity_stop_percent = " + std::to_string(o.capacity_stop_percent) + "\n"
+              : "") +
+         (o.capacity_resume_percent > 0
+              ? "capacity_resume_percent = " + std::to_string(o.capacity_resume_percent) + "\n"
+              : "") +
+         "\n";
 }
 
 struct HostPlan {
@@ -116,7 +123,19 @@ struct HostPlan {
   int hb_port = 0;
   std::string xo_addr;  // crossover address (netns lab with --crossover)
   int repl_port = 0;    // replication (7789 in a netns lab)
+  std::string store_dir = "store";  // [replication] store_dir (relative: to the host dir)
+  int console_port = 0; // the console's HTTPS port (primary, with --console)
 };
+
+constexpr int kNetnsConsolePort = 8443;
+
+// [console] on the primary (docs/CONSOLE.md): its state (database, first
+// admin's password, certificate) under the host's state directory.
+std::string ConsoleLines(const LabOptions& o, const HostPlan& h) {
+  if (!o.console || h.console_port == 0) return "";
+  return "[console]\nlisten = \"" + h.addr + ":" + std::to_string(h.console_port) +
+         "\"\nsession_ttl_s = " + std::to_string(o.console_session_ttl_s) + "\n\n";
+}
 
 // [replication]: each host's store_dir next to its config; the replication
 // connection uses the crossover link when there is one (R-DS-6).
@@ -124,7 +143,7 @@ std::string ReplicationLines(const LabOptions& o, const HostPlan& h, const HostP
   if (!o.replication) return "";
   const std::string& a = h.xo_addr.empty() ? h.addr : h.xo_addr;
   const std::string& b = peer.xo_addr.empty() ? peer.addr : peer.xo_addr;
-  return "[replication]\nstore_dir = \"store\"\nlisten = \"" + a + ":" + std::to_string(h.repl_port) +
+  return "[replication]\nstore_dir = " + json(h.store_dir).dump() + "\nlisten = \"" + a + ":" + std::to_string(h.repl_port) +
          "\"\npeer = \"" + b + ":" + std::to_string(peer.repl_port) + "\"\nsync_rate_mb = " +
          std::to_string(o.sync_rate_mb) +
          // Not the 500 ms heartbeat timeout of the fast profile: a sync target
@@ -180,7 +199,8 @@ std::string HostConfig(const LabOptions& o, const HostPlan& h, const HostPlan& p
          "\n\n[[service]]\nname = \"demo\"\ncommand = " + TomlList(demo) +
          "\nrestart_backoff_min_ms = 20\nrestart_backoff_max_ms = 1000\n\n"
          "[notify]\ncommand = " + TomlList({"/bin/sh", "-c", notify, "notify"}) +
-         "\n\n[log]\nlevel = \"info\"\nfile = \"tandemd.log\"\n\n" + ReplicationLines(o, h, peer) + CollectorLines(o, cp);
+         "\n\n[log]\nlevel = \"info\"\nfile = \"tandemd.log\"\n\n" + ReplicationLines(o, h, peer) + CollectorLines(o, cp) +
+         ConsoleLines(o, h);
 }
 
 Result<json> QueryStatus(const std::string& config_dir) {
@@ -284,6 +304,15 @@ Status WriteLab(LabOptions o, const NetnsPlan* plan, json* lab) {
   } else {
     TANDEM_RETURN_IF_ERROR(PlanLoopback(o, hosts, &vip, &service_port));
   }
+  if (o.console) {
+    if (plan) {
+      hosts[0].console_port = kNetnsConsolePort;
+    } else {
+      auto p = FreePort(hosts[0].addr, SOCK_STREAM);
+      if (!p.ok()) return p.status();
+      hosts[0].console_port = *p;
+    }
+  }
   CollectorPorts cp = kNetnsCollectorPorts;
   const bool collector = o.replication && o.collector;
   if (collector && !plan) {
@@ -294,6 +323,10 @@ Status WriteLab(LabOptions o, const NetnsPlan* plan, json* lab) {
   unsigned char key[32];
   if (RAND_bytes(key, sizeof key) != 1) return Status::Error("RAND_bytes failed");
   TANDEM_RETURN_IF_ERROR(os::WriteFileAtomic(o.dir + "/cluster.key", Hex(key, sizeof key) + "\n", 0600));
+  if (!o.store_dirs.empty()) {
+    if (o.store_dirs.size() != 2) return Status::Error("store_dirs: give both hosts' store directories");
+    for (int i = 0; i < 2; ++i) hosts[i].store_dir = o.store_dirs[static_cast<size_t>(i)];
+  }
   json hj = json::array();
   for (int i = 0; i < 2; ++i) {
     TANDEM_RETURN_IF_ERROR(os::MakeDirs(hosts[i].dir, 0755));
@@ -303,7 +336,7 @@ Status WriteLab(LabOptions o, const NetnsPlan* plan, json* lab) {
     hj.push_back({{"name", hosts[i].name}, {"role", hosts[i].role}, {"pid", 0},
                   {"config", cfg}, {"address", hosts[i].addr}});
     if (o.replication) {
-      hj.back()["store_dir"] = hosts[i].dir + "/store";
+      hj.back()["store_dir"] = o.store_dirs.empty() ? hosts[i].dir + "/store" : hosts[i].store_dir;
       hj.back()["repl_port"] = hosts[i].repl_port;
       hj.back()["volume_socket"] = hosts[i].dir + "/run/volume.sock";
     }
@@ -312,6 +345,13 @@ Status WriteLab(LabOptions o, const NetnsPlan* plan, json* lab) {
           {"bin_dir", bin}, {"heartbeat_interval_ms", o.heartbeat_interval_ms},
           {"heartbeat_timeout_ms", o.heartbeat_timeout_ms}};
   if (plan) (*lab)["netns"] = NetnsJson(*plan);
+  if (o.console) {
+    const std::string console_dir = hosts[0].dir + "/state/console";
+    (*lab)["api"] = {{"url", "https://" + hosts[0].addr + ":" + std::to_string(hosts[0].console_port)},
+                     {"user", "admin"},
+                     {"password_file", console_dir + "/admin.password"},
+                     {"tls_cert", console_dir + "/tls/cert.pem"}};
+  }
   if (collector) {
     (*lab)["ports"] = {{"syslog_udp", cp.syslog_udp}, {"syslog_tcp", cp.syslog_tcp},
                        {"relp", cp.relp}, {"netflow", cp.netflow}};

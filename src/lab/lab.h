@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -36,6 +37,19 @@ struct LabOptions {
   // VIP, on high ports; the JSON gets "ports": {"syslog_udp", "syslog_tcp",
   // "relp", "netflow"}.
   bool collector = true;
+  // With the collector: its capacity guard marks ([collector]
+  // capacity_stop_percent / capacity_resume_percent); 0: the defaults.
+  int64_t capacity_stop_percent = 0;
+  int64_t capacity_resume_percent = 0;
+  // With replication: each host's store directory, absolute ([0] primary,
+  // [1] secondary; e.g. a small file system a test mounted); empty:
+  // <host dir>/store.
+  std::vector<std::string> store_dirs;
+  // The console role (docs/CONSOLE.md) on the primary's tandemd: [console]
+  // in its config, listening on the primary's address; the JSON gets
+  // "api": {"url", "user", "password_file", "tls_cert"}.
+  bool console = false;
+  int64_t console_session_ttl_s = 3600;
 };
 
 // Writes configs and key, starts both daemons in the background, waits until

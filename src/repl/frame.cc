@@ -5,6 +5,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/sha.h>
 
 #include <algorithm>
 #include <climits>
@@ -18,19 +19,26 @@ namespace tandem::repl {
 namespace {
 
 constexpr std::array<uint8_t, 4> kMagic = {'T', 'N', 'R', 'P'};
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = 2;
 constexpr size_t kVersionOffset = 4;
 constexpr size_t kTypeOffset = 5;
 constexpr size_t kLengthOffset = 8;
-constexpr uint16_t kFlagsKnown = 0;  // version 1 defines no flag bits
+constexpr size_t kSeqOffset = 12;
+constexpr size_t kIvBytes = 12;     // GCM nonce: seq, then 4 zero bytes
+constexpr size_t kFrameKeyBytes = 32;  // AES-256
+constexpr uint16_t kFlagsKnown = 0;  // version 2 defines no flag bits
+// HKDF-SHA256 salt of the frame keys (docs/formats/replication.md).
+constexpr std::string_view kKdfSalt = "tandem replication frame key";
 constexpr size_t kStr16Bytes = 2;    // length prefix of a str16 / path
 constexpr size_t kBytes32Bytes = 4;  // length prefix of a bytes32
 
-// The documented header: magic, version, type, flags, length, seq, conn_id.
-static_assert(kHeaderBytes == kMagic.size() + 1 + 1 + 2 + 4 + 8 + 8);
-static_assert(kHeaderBytes == 28);
-static_assert(kVersionOffset == kMagic.size() && kLengthOffset + 4 <= kHeaderBytes);
-static_assert(kMacBytes <= EVP_MAX_MD_SIZE);
+// The documented header: magic, version, type, flags, length, seq, conn_id,
+// accept_id.
+static_assert(kHeaderBytes == kMagic.size() + 1 + 1 + 2 + 4 + 8 + 8 + 8);
+static_assert(kHeaderBytes == 36);
+static_assert(kVersionOffset == kMagic.size() && kLengthOffset + 4 == kSeqOffset);
+static_assert(kMacBytes == 16, "the full GCM tag");
+static_assert(SHA256_DIGEST_LENGTH == kFrameKeyBytes);
 
 // Largest valid payload of each type (docs/formats/replication.md, "Sizes").
 constexpr size_t kPathField = kStr16Bytes + kPathBytesMax;
@@ -50,8 +58,9 @@ static_assert(kVerifyRequestMax - kVerifyChunksMax * kHashBytes == 4111);
 static_assert(std::max({kHelloMax, kWriteDataMax, kWriteRenameMax, kSyncRequestMax, kSyncDataMax,
                         kVerifyRequestMax, kVerifyReplyMax, kErrorMax}) <= kFramePayloadBytesMax,
               "every valid frame must fit the payload limit");
-static_assert(kFramePayloadBytesMax == 1056768 && kFrameBytesMax == 1056828);
+static_assert(kFramePayloadBytesMax == 1056768 && kFrameBytesMax == 1056820);
 static_assert(kFramePayloadBytesMax <= UINT32_MAX, "length is a u32");
+static_assert(kFrameBytesMax <= INT_MAX, "a frame fits one EVP_EncryptUpdate");
 static_assert(kChunkBytes <= kDataBytesMax, "a SyncData carries a whole chunk");
 static_assert(kPathBytesMax <= UINT16_MAX && kNodeNameBytesMax <= UINT16_MAX &&
               kSoftwareVersionBytesMax <= UINT16_MAX && kErrorMessageBytesMax <= UINT16_MAX,
@@ -62,15 +71,41 @@ using util::Reader;
 using util::Writer;
 
 // HMAC-SHA256 of `data` under `key`. False only if OpenSSL fails internally.
-bool ComputeMac(std::span<const uint8_t> data, std::string_view key,
-                std::array<uint8_t, kMacBytes>* mac) {
+bool Hmac(std::span<const uint8_t> key, std::span<const uint8_t> data,
+          std::array<uint8_t, SHA256_DIGEST_LENGTH>* mac) {
   TANDEM_CHECK(key.size() <= static_cast<size_t>(INT_MAX));
-  static const uint8_t kEmpty = 0;  // HMAC() wants a non-null key pointer
+  static const uint8_t kEmpty = 0;  // HMAC() wants non-null pointers
   const void* key_ptr = key.empty() ? &kEmpty : static_cast<const void*>(key.data());
+  const uint8_t* data_ptr = data.empty() ? &kEmpty : data.data();
   unsigned int len = 0;
-  const uint8_t* got = HMAC(EVP_sha256(), key_ptr, static_cast<int>(key.size()), data.data(),
+  const uint8_t* got = HMAC(EVP_sha256(), key_ptr, static_cast<int>(key.size()), data_ptr,
                             data.size(), mac->data(), &len);
-  return got != nullptr && len == kMacBytes;
+  return got != nullptr && len == SHA256_DIGEST_LENGTH;
+}
+
+std::span<const uint8_t> AsBytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// HKDF-SHA256 (RFC 5869) with one block of output: the frame key of one
+// connection and direction. info = "TNRP", version, direction, conn_id,
+// accept_id (u64 little-endian).
+std::array<uint8_t, kFrameKeyBytes> DeriveFrameKey(std::string_view cluster_key, Direction from,
+                                                   uint64_t conn_id, uint64_t accept_id) {
+  std::array<uint8_t, SHA256_DIGEST_LENGTH> prk;
+  TANDEM_CHECK(Hmac(AsBytes(kKdfSalt), AsBytes(cluster_key), &prk));  // extract
+  std::vector<uint8_t> info;
+  Writer w(&info);
+  w.Raw(kMagic);
+  w.U8(kVersion);
+  w.Enum(from);
+  w.Uint(conn_id);
+  w.Uint(accept_id);
+  w.U8(1);  // T(1) = HMAC(PRK, info || 0x01)
+  std::array<uint8_t, kFrameKeyBytes> okm;
+  TANDEM_CHECK(Hmac(prk, info, &okm));  // expand
+  OPENSSL_cleanse(prk.data(), prk.size());
+  return okm;
 }
 
 uint32_t PayloadLength(std::span<const uint8_t> header) {
@@ -408,7 +443,7 @@ std::string_view ParseFrame(std::span<const uint8_t> frame, Frame* out) {
   Frame f;
   uint32_t length = 0;
   if (!header.Enum(&f.type) || !header.Uint(&f.flags) || !header.Uint(&length) ||
-      !header.Uint(&f.seq) || !header.Uint(&f.conn_id)) {
+      !header.Uint(&f.seq) || !header.Uint(&f.conn_id) || !header.Uint(&f.accept_id)) {
     return "header";  // unreachable: the header is complete
   }
   if (!KnownType(f.type)) return "type";
@@ -470,14 +505,47 @@ Status Validate(const Frame& f) {
   return bad.empty() ? Status::Ok() : Status::Error(Malformed(bad));
 }
 
-std::vector<uint8_t> EncodeFrame(const Frame& f, std::string_view key) {
-  TANDEM_CHECK(Validate(f).ok());
-  return internal::EncodeFrameUnchecked(f, key);
+Status ValidateIds(const Frame& f, Direction from) {
+  const bool want_zero = from == Direction::kFromConnecting && f.seq == 1;
+  if ((f.accept_id == 0) != want_zero) return Status::Error(Malformed("accept_id"));
+  return Status::Ok();
 }
 
-namespace internal {
+// ---- FrameKey.
 
-std::vector<uint8_t> EncodeFrameUnchecked(const Frame& f, std::string_view key) {
+FrameKey::FrameKey(std::string_view cluster_key, Direction from, uint64_t conn_id,
+                   uint64_t accept_id)
+    : conn_id_(conn_id), accept_id_(accept_id), ctx_(EVP_CIPHER_CTX_new()) {
+  TANDEM_CHECK(ctx_ != nullptr);
+  std::array<uint8_t, kFrameKeyBytes> key = DeriveFrameKey(cluster_key, from, conn_id, accept_id);
+  auto* ctx = static_cast<EVP_CIPHER_CTX*>(ctx_);
+  const int ok = EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data(), nullptr);
+  OPENSSL_cleanse(key.data(), key.size());
+  TANDEM_CHECK(ok == 1);
+  TANDEM_CHECK(EVP_CIPHER_CTX_get_iv_length(ctx) == static_cast<int>(kIvBytes));
+}
+
+FrameKey::~FrameKey() { EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(ctx_)); }
+
+bool FrameKey::Tag(uint64_t seq, std::span<const uint8_t> frame,
+                   std::array<uint8_t, kMacBytes>* tag) {
+  auto* ctx = static_cast<EVP_CIPHER_CTX*>(ctx_);
+  std::array<uint8_t, kIvBytes> iv{};
+  for (size_t i = 0; i < 8; ++i) iv[i] = static_cast<uint8_t>(seq >> (8 * i));
+  if (frame.size() > static_cast<size_t>(INT_MAX)) return false;
+  int n = 0;
+  uint8_t none[16];  // GCM's final step writes no bytes
+  return EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, iv.data()) == 1 &&
+         EVP_EncryptUpdate(ctx, nullptr, &n, frame.data(), static_cast<int>(frame.size())) == 1 &&
+         EVP_EncryptFinal_ex(ctx, none, &n) == 1 && n == 0 &&
+         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, static_cast<int>(kMacBytes),
+                             tag->data()) == 1;
+}
+
+namespace {
+
+// Header and payload of `f`, without the tag.
+std::vector<uint8_t> Serialize(const Frame& f) {
   std::vector<uint8_t> out;
   Writer w(&out);
   w.Raw(kMagic);
@@ -487,22 +555,64 @@ std::vector<uint8_t> EncodeFrameUnchecked(const Frame& f, std::string_view key) 
   w.Uint(uint32_t{0});  // length, patched below
   w.Uint(f.seq);
   w.Uint(f.conn_id);
+  w.Uint(f.accept_id);
   TANDEM_CHECK(out.size() == kHeaderBytes);
   std::visit([&w](const auto& b) { Put(b, &w); }, f.body);
   const size_t length = out.size() - kHeaderBytes;
   TANDEM_CHECK(length <= UINT32_MAX);
   for (size_t i = 0; i < 4; ++i) out[kLengthOffset + i] = static_cast<uint8_t>(length >> (8 * i));
-  std::array<uint8_t, kMacBytes> mac;
-  TANDEM_CHECK(ComputeMac(out, key, &mac));
-  w.Raw(mac);
   return out;
+}
+
+void AppendTag(std::vector<uint8_t>* out, uint64_t seq, FrameKey* key) {
+  std::array<uint8_t, kMacBytes> tag;
+  TANDEM_CHECK(key->Tag(seq, *out, &tag));
+  out->insert(out->end(), tag.begin(), tag.end());
+}
+
+}  // namespace
+
+std::vector<uint8_t> EncodeFrame(const Frame& f, std::string_view key, Direction from) {
+  TANDEM_CHECK(Validate(f).ok() && ValidateIds(f, from).ok());
+  return internal::EncodeFrameUnchecked(f, key, from);
+}
+
+std::vector<uint8_t> FrameEncoder::Encode(const Frame& f) {
+  TANDEM_CHECK(Validate(f).ok() && ValidateIds(f, from_).ok());
+  if (!frame_key_ || !frame_key_->Matches(f.conn_id, f.accept_id)) {
+    frame_key_ = std::make_unique<FrameKey>(key_, from_, f.conn_id, f.accept_id);
+  }
+  std::vector<uint8_t> out = Serialize(f);
+  AppendTag(&out, f.seq, frame_key_.get());
+  return out;
+}
+
+namespace internal {
+
+std::vector<uint8_t> EncodeFrameUnchecked(const Frame& f, std::string_view key, Direction from) {
+  FrameKey frame_key(key, from, f.conn_id, f.accept_id);
+  std::vector<uint8_t> out = Serialize(f);
+  AppendTag(&out, f.seq, &frame_key);
+  return out;
+}
+
+void Resign(std::vector<uint8_t>* frame, std::string_view key, Direction from) {
+  TANDEM_CHECK(frame->size() >= kHeaderBytes + kMacBytes);
+  Reader ids(std::span<const uint8_t>(*frame).subspan(kSeqOffset, 24));
+  uint64_t seq = 0, conn_id = 0, accept_id = 0;
+  TANDEM_CHECK(ids.Uint(&seq) && ids.Uint(&conn_id) && ids.Uint(&accept_id));
+  FrameKey frame_key(key, from, conn_id, accept_id);
+  std::array<uint8_t, kMacBytes> tag;
+  const size_t body = frame->size() - kMacBytes;
+  TANDEM_CHECK(frame_key.Tag(seq, std::span<const uint8_t>(*frame).first(body), &tag));
+  std::copy(tag.begin(), tag.end(), frame->begin() + static_cast<std::ptrdiff_t>(body));
 }
 
 }  // namespace internal
 
 // ---- FrameDecoder.
 
-FrameDecoder::FrameDecoder(std::string key) : key_(std::move(key)) {}
+FrameDecoder::FrameDecoder(std::string key, Direction from) : key_(std::move(key)), from_(from) {}
 
 FrameDecoder::Result FrameDecoder::Fail(std::string reason) {
   error_ = std::move(reason);
@@ -534,16 +644,28 @@ bool FrameDecoder::CheckHeader() {
 }
 
 FrameDecoder::Result FrameDecoder::Authenticate(std::span<const uint8_t> frame) {
+  Reader ids(frame.subspan(kSeqOffset, 24));
+  uint64_t seq = 0, conn_id = 0, accept_id = 0;
+  TANDEM_CHECK(ids.Uint(&seq) && ids.Uint(&conn_id) && ids.Uint(&accept_id));
+  // The key follows from the ids in the header: altered ids give another
+  // key, and so a wrong tag.
+  if (!frame_key_ || !frame_key_->Matches(conn_id, accept_id)) {
+    frame_key_ = std::make_unique<FrameKey>(key_, from_, conn_id, accept_id);
+  }
   std::span<const uint8_t> body = frame.first(frame.size() - kMacBytes);
   std::array<uint8_t, kMacBytes> want;
-  if (!ComputeMac(body, key_, &want) ||
+  if (!frame_key_->Tag(seq, body, &want) ||
       CRYPTO_memcmp(want.data(), frame.last(kMacBytes).data(), kMacBytes) != 0) {
     return Fail("bad_mac");
   }
-  Reader ids(frame.subspan(kLengthOffset + 4, 16));
-  uint64_t seq = 0, conn_id = 0;
-  TANDEM_CHECK(ids.Uint(&seq) && ids.Uint(&conn_id));
   if (conn_id == 0 || (conn_id_ != 0 && conn_id != conn_id_)) return Fail("wrong_connection");
+  // accept_id: 0 exactly in the connecting side's first frame, then the
+  // accepting side's id in every frame of both directions.
+  const bool want_zero = from_ == Direction::kFromConnecting && next_seq_ == 1;
+  const bool other_accept_id = accept_id_ != 0 && accept_id != 0 && accept_id != accept_id_;
+  if ((accept_id == 0) != want_zero || other_accept_id) {
+    return Fail("wrong_connection");
+  }
   if (seq != next_seq_) return Fail("bad_sequence");
   return kFrame;
 }
@@ -563,6 +685,7 @@ FrameDecoder::Result FrameDecoder::Next(Frame* out) {
   std::string_view bad = ParseFrame(frame, &f);
   if (!bad.empty()) return Fail(Malformed(bad));
   conn_id_ = f.conn_id;
+  if (f.accept_id != 0) accept_id_ = f.accept_id;
   ++next_seq_;
   start_ += total;
   header_ok_ = false;

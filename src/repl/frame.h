@@ -1,12 +1,14 @@
 // Replication frame codec: format in docs/formats/replication.md.
 // Frames travel on the replication TCP connection; each is authenticated with
-// HMAC-SHA256 over header and payload under the cluster key. Pure: no I/O.
-// Safe on any input bytes.
+// GMAC (AES-256-GCM, the frame as associated data) under a key derived from
+// the cluster key for its connection and direction. Pure: no I/O. Safe on any
+// input bytes.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -17,8 +19,8 @@
 
 namespace tandem::repl {
 
-inline constexpr size_t kHeaderBytes = 28;  // magic .. conn_id
-inline constexpr size_t kMacBytes = 32;     // HMAC-SHA256
+inline constexpr size_t kHeaderBytes = 36;  // magic .. accept_id
+inline constexpr size_t kMacBytes = 16;     // GCM tag
 inline constexpr size_t kDataBytesMax = 1024 * 1024;  // Write and SyncData data
 inline constexpr uint64_t kChunkBytes = 64 * 1024;  // unit of chunk indices (resync granularity)
 inline constexpr uint64_t kChunkIndexMax = UINT64_MAX / kChunkBytes;  // start fits u64
@@ -154,11 +156,19 @@ struct Error {
 using FrameBody = std::variant<Hello, Write, Ack, SyncRequest, SyncData, SyncDone, VerifyRequest,
                                VerifyReply, Ping, Error>;
 
+// Who sent a frame: the side that opened the TCP connection or the side that
+// accepted it. Part of the frame key, so a frame never verifies in the other
+// direction.
+enum class Direction : uint8_t { kFromConnecting = 'C', kFromAccepting = 'A' };
+
 struct Frame {
   FrameType type = FrameType::kPing;
-  uint16_t flags = 0;     // version 1: must be 0
+  uint16_t flags = 0;     // version 2: must be 0
   uint64_t seq = 0;       // 1, 2, 3, ... per direction and connection
   uint64_t conn_id = 0;   // nonzero, chosen by the connecting side
+  // Chosen by the accepting side (nonzero); 0 only in the connecting side's
+  // first frame (its kHello), which is sent before it is known.
+  uint64_t accept_id = 0;
   FrameBody body = Ping{};  // the alternative that `type` names
 
   bool operator==(const Frame&) const = default;
@@ -175,8 +185,48 @@ uint64_t ChunkLength(uint64_t index, uint64_t file_size);
 // nonzero conn_id); otherwise "malformed: <field>".
 Status Validate(const Frame& f);
 
-// Serialises and signs. REQUIRES: Validate(f).ok() (TANDEM_CHECK).
-std::vector<uint8_t> EncodeFrame(const Frame& f, std::string_view key);
+// OK if the ids of `f` fit a frame sent from `from` (accept_id 0 exactly in
+// the connecting side's frame 1); otherwise "malformed: accept_id".
+Status ValidateIds(const Frame& f, Direction from);
+
+// The frame key of one connection and direction (docs: "Authentication"),
+// with its AES-256-GCM context. Holds key material: not copyable.
+class FrameKey {
+ public:
+  FrameKey(std::string_view cluster_key, Direction from, uint64_t conn_id, uint64_t accept_id);
+  ~FrameKey();
+  FrameKey(const FrameKey&) = delete;
+  FrameKey& operator=(const FrameKey&) = delete;
+
+  bool Matches(uint64_t conn_id, uint64_t accept_id) const {
+    return conn_id == conn_id_ && accept_id == accept_id_;
+  }
+  // The tag of `frame` (header and payload) sent as number `seq`. False only
+  // if OpenSSL fails internally.
+  bool Tag(uint64_t seq, std::span<const uint8_t> frame, std::array<uint8_t, kMacBytes>* tag);
+
+ private:
+  uint64_t conn_id_;
+  uint64_t accept_id_;
+  void* ctx_;  // EVP_CIPHER_CTX
+};
+
+// Serialises and signs `f` as sent from `from`.
+// REQUIRES: Validate(f).ok() and ValidateIds(f, from).ok() (TANDEM_CHECK).
+std::vector<uint8_t> EncodeFrame(const Frame& f, std::string_view key, Direction from);
+
+// The sending half of a connection: EncodeFrame with the frame key kept
+// between frames (derived again only when the ids change).
+class FrameEncoder {
+ public:
+  FrameEncoder(std::string key, Direction from) : key_(std::move(key)), from_(from) {}
+  std::vector<uint8_t> Encode(const Frame& f);
+
+ private:
+  std::string key_;
+  Direction from_;
+  std::unique_ptr<FrameKey> frame_key_;
+};
 
 // Streaming decoder for one direction of one connection. Feed it the bytes
 // read from the socket; call Next() until it returns kNeedMore (or kError).
@@ -185,7 +235,8 @@ class FrameDecoder {
  public:
   enum Result { kNeedMore, kFrame, kError };
 
-  explicit FrameDecoder(std::string key);
+  // Decodes the frames sent from `from` (the other side of this host's).
+  FrameDecoder(std::string key, Direction from);
 
   // Appends `bytes`; checks a completed header at once. Ignored after an error.
   void Feed(std::span<const uint8_t> bytes);
@@ -194,11 +245,14 @@ class FrameDecoder {
   Result Next(Frame* out);
   // Pins the connection id; otherwise the first frame's id is adopted.
   void ExpectConnection(uint64_t conn_id) { conn_id_ = conn_id; }
+  // Pins the accepting side's id; otherwise the first nonzero one is adopted.
+  void ExpectAcceptId(uint64_t accept_id) { accept_id_ = accept_id; }
 
   // "bad_magic", "bad_version", "too_long", "bad_mac", "wrong_connection",
   // "bad_sequence", "malformed: <field>"; empty while not in error.
   const std::string& error() const { return error_; }
   uint64_t conn_id() const { return conn_id_; }  // 0 until known
+  uint64_t accept_id() const { return accept_id_; }  // 0 until known
   size_t buffered() const { return buffer_.size() - start_; }
 
  private:
@@ -207,19 +261,25 @@ class FrameDecoder {
   Result Authenticate(std::span<const uint8_t> frame);
 
   std::string key_;
+  Direction from_;
+  std::unique_ptr<FrameKey> frame_key_;
   std::vector<uint8_t> buffer_;
   size_t start_ = 0;       // first unconsumed byte of buffer_
   bool header_ok_ = false;  // the header at start_ passed steps 1-3
   uint64_t conn_id_ = 0;
+  uint64_t accept_id_ = 0;
   uint64_t next_seq_ = 1;
   std::string error_;
 };
 
 namespace internal {
 // Test-only: encodes and signs `f` WITHOUT validation (any field values, any
-// lengths that fit their length prefix), so that tests and fuzzers can build
-// authentic but malformed frames.
-std::vector<uint8_t> EncodeFrameUnchecked(const Frame& f, std::string_view key);
+// ids, any lengths that fit their length prefix), so that tests and fuzzers
+// can build authentic but malformed frames.
+std::vector<uint8_t> EncodeFrameUnchecked(const Frame& f, std::string_view key, Direction from);
+// Test-only: replaces the last kMacBytes of `frame` (at least a header and a
+// tag long) with the right tag for the ids and seq in its header.
+void Resign(std::vector<uint8_t>* frame, std::string_view key, Direction from);
 }  // namespace internal
 
 }  // namespace tandem::repl

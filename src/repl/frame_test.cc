@@ -20,6 +20,9 @@ using Bytes = std::vector<uint8_t>;
 constexpr std::string_view kKey = "0123456789abcdef0123456789abcdef-lab";
 constexpr std::string_view kOtherKey = "0123456789abcdef0123456789abcdef-lab!";
 constexpr uint64_t kConn = 0x0f1e2d3c4b5a6978;
+constexpr uint64_t kAccept = 0x1122334455667788;
+// Most tests decode the accepting side's frames (accept_id in every frame).
+constexpr Direction kFrom = Direction::kFromAccepting;
 
 // The layout of docs/formats/replication.md, restated independently of
 // frame.cc so that the tests check the code against the document.
@@ -29,8 +32,9 @@ constexpr size_t kFlagsOffset = 6;
 constexpr size_t kLengthOffset = 8;
 constexpr size_t kSeqOffset = 12;
 constexpr size_t kConnOffset = 20;
-constexpr size_t kPayloadOffset = 28;
-constexpr size_t kMac = 32;
+constexpr size_t kAcceptOffset = 28;
+constexpr size_t kPayloadOffset = 36;
+constexpr size_t kMac = 16;
 
 uint64_t ReadLe(const Bytes& b, size_t at, size_t n) {
   uint64_t v = 0;
@@ -42,20 +46,47 @@ void WriteLe(Bytes* b, size_t at, size_t n, uint64_t v) {
   for (size_t i = 0; i < n; ++i) b->at(at + i) = static_cast<uint8_t>(v >> (8 * i));
 }
 
-// HMAC-SHA256 computed here with OpenSSL directly, not via frame.cc.
-Bytes Mac(const uint8_t* data, size_t n, std::string_view key) {
+Bytes HmacSha256(std::string_view key, const Bytes& data) {
   Bytes mac(EVP_MAX_MD_SIZE);
   unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data, n, mac.data(), &len);
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(), data.size(),
+       mac.data(), &len);
   mac.resize(len);
   return mac;
 }
 
+// The tag of docs/formats/replication.md computed here with OpenSSL directly,
+// not via frame.cc: HKDF-SHA256 of the frame key from the ids in the header,
+// then AES-256-GCM with the header and payload as associated data and the
+// seq as nonce.
+Bytes Mac(const uint8_t* data, size_t n, std::string_view key, Direction from = kFrom) {
+  Bytes frame(data, data + n);
+  std::string_view salt = "tandem replication frame key";
+  Bytes prk = HmacSha256(salt, Bytes(key.begin(), key.end()));
+  Bytes info = {'T', 'N', 'R', 'P', 2, static_cast<uint8_t>(from)};
+  info.insert(info.end(), frame.begin() + kConnOffset, frame.begin() + kAcceptOffset + 8);
+  info.push_back(1);
+  Bytes okm = HmacSha256(std::string_view(reinterpret_cast<const char*>(prk.data()), prk.size()),
+                         info);
+  uint8_t iv[12] = {};
+  std::copy_n(frame.begin() + kSeqOffset, 8, iv);
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  int len = 0;
+  Bytes tag(kMac);
+  uint8_t none[16];
+  EXPECT_EQ(EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, okm.data(), iv), 1);
+  EXPECT_EQ(EVP_EncryptUpdate(ctx, nullptr, &len, frame.data(), static_cast<int>(n)), 1);
+  EXPECT_EQ(EVP_EncryptFinal_ex(ctx, none, &len), 1);
+  EXPECT_EQ(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag.data()), 1);
+  EVP_CIPHER_CTX_free(ctx);
+  return tag;
+}
+
 // Replaces the last kMac bytes with the MAC of everything before them.
-void Resign(Bytes* b) {
-  ASSERT_GE(b->size(), kMac);
+void Resign(Bytes* b, Direction from = kFrom) {
+  ASSERT_GE(b->size(), kPayloadOffset + kMac);
   const size_t body = b->size() - kMac;
-  Bytes mac = Mac(b->data(), body, kKey);
+  Bytes mac = Mac(b->data(), body, kKey, from);
   ASSERT_EQ(mac.size(), kMac);
   std::copy(mac.begin(), mac.end(), b->begin() + static_cast<std::ptrdiff_t>(body));
 }
@@ -71,6 +102,7 @@ Frame Make(FrameType type, FrameBody body, uint64_t seq = 1) {
   f.type = type;
   f.seq = seq;
   f.conn_id = kConn;
+  f.accept_id = kAccept;
   f.body = std::move(body);
   return f;
 }
@@ -144,7 +176,7 @@ std::vector<Frame> AllFrames() {
 Bytes EncodeAll(const std::vector<Frame>& frames) {
   Bytes out;
   for (const Frame& f : frames) {
-    Bytes b = EncodeFrame(f, kKey);
+    Bytes b = EncodeFrame(f, kKey, kFrom);
     out.insert(out.end(), b.begin(), b.end());
   }
   return out;
@@ -166,7 +198,7 @@ void Drain(FrameDecoder* d, Decoded* out) {
 // Feeds `b` in pieces of the given sizes (the rest in one piece), draining
 // after every piece.
 Decoded DecodeSplit(const Bytes& b, const std::vector<size_t>& pieces = {}) {
-  FrameDecoder d{std::string(kKey)};
+  FrameDecoder d{std::string(kKey), kFrom};
   Decoded out;
   size_t at = 0;
   for (size_t n : pieces) {
@@ -191,7 +223,7 @@ void ExpectError(const Bytes& b, std::string_view want) {
 // An authentic frame built without validation: must be rejected as malformed.
 void ExpectMalformed(const Frame& f, std::string_view field) {
   EXPECT_FALSE(Validate(f).ok());
-  ExpectError(internal::EncodeFrameUnchecked(f, kKey), "malformed: " + std::string(field));
+  ExpectError(internal::EncodeFrameUnchecked(f, kKey, kFrom), "malformed: " + std::string(field));
 }
 
 // ---------------------------------------------------------------------------
@@ -202,7 +234,7 @@ TEST(FrameTest, RoundTripEveryTypeOnItsOwn) {
     SCOPED_TRACE(FrameTypeName(f.type));
     f.seq = 1;
     ASSERT_TRUE(Validate(f).ok()) << Validate(f).ToString();
-    Decoded d = DecodeSplit(EncodeFrame(f, kKey));
+    Decoded d = DecodeSplit(EncodeFrame(f, kKey, kFrom));
     ASSERT_EQ(d.frames.size(), 1u) << d.error;
     EXPECT_EQ(d.frames[0], f);
     EXPECT_EQ(d.last, FrameDecoder::kNeedMore);
@@ -218,15 +250,16 @@ TEST(FrameTest, RoundTripWholeStream) {
 
 TEST(FrameTest, HeaderLayoutAsDocumented) {
   Frame f = Make(FrameType::kAck, Ack{7, AckLevel::kDurable}, 0x0102030405060708);
-  Bytes b = EncodeFrame(f, kKey);
+  Bytes b = EncodeFrame(f, kKey, kFrom);
   ASSERT_EQ(b.size(), kPayloadOffset + 9 + kMac);
   EXPECT_EQ(std::string(b.begin(), b.begin() + 4), "TNRP");
-  EXPECT_EQ(b[kVersionOffset], 1);
+  EXPECT_EQ(b[kVersionOffset], 2);
   EXPECT_EQ(b[kTypeOffset], 4);
   EXPECT_EQ(ReadLe(b, kFlagsOffset, 2), 0u);
   EXPECT_EQ(ReadLe(b, kLengthOffset, 4), 9u);
   EXPECT_EQ(ReadLe(b, kSeqOffset, 8), 0x0102030405060708u);
   EXPECT_EQ(ReadLe(b, kConnOffset, 8), kConn);
+  EXPECT_EQ(ReadLe(b, kAcceptOffset, 8), kAccept);
   EXPECT_EQ(ReadLe(b, kPayloadOffset, 8), 7u);  // write_id
   EXPECT_EQ(b[kPayloadOffset + 8], 2);          // level durable
   Bytes mac = Mac(b.data(), b.size() - kMac, kKey);
@@ -235,7 +268,7 @@ TEST(FrameTest, HeaderLayoutAsDocumented) {
 
 TEST(FrameTest, PayloadLayoutOfWriteAsDocumented) {
   Write w = FullWrite(WriteOp::kWriteAt);
-  Bytes b = EncodeFrame(Make(FrameType::kWrite, w), kKey);
+  Bytes b = EncodeFrame(Make(FrameType::kWrite, w), kKey, kFrom);
   size_t at = kPayloadOffset;
   EXPECT_EQ(b[at], 3);
   EXPECT_EQ(ReadLe(b, at + 1, 8), w.write_id);
@@ -266,7 +299,7 @@ TEST(FrameTest, LargestFramesFitAndRoundTrip) {
 
 TEST(FrameTest, VerifyReplyBitOrderLsbFirst) {
   VerifyReply r{"x", 0, {true, false, false, false, false, false, false, false, false, true}};
-  Bytes b = EncodeFrame(Make(FrameType::kVerifyReply, r), kKey);
+  Bytes b = EncodeFrame(Make(FrameType::kVerifyReply, r), kKey, kFrom);
   const size_t bits = kPayloadOffset + 2 + 1 + 8 + 4;
   EXPECT_EQ(ReadLe(b, bits - 4, 4), 10u);
   EXPECT_EQ(b[bits], 0x01);
@@ -302,9 +335,9 @@ TEST(FrameDecoderTest, RandomSplitsGiveTheSameFrames) {
 }
 
 TEST(FrameDecoderTest, TruncatedFrameNeedsMoreForever) {
-  Bytes b = EncodeFrame(Make(FrameType::kWrite, FullWrite(WriteOp::kAppend)), kKey);
+  Bytes b = EncodeFrame(Make(FrameType::kWrite, FullWrite(WriteOp::kAppend)), kKey, kFrom);
   for (size_t n = 0; n < b.size(); ++n) {
-    FrameDecoder d{std::string(kKey)};
+    FrameDecoder d{std::string(kKey), kFrom};
     d.Feed(std::span<const uint8_t>(b.data(), n));
     Frame f;
     for (int i = 0; i < 3; ++i) ASSERT_EQ(d.Next(&f), FrameDecoder::kNeedMore) << n;
@@ -318,7 +351,7 @@ TEST(FrameDecoderTest, TruncatedFrameNeedsMoreForever) {
 // Corruption.
 
 TEST(FrameDecoderTest, EverySingleByteFlipIsRejected) {
-  const Bytes good = EncodeFrame(Make(FrameType::kWrite, FullWrite(WriteOp::kRename)), kKey);
+  const Bytes good = EncodeFrame(Make(FrameType::kWrite, FullWrite(WriteOp::kRename)), kKey, kFrom);
   for (size_t at = 0; at < good.size(); ++at) {
     for (int bit = 0; bit < 8; ++bit) {
       Bytes b = good;
@@ -337,14 +370,14 @@ TEST(FrameDecoderTest, EverySingleByteFlipIsRejected) {
 }
 
 TEST(FrameDecoderTest, WrongKeyIsBadMac) {
-  Bytes b = EncodeFrame(Make(FrameType::kPing, Ping{1}), kOtherKey);
+  Bytes b = EncodeFrame(Make(FrameType::kPing, Ping{1}), kOtherKey, kFrom);
   ExpectError(b, "bad_mac");
 }
 
 TEST(FrameDecoderTest, OversizedLengthRejectedFromHeaderAlone) {
-  Bytes b = EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey);
+  Bytes b = EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey, kFrom);
   WriteLe(&b, kLengthOffset, 4, kFramePayloadBytesMax + 1);
-  FrameDecoder d{std::string(kKey)};
+  FrameDecoder d{std::string(kKey), kFrom};
   d.Feed(std::span<const uint8_t>(b.data(), kPayloadOffset));  // the header only
   EXPECT_EQ(d.error(), "too_long");                            // already in Feed
   EXPECT_EQ(d.buffered(), 0u);                                 // and the buffer freed
@@ -353,9 +386,9 @@ TEST(FrameDecoderTest, OversizedLengthRejectedFromHeaderAlone) {
 }
 
 TEST(FrameDecoderTest, LargestLengthIsWaitedFor) {
-  Bytes b = EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey);
+  Bytes b = EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey, kFrom);
   WriteLe(&b, kLengthOffset, 4, kFramePayloadBytesMax);
-  FrameDecoder d{std::string(kKey)};
+  FrameDecoder d{std::string(kKey), kFrom};
   d.Feed(std::span<const uint8_t>(b.data(), kPayloadOffset));
   Frame f;
   EXPECT_EQ(d.Next(&f), FrameDecoder::kNeedMore);
@@ -363,18 +396,18 @@ TEST(FrameDecoderTest, LargestLengthIsWaitedFor) {
 
 TEST(FrameDecoderTest, BadMagicAndVersionFromHeaderAlone) {
   for (size_t at : {size_t{0}, size_t{3}, kVersionOffset}) {
-    Bytes b = EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey);
+    Bytes b = EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey, kFrom);
     b[at] ^= 0x20;
-    FrameDecoder d{std::string(kKey)};
+    FrameDecoder d{std::string(kKey), kFrom};
     d.Feed(std::span<const uint8_t>(b.data(), kPayloadOffset));
     EXPECT_EQ(d.error(), at == kVersionOffset ? "bad_version" : "bad_magic");
   }
 }
 
 TEST(FrameDecoderTest, ErrorIsFinal) {
-  Bytes bad = EncodeFrame(Make(FrameType::kPing, Ping{1}), kOtherKey);
-  Bytes good = EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey);
-  FrameDecoder d{std::string(kKey)};
+  Bytes bad = EncodeFrame(Make(FrameType::kPing, Ping{1}), kOtherKey, kFrom);
+  Bytes good = EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey, kFrom);
+  FrameDecoder d{std::string(kKey), kFrom};
   d.Feed(bad);
   Frame f;
   ASSERT_EQ(d.Next(&f), FrameDecoder::kError);
@@ -411,10 +444,10 @@ TEST(FrameDecoderTest, SequenceMustStartAtOneAndStepByOne) {
 }
 
 TEST(FrameDecoderTest, FirstConnectionIdIsAdopted) {
-  Bytes a = EncodeFrame(Make(FrameType::kPing, Ping{1}, 1), kKey);
+  Bytes a = EncodeFrame(Make(FrameType::kPing, Ping{1}, 1), kKey, kFrom);
   Frame other = Make(FrameType::kPing, Ping{2}, 2);
   other.conn_id = kConn + 1;
-  Bytes b = EncodeFrame(other, kKey);  // authentic, in sequence, other connection
+  Bytes b = EncodeFrame(other, kKey, kFrom);  // authentic, in sequence, other connection
   a.insert(a.end(), b.begin(), b.end());
   Decoded d = DecodeSplit(a);
   EXPECT_EQ(d.frames.size(), 1u);
@@ -422,15 +455,15 @@ TEST(FrameDecoderTest, FirstConnectionIdIsAdopted) {
 }
 
 TEST(FrameDecoderTest, PinnedConnectionId) {
-  FrameDecoder d{std::string(kKey)};
+  FrameDecoder d{std::string(kKey), kFrom};
   d.ExpectConnection(kConn + 1);
-  d.Feed(EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey));
+  d.Feed(EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey, kFrom));
   Frame f;
   EXPECT_EQ(d.Next(&f), FrameDecoder::kError);
   EXPECT_EQ(d.error(), "wrong_connection");
-  FrameDecoder ok{std::string(kKey)};
+  FrameDecoder ok{std::string(kKey), kFrom};
   ok.ExpectConnection(kConn);
-  ok.Feed(EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey));
+  ok.Feed(EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey, kFrom));
   EXPECT_EQ(ok.Next(&f), FrameDecoder::kFrame);
   EXPECT_EQ(ok.conn_id(), kConn);
 }
@@ -439,7 +472,127 @@ TEST(FrameDecoderTest, ConnectionIdZeroIsNeverValid) {
   Frame f = Make(FrameType::kPing, Ping{1});
   f.conn_id = 0;
   EXPECT_FALSE(Validate(f).ok());
-  ExpectError(internal::EncodeFrameUnchecked(f, kKey), "wrong_connection");
+  ExpectError(internal::EncodeFrameUnchecked(f, kKey, kFrom), "wrong_connection");
+}
+
+// The connecting side's stream: accept_id 0 in its first frame (the kHello,
+// sent before the accepting side's id is known), that id in every later one.
+Bytes FromConnecting(const std::vector<uint64_t>& accept_ids) {
+  Bytes out;
+  for (size_t i = 0; i < accept_ids.size(); ++i) {
+    Frame f = Make(FrameType::kPing, Ping{i}, i + 1);
+    f.accept_id = accept_ids[i];
+    Bytes b = internal::EncodeFrameUnchecked(f, kKey, Direction::kFromConnecting);
+    out.insert(out.end(), b.begin(), b.end());
+  }
+  return out;
+}
+
+Decoded DecodeFromConnecting(const Bytes& b, uint64_t pinned_accept_id) {
+  FrameDecoder d{std::string(kKey), Direction::kFromConnecting};
+  if (pinned_accept_id != 0) d.ExpectAcceptId(pinned_accept_id);
+  d.Feed(b);
+  Decoded out;
+  Drain(&d, &out);
+  return out;
+}
+
+TEST(FrameDecoderTest, AcceptIdIsZeroOnlyInTheConnectingSidesFirstFrame) {
+  Decoded ok = DecodeFromConnecting(FromConnecting({0, kAccept, kAccept}), kAccept);
+  EXPECT_EQ(ok.frames.size(), 3u) << ok.error;
+  EXPECT_EQ(ok.last, FrameDecoder::kNeedMore);
+  struct Case {
+    std::vector<uint64_t> ids;
+    uint64_t pinned;
+    size_t accepted;
+  };
+  for (const Case& c : {Case{{kAccept}, kAccept, 0}, Case{{0, 0}, kAccept, 1},
+                        Case{{0, kAccept + 1}, kAccept, 1}, Case{{0, kAccept, 0}, 0, 2},
+                        Case{{0, kAccept, kAccept + 1}, 0, 2}}) {
+    Decoded d = DecodeFromConnecting(FromConnecting(c.ids), c.pinned);
+    EXPECT_EQ(d.frames.size(), c.accepted);
+    EXPECT_EQ(d.error, "wrong_connection");
+  }
+  // The accepting side's frames always carry its id.
+  Frame f = Make(FrameType::kPing, Ping{1});
+  f.accept_id = 0;
+  EXPECT_FALSE(ValidateIds(f, Direction::kFromAccepting).ok());
+  EXPECT_TRUE(ValidateIds(f, Direction::kFromConnecting).ok());
+  ExpectError(internal::EncodeFrameUnchecked(f, kKey, kFrom), "wrong_connection");
+  f.seq = 2;
+  EXPECT_FALSE(ValidateIds(f, Direction::kFromConnecting).ok());
+}
+
+TEST(FrameDecoderTest, AcceptIdIsAdoptedOrPinned) {
+  Frame a = Make(FrameType::kPing, Ping{1}, 1);
+  Frame b = Make(FrameType::kPing, Ping{2}, 2);
+  b.accept_id = kAccept + 1;  // authentic, in sequence, another accepting side
+  Bytes stream = EncodeFrame(a, kKey, kFrom);
+  Bytes more = EncodeFrame(b, kKey, kFrom);
+  stream.insert(stream.end(), more.begin(), more.end());
+  Decoded d = DecodeSplit(stream);
+  EXPECT_EQ(d.frames.size(), 1u);
+  EXPECT_EQ(d.error, "wrong_connection");
+  FrameDecoder pinned{std::string(kKey), kFrom};
+  pinned.ExpectAcceptId(kAccept + 1);
+  pinned.Feed(EncodeFrame(a, kKey, kFrom));
+  Frame f;
+  EXPECT_EQ(pinned.Next(&f), FrameDecoder::kError);
+  EXPECT_EQ(pinned.error(), "wrong_connection");
+  FrameDecoder ok{std::string(kKey), kFrom};
+  ok.Feed(EncodeFrame(a, kKey, kFrom));
+  EXPECT_EQ(ok.Next(&f), FrameDecoder::kFrame);
+  EXPECT_EQ(ok.accept_id(), kAccept);
+}
+
+TEST(FrameDecoderTest, FrameOfTheOtherDirectionIsBadMac) {
+  // A frame reflected back to its sender, or replayed into the other
+  // direction: the direction is part of the key.
+  Frame hello = Make(FrameType::kPing, Ping{1});
+  hello.accept_id = 0;  // fits both directions' first frame but for the key
+  ExpectError(EncodeFrame(hello, kKey, Direction::kFromConnecting), "bad_mac");
+  Frame f = Make(FrameType::kPing, Ping{1});
+  FrameDecoder d{std::string(kKey), Direction::kFromConnecting};
+  d.Feed(EncodeFrame(f, kKey, Direction::kFromAccepting));
+  Frame out;
+  EXPECT_EQ(d.Next(&out), FrameDecoder::kError);
+  EXPECT_EQ(d.error(), "bad_mac");
+}
+
+TEST(FrameDecoderTest, FrameKeyDependsOnBothIds) {
+  // Another id in the header selects another key: an authentic frame with
+  // its conn_id, accept_id or seq rewritten fails as bad_mac, however the
+  // rest fits.
+  const Bytes good = EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey, kFrom);
+  for (size_t at : {kConnOffset, kConnOffset + 7, kAcceptOffset, kAcceptOffset + 7, kSeqOffset}) {
+    Bytes b = good;
+    b[at] ^= 0x01;
+    FrameDecoder d{std::string(kKey), kFrom};
+    d.Feed(b);
+    Frame f;
+    EXPECT_EQ(d.Next(&f), FrameDecoder::kError) << at;
+    EXPECT_EQ(d.error(), "bad_mac") << at;
+  }
+  // The same frame under another connection's ids has another tag.
+  Frame other = Make(FrameType::kPing, Ping{1});
+  other.accept_id = kAccept + 1;
+  Bytes b = EncodeFrame(other, kKey, kFrom);
+  EXPECT_FALSE(std::equal(b.end() - kMac, b.end(), good.end() - kMac));
+}
+
+TEST(FrameTest, EncoderKeepsItsKeyAndMatchesEncodeFrame) {
+  FrameEncoder enc{std::string(kKey), kFrom};
+  std::vector<Frame> frames = AllFrames();
+  Bytes stream;
+  for (const Frame& f : frames) {
+    Bytes b = enc.Encode(f);
+    EXPECT_EQ(b, EncodeFrame(f, kKey, kFrom));
+    stream.insert(stream.end(), b.begin(), b.end());
+  }
+  EXPECT_EQ(DecodeSplit(stream).frames, frames);
+  Frame again = frames[0];
+  again.conn_id = kConn + 1;  // a new connection: a new key
+  EXPECT_EQ(enc.Encode(again), EncodeFrame(again, kKey, kFrom));
 }
 
 // ---------------------------------------------------------------------------
@@ -448,7 +601,7 @@ TEST(FrameDecoderTest, ConnectionIdZeroIsNeverValid) {
 TEST(FrameDeathTest, EncodingAnInvalidFrameIsABug) {
   Frame f = Make(FrameType::kWrite, FullWrite(WriteOp::kCreate));
   f.body = Write{};  // empty path
-  EXPECT_DEATH(EncodeFrame(f, kKey), "CHECK failed");
+  EXPECT_DEATH(EncodeFrame(f, kKey, kFrom), "CHECK failed");
 }
 
 TEST(FrameTest, IsValidPath) {
@@ -522,7 +675,7 @@ TEST(FrameDecoderTest, InvalidWriteCombinationsRejected) {
   }
   Write sync = FullWrite(WriteOp::kSync);
   sync.path.clear();  // the whole volume: valid
-  EXPECT_EQ(DecodeSplit(EncodeFrame(Make(FrameType::kWrite, sync), kKey)).frames.size(), 1u);
+  EXPECT_EQ(DecodeSplit(EncodeFrame(Make(FrameType::kWrite, sync), kKey, kFrom)).frames.size(), 1u);
 }
 
 TEST(FrameDecoderTest, InvalidFieldValuesRejected) {
@@ -576,14 +729,14 @@ TEST(FrameDecoderTest, MismatchedBodyTypeAndFlagsRejected) {
   // on the wire it is just a payload that does not parse as the type's.
   Frame mismatch = Make(FrameType::kAck, Ping{1});
   EXPECT_EQ(Validate(mismatch).ToString(), "malformed: body");
-  ExpectError(internal::EncodeFrameUnchecked(mismatch, kKey), "malformed: level");
+  ExpectError(internal::EncodeFrameUnchecked(mismatch, kKey, kFrom), "malformed: level");
   Frame f = Make(FrameType::kPing, Ping{1});
   for (int bit = 0; bit < 16; ++bit) {
     f.flags = static_cast<uint16_t>(1u << bit);
     ExpectMalformed(f, "flags");
   }
   for (uint8_t t : {uint8_t{0}, uint8_t{13}, uint8_t{255}}) {
-    Bytes b = EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey);
+    Bytes b = EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey, kFrom);
     b[kTypeOffset] = t;
     Resign(&b);
     ExpectError(b, "malformed: type");
@@ -591,7 +744,7 @@ TEST(FrameDecoderTest, MismatchedBodyTypeAndFlagsRejected) {
 }
 
 TEST(FrameDecoderTest, TruncatedOrPaddedPayloadRejected) {
-  Bytes good = EncodeFrame(Make(FrameType::kSyncDone, SyncDone{1, 2}), kKey);
+  Bytes good = EncodeFrame(Make(FrameType::kSyncDone, SyncDone{1, 2}), kKey, kFrom);
   Bytes longer = good;
   longer.insert(longer.end() - kMac, uint8_t{0});
   WriteLe(&longer, kLengthOffset, 4, 17);
@@ -606,7 +759,7 @@ TEST(FrameDecoderTest, TruncatedOrPaddedPayloadRejected) {
 
 TEST(FrameDecoderTest, VerifyReplyPaddingBitsMustBeZero) {
   Bytes b = EncodeFrame(Make(FrameType::kVerifyReply, VerifyReply{"x", 0, {true, true, true}}),
-                        kKey);
+                        kKey, kFrom);
   b[b.size() - kMac - 1] |= 0x08;  // chunk 3 of a 3-chunk reply
   Resign(&b);
   ExpectError(b, "malformed: differs");
@@ -618,7 +771,7 @@ TEST(FrameDecoderTest, RandomBytesNeverYieldAFrame) {
   for (int i = 0; i < 100000; ++i) {
     Bytes b(std::uniform_int_distribution<size_t>(0, 160)(rng));
     for (uint8_t& x : b) x = static_cast<uint8_t>(rng());
-    if (i % 2 == 0 && b.size() >= 5) std::copy_n("TNRP\x01", 5, b.begin());  // get past step 2
+    if (i % 2 == 0 && b.size() >= 5) std::copy_n("TNRP\x02", 5, b.begin());  // get past step 2
     Decoded d = DecodeSplit(b);
     ASSERT_TRUE(d.frames.empty()) << "seed " << seed << " iteration " << i;
   }

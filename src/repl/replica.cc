@@ -128,6 +128,17 @@ Replica::Replica(os::FileSystem& fs, const os::Clock& clock, ReplicaOptions opts
 
 Replica::~Replica() = default;
 
+std::string Replica::PeerName() const {
+  if (peer_ && !peer_->node.empty()) return peer_->node;
+  return opts_.peer_node.empty() ? std::string("the peer") : opts_.peer_node;
+}
+
+namespace {
+bool IsNoSpace(const Status& st) {
+  return st.message().find("No space left on device") != std::string::npos;
+}
+}  // namespace
+
 uint64_t Replica::Fresh() {
   for (;;) {
     uint64_t v = random_();
@@ -313,8 +324,12 @@ Status Replica::Promote(bool force) {
   primary_ = true;
   Log(kWarn, "promoted to primary; generations " + ToString(gens_));
   if (connected()) {
-    if (keep_connection) {
-      SendFrame(FrameType::kHello, MakeHello());  // role update
+    if (keep_connection && (greeted_ || !outgoing_)) {
+      // Role update; an accepting side not yet greeted sends its current
+      // role in the kHelloAck anyway (SendFrame leaves this one out).
+      SendFrame(FrameType::kHello, MakeHello());
+    } else if (keep_connection) {
+      Drop("promoted during the handshake: reconnecting");
     } else {
       Drop("generations changed at promotion: reconnecting");
     }
@@ -407,8 +422,8 @@ void Replica::Submit(Write w, WriteDone done) {
     }
     return;
   }
-  if (!Validate(Frame{FrameType::kWrite, 0, 1, 1, w}).ok()) {
-    done(Status::Error("invalid write: " + Validate(Frame{FrameType::kWrite, 0, 1, 1, w}).message()));
+  if (Status valid = Validate(Frame{FrameType::kWrite, 0, 1, 1, 1, w}); !valid.ok()) {
+    done(Status::Error("invalid write: " + valid.message()));
     return;
   }
   queued_bytes_ += w.data.size();
@@ -555,8 +570,42 @@ void Replica::Flush() {
     }
     uint64_t batch_bytes = 0;
     std::vector<WriteDone> dones;
+    bool store_full = false;
     for (Queued& q : valid) {
+      if (store_full) {
+        // Planned after the write that did not fit (its offsets assume it).
+        WriteDone d = std::move(q.done);
+        q.done = nullptr;
+        d(Status::Error("no space left on the store (an earlier write of the same commit did not "
+                        "fit): not written"));
+        continue;
+      }
+      // An append to a file that may not exist yet: whether it did decides
+      // how a full store is undone (below).
+      bool existed = true;
+      if (q.w.op == WriteOp::kAppend && q.w.offset == 0) {
+        auto size = store_.Size(q.w.path);
+        existed = !size.ok() || size->has_value();
+      }
       st = store_.Apply(&q.w);
+      if (!st.ok() && q.w.op == WriteOp::kAppend && IsNoSpace(st)) {
+        // A full store fails the append, not the disk (docs/REPLICATION.md,
+        // "A full store"): what part of it landed is cut off again, so this
+        // file is as the peer has it, and nothing of it is sent.
+        Write undo;
+        undo.op = existed ? WriteOp::kTruncate : WriteOp::kDelete;
+        undo.path = q.w.path;
+        undo.length = existed ? q.w.offset : 0;
+        if (Status u = store_.Apply(&undo); u.ok()) {
+          counters_.writes_no_space++;
+          Log(kWarn, "store full: an append to " + q.w.path + " failed: " + st.message());
+          WriteDone d = std::move(q.done);
+          q.done = nullptr;
+          d(Status::Error("no space left on the store: " + st.message()));
+          store_full = true;
+          continue;
+        }
+      }
       if (!st.ok()) {
         DiskFailed(st);
         for (auto& v : valid) if (v.done) v.done(Status::Error("disk failed: " + st.message()));
@@ -728,8 +777,11 @@ Hello Replica::MakeHello() const {
 
 void Replica::SendFrame(FrameType type, FrameBody body) {
   if (!transport_) return;
-  Frame f{type, 0, ++send_seq_, conn_id_, std::move(body)};
-  std::vector<uint8_t> bytes = EncodeFrame(f, opts_.key);
+  // Until the peer's greeting has given the ids, only the connecting side's
+  // kHello can go out (a kError of a Drop in between is left out).
+  if (conn_id_ == 0 || (accept_id_ == 0 && send_seq_ > 0)) return;
+  Frame f{type, 0, ++send_seq_, conn_id_, accept_id_, std::move(body)};
+  std::vector<uint8_t> bytes = encoder_->Encode(f);
   counters_.frames_sent++;
   counters_.bytes_sent += bytes.size();
   transport_->Send(std::move(bytes));
@@ -742,7 +794,10 @@ void Replica::Connected(std::unique_ptr<Transport> t, bool outgoing) {
     return;
   }
   transport_ = std::move(t);
-  decoder_ = std::make_unique<FrameDecoder>(opts_.key);
+  const Direction own = outgoing ? Direction::kFromConnecting : Direction::kFromAccepting;
+  const Direction peer = outgoing ? Direction::kFromAccepting : Direction::kFromConnecting;
+  decoder_ = std::make_unique<FrameDecoder>(opts_.key, peer);
+  encoder_ = std::make_unique<FrameEncoder>(opts_.key, own);
   outgoing_ = outgoing;
   send_seq_ = 0;
   greeted_ = verified_ = false;
@@ -752,10 +807,13 @@ void Replica::Connected(std::unique_ptr<Transport> t, bool outgoing) {
   SetState(ReplState::kHandshake);
   if (outgoing) {
     conn_id_ = Fresh();
+    accept_id_ = 0;  // learnt from the kHelloAck
     decoder_->ExpectConnection(conn_id_);
     SendFrame(FrameType::kHello, MakeHello());
   } else {
-    conn_id_ = 0;
+    conn_id_ = 0;  // learnt from the kHello
+    accept_id_ = Fresh();
+    decoder_->ExpectAcceptId(accept_id_);
   }
 }
 
@@ -773,6 +831,7 @@ void Replica::Received(std::span<const uint8_t> bytes) {
       return;
     }
     if (conn_id_ == 0) conn_id_ = decoder_->conn_id();
+    if (accept_id_ == 0) accept_id_ = decoder_->accept_id();
     counters_.frames_received++;
     // Only whole, authentic frames count as hearing from the peer: bytes
     // that never complete a frame (a corrupted length field swallowing
@@ -805,6 +864,7 @@ void Replica::Disconnected(const std::string& why) {
   if (transport_) transport_->Close();
   transport_.reset();
   decoder_.reset();
+  encoder_.reset();
   greeted_ = verified_ = false;
   bool had_peer = peer_.has_value();
   peer_.reset();
@@ -928,7 +988,7 @@ void Replica::Decide() {
   Generations peer{peer_->gen_current, peer_->gen_bitmap, peer_->gen_history};
   SyncDecision d = repl::Decide(Advertised(), peer);
   bool peer_primary = peer_->role == NodeRole::kPrimary;
-  Log(kInfo, "connected to " + opts_.peer_node + ": local " + ToString(Advertised()) + " peer " +
+  Log(kInfo, "connected to " + PeerName() + ": local " + ToString(Advertised()) + " peer " +
                  ToString(peer) + ": " + std::string(SyncKindName(d.kind)) + " (" + d.why + ")");
   last_sync_ = std::string(SyncKindName(d.kind)) + ": " + d.why;
   if (primary_ && peer_primary) {
@@ -1006,7 +1066,7 @@ void Replica::BeginSyncSource(bool full) {
   // publishes the status, which must not show the previous sync's numbers.
   ResetSyncProgress(total);
   SetState(ReplState::kSyncSource);
-  Log(kWarn, std::string(full ? "full" : "partial") + " sync to " + opts_.peer_node + " begins: " +
+  Log(kWarn, std::string(full ? "full" : "partial") + " sync to " + PeerName() + " begins: " +
                  std::to_string(sync_work_.size()) + " files, ~" + std::to_string(sync_total_bytes_) +
                  " bytes");
 }
@@ -1316,7 +1376,7 @@ void Replica::FinishSyncTarget() {
   int64_t took = clock_.NowMs() - sync_started_ms_;
   last_sync_ = "received " + std::to_string(sync_done_bytes_) + " bytes in " +
                std::to_string(took) + " ms";
-  Log(kWarn, "sync from " + opts_.peer_node + " finished: " + last_sync_ + "; generations " +
+  Log(kWarn, "sync from " + PeerName() + " finished: " + last_sync_ + "; generations " +
                  ToString(gens_));
   SendFrame(FrameType::kSyncDone, SyncDone{0, 0});
   peer_->gen_current = gens_.current;
@@ -1338,7 +1398,7 @@ void Replica::FinishSyncSource() {
   counters_.syncs_completed++;
   int64_t took = clock_.NowMs() - sync_started_ms_;
   last_sync_ = "sent " + std::to_string(sync_done_bytes_) + " bytes in " + std::to_string(took) + " ms";
-  Log(kWarn, "sync to " + opts_.peer_node + " finished: " + last_sync_ + "; generations " +
+  Log(kWarn, "sync to " + PeerName() + " finished: " + last_sync_ + "; generations " +
                  ToString(gens_));
   peer_->gen_current = gens_.current;
   peer_->gen_bitmap = kNoGeneration;
@@ -1354,7 +1414,7 @@ void Replica::BeginSplitBrain() {
   SetState(ReplState::kSplitBrainWait);
   peer_changes_.clear();
   peer_requests_done_ = false;
-  Log(kError, "split brain with " + opts_.peer_node + ": local " + ToString(gens_) +
+  Log(kError, "split brain with " + PeerName() + ": local " + ToString(gens_) +
                   " peer " + std::to_string(peer_->gen_current) + "; exchanging change lists");
   SendChangeList(changes_.Pinned(), (discard_local_ ? kFlagDiscard : 0) | (survivor_ ? kFlagSurvivor : 0));
 }
@@ -1376,13 +1436,13 @@ void Replica::ResolveAfterExchange() {
     why = "both hosts were told to discard (or both to survive)";
   } else if (i_discard) {
     outcome = kTarget;
-    why = "the admin chose " + opts_.peer_node + " as survivor";
+    why = "the admin chose " + PeerName() + " as survivor";
   } else if (they_discard) {
     outcome = kSource;
     why = "the admin chose " + opts_.node + " as survivor";
   } else if (mine.empty() != theirs.empty()) {
     outcome = mine.empty() ? kTarget : kSource;
-    why = std::string("only ") + (mine.empty() ? opts_.peer_node : opts_.node) +
+    why = std::string("only ") + (mine.empty() ? PeerName() : opts_.node) +
           " changed anything (the other side has zero changes)";
   } else if (mine.empty() && theirs.empty()) {
     // Neither wrote: any direction loses nothing; the primary (or the
@@ -1558,7 +1618,7 @@ void Replica::FinishMerge() {
   }
   counters_.syncs_completed++;
   last_sync_ = "split brain merged: sent " + std::to_string(counters_.sync_bytes_sent) + " bytes";
-  Log(kWarn, "split brain merged with " + opts_.peer_node + "; generations " + ToString(gens_));
+  Log(kWarn, "split brain merged with " + PeerName() + "; generations " + ToString(gens_));
   peer_->gen_current = gens_.current;
   peer_->gen_bitmap = kNoGeneration;
   peer_->gen_history = gens_.history;
@@ -1595,11 +1655,11 @@ Status Replica::CheckPeerCanBeSource() const {
                            "): resolve that first (`ha connect`, `ha split-brain`)");
     case ReplState::kSyncSource:
     case ReplState::kVerifySource:
-      return Status::Error("this host is sending a sync to " + opts_.peer_node +
+      return Status::Error("this host is sending a sync to " + PeerName() +
                            ": the peer is not UpToDate, this replica is the good copy");
     case ReplState::kMerging:
     case ReplState::kSplitBrainWait:
-      return Status::Error("a split brain with " + opts_.peer_node + " is being resolved");
+      return Status::Error("a split brain with " + PeerName() + " is being resolved");
     default: break;
   }
   if (connected() && verified_ && peer_ && peer_->gen_current == kNoGeneration) {
@@ -1628,7 +1688,7 @@ Status Replica::Invalidate() {
     return st;
   }
   Log(kWarn, "invalidated by the admin: this replica is Inconsistent until a full sync from " +
-                 opts_.peer_node + " has finished");
+                 PeerName() + " has finished");
   if (connected() && !already_running) {
     Drop("invalidated by the admin: reconnecting for a full sync from the peer");
   }
@@ -1874,6 +1934,7 @@ json Replica::StatusJson() const {
                    {"sync_bytes_received", counters_.sync_bytes_received},
                    {"syncs_completed", counters_.syncs_completed},
                    {"frames_rejected", counters_.frames_rejected},
+                   {"writes_no_space", counters_.writes_no_space},
                    {"connections", counters_.connections},
                    {"verify_chunks", counters_.verify_chunks},
                    {"verify_differ", counters_.verify_differ},

@@ -96,6 +96,7 @@ struct ReplCounters {
   uint64_t sync_bytes_sent = 0, sync_bytes_received = 0;  // resync payload
   uint64_t syncs_completed = 0;
   uint64_t frames_rejected = 0;    // bad frames (connection dropped)
+  uint64_t writes_no_space = 0;    // appends failed on a full store (undone, not a disk failure)
   uint64_t connections = 0;
   uint64_t verify_chunks = 0, verify_differ = 0;
   uint64_t split_brains = 0;
@@ -245,6 +246,8 @@ class Replica {
   bool InSync() const;             // Established and both UpToDate
   void Log(int level, const std::string& msg);
   uint64_t Fresh();
+  // The peer's name for log lines: from its greeting, else the configured one.
+  std::string PeerName() const;
 
   os::FileSystem& fs_;
   const os::Clock& clock_;
@@ -268,8 +271,10 @@ class Replica {
   // Connection.
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<FrameDecoder> decoder_;
+  std::unique_ptr<FrameEncoder> encoder_;
   bool outgoing_ = false;
   uint64_t conn_id_ = 0;
+  uint64_t accept_id_ = 0;  // the accepting side's id (docs/formats/replication.md)
   uint64_t send_seq_ = 0;
   bool greeted_ = false;   // peer's greeting received
   bool verified_ = false;  // nonce echo done (the connection is live, not a replay)

@@ -327,7 +327,10 @@ TEST_F(ReplicaTest, GarbageAndForgedFramesAreRejectedWithoutApplyingAnything) {
   ExpectIdentical();
 }
 
-TEST_F(ReplicaTest, AReplayedConnectionIsRefusedAtTheNonce) {
+// The recorded kHello passes (accept_id 0), but every later recorded frame
+// carries the accept_id of the old connection, not the one beta drew now:
+// refused by the codec before the nonce exchange could even fail.
+TEST_F(ReplicaTest, AReplayedConnectionIsRefusedAfterTheGreeting) {
   StartBoth();
   ASSERT_TRUE(pair_.r(0).Promote(false).ok());
   pair_.Run();
@@ -354,7 +357,9 @@ TEST_F(ReplicaTest, AReplayedConnectionIsRefusedAtTheNonce) {
   }
   EXPECT_FALSE(pair_.r(1).connected()) << "the replayed connection was accepted";
   EXPECT_EQ(Snapshot(fs_b_, Store(pair_, 1))["f"], (std::vector<uint8_t>{'v', '2'}));
-  EXPECT_NE(pair_.r(1).StatusJson().value("last_error", "").find("nonce"), std::string::npos);
+  EXPECT_NE(pair_.r(1).StatusJson().value("last_error", "").find("wrong_connection"),
+            std::string::npos)
+      << pair_.r(1).StatusJson().value("last_error", "");
 }
 
 
@@ -425,10 +430,12 @@ TEST_F(ReplicaTest, AForgedFrameWithTheWrongKeyIsRejected) {
   pair_.r(0).Tick();
   ASSERT_FALSE(cap->frames.empty());
   const auto& f0 = cap->frames[0];
-  uint64_t seq = 0, conn = 0;
+  uint64_t seq = 0, conn = 0, accept = 0;
   for (int i = 7; i >= 0; --i) seq = (seq << 8) | f0[12 + static_cast<size_t>(i)];
   for (int i = 7; i >= 0; --i) conn = (conn << 8) | f0[20 + static_cast<size_t>(i)];
-  auto forged = EncodeFrame(Frame{FrameType::kWrite, 0, seq, conn, w}, "another key, 32 bytes long......");
+  for (int i = 7; i >= 0; --i) accept = (accept << 8) | f0[28 + static_cast<size_t>(i)];
+  auto forged = EncodeFrame(Frame{FrameType::kWrite, 0, seq, conn, accept, w},
+                            "another key, 32 bytes long......", Direction::kFromConnecting);
   pair_.r(1).Received(forged);
   EXPECT_FALSE(pair_.r(1).connected());
   EXPECT_FALSE(fs_b_.Exists(Store(pair_, 1) + "/forged"));
@@ -475,6 +482,38 @@ TEST_F(ReplicaTest, DiskErrorOnThePrimaryIsADiskFailure) {
   EXPECT_EQ(pair_.r(0).disk(), DiskState::kFailed);
   EXPECT_EQ(pair_.node(0).disk_failures, 1);
   EXPECT_FALSE(pair_.r(0).Promote(true).ok());
+}
+
+// A full store fails the append that does not fit, with a clear error, and
+// nothing else: no disk failure (no failover), the connection stays, the
+// part that landed is cut off again, and the stores stay identical.
+TEST_F(ReplicaTest, AFullStoreFailsTheAppendNotTheDisk) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  WriteSync(pair_, 0, AppendOp("f", "hello"));
+  fs_a_.SetFull(true);
+  Status result = Status::Ok();
+  bool done = false;
+  pair_.Write(0, AppendOp("f", " world"), [&](const Status& st) {
+    done = true;
+    result = st;
+  });
+  pair_.Run();
+  ASSERT_TRUE(done);
+  EXPECT_FALSE(result.ok());
+  EXPECT_NE(result.message().find("no space left on the store"), std::string::npos)
+      << result.message();
+  EXPECT_EQ(pair_.r(0).disk(), DiskState::kUpToDate);
+  EXPECT_EQ(pair_.node(0).disk_failures, 0);
+  EXPECT_EQ(pair_.r(0).StatusJson()["counters"].value("writes_no_space", 0), 1);
+  fs_a_.ClearFaults();
+  WriteSync(pair_, 0, AppendOp("f", "!"));
+  EXPECT_EQ(pair_.r(0).state(), ReplState::kEstablished);
+  EXPECT_EQ(Snapshot(fs_a_, Store(pair_, 0))["f"],
+            (std::vector<uint8_t>{'h', 'e', 'l', 'l', 'o', '!'}));
+  EXPECT_EQ(Snapshot(fs_a_, Store(pair_, 0)), Snapshot(fs_b_, Store(pair_, 1)));
 }
 
 TEST_F(ReplicaTest, StateSurvivesRestartWithoutFullResync) {

@@ -29,11 +29,7 @@ class ClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = MakeTempDir("tandem-it");
-    lab::LabOptions o;
-    o.dir = dir_;
-    o.heartbeat_interval_ms = 100;
-    o.heartbeat_timeout_ms = 500;
-    o.bin_dir = BinDir();
+    lab::LabOptions o = FastLabOptions(dir_);
     auto up = lab::Up(o);
     ASSERT_TRUE(up.ok()) << up.status().message();
     lab_ = *up;
@@ -336,11 +332,7 @@ TEST_F(ClusterTest, LabUpAgainInTheSameDirectoryStartsFresh) {
   auto r = RunCommand({BinDir() + "/ha", "takeover", "--config", Config(1)});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ASSERT_TRUE(lab::Down(dir_).ok());
-  lab::LabOptions o;
-  o.dir = dir_;
-  o.heartbeat_interval_ms = 100;
-  o.heartbeat_timeout_ms = 500;
-  o.bin_dir = BinDir();
+  lab::LabOptions o = FastLabOptions(dir_);
   auto up = lab::Up(o);
   ASSERT_TRUE(up.ok()) << up.status().message();
   lab_ = *up;

@@ -79,11 +79,7 @@ class ConnectivityTest : public ::testing::Test {
     y_ = std::make_unique<Listener>(witness + ".51", 0);
     x_addr_ = witness + ".50:" + std::to_string(x_->port());
     y_addr_ = witness + ".51:" + std::to_string(y_->port());
-    lab::LabOptions o;
-    o.dir = dir_;
-    o.heartbeat_interval_ms = 100;
-    o.heartbeat_timeout_ms = 500;
-    o.bin_dir = BinDir();
+    lab::LabOptions o = FastLabOptions(dir_);
     o.connectivity_peers = {x_addr_};
     auto up = lab::Up(o);
     ASSERT_TRUE(up.ok()) << up.status().message();

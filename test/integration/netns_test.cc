@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "lab/lab.h"
@@ -27,11 +29,7 @@ class NetnsTest : public ::testing::Test {
   virtual bool UseReplication() const { return false; }
   void SetUp() override {
     dir_ = MakeTempDir("tandem-netns");
-    lab::LabOptions o;
-    o.dir = dir_;
-    o.heartbeat_interval_ms = 100;
-    o.heartbeat_timeout_ms = 500;
-    o.bin_dir = BinDir();
+    lab::LabOptions o = FastLabOptions(dir_);
     o.netns = true;
     o.crossover = true;
     o.use_witnesses = UseWitnesses();
@@ -150,6 +148,17 @@ class NetnsSplitBrainTest : public NetnsTest {
       }
     }
     return true;
+  }
+};
+
+// /store replicated and the collector on the VIP (10514/tcp+udp, 12514 RELP,
+// 12055 NetFlow), with witnesses.
+class NetnsCollectorTest : public NetnsTest {
+ protected:
+  bool UseReplication() const override { return true; }
+  json Collector(int i) {
+    json s = HostStatus(Config(i));
+    return s.is_object() && s.contains("collector") ? s["collector"] : json::object();
   }
 };
 
@@ -324,6 +333,64 @@ TEST_F(NetnsSplitBrainTest, BothActiveAcrossACutWriteAndTheHealedSplitBrainIsMer
     EXPECT_TRUE(HasFill(i, "events/lab-primary-", 2)) << "host " << i << ": the primary's records were lost";
     EXPECT_TRUE(HasFill(i, "events/lab-secondary-", 3)) << "host " << i << ": the secondary's records were lost";
   }
+}
+
+// A client in its own namespace sends numbered events over RELP to the VIP;
+// the active host dies (daemon killed, links down) while a window of them is
+// in flight. Every event acknowledged before the death ("200 OK": durable on
+// both hosts) is found by `tandem search` on the new active, which then
+// collects on the VIP itself.
+TEST_F(NetnsCollectorTest, EveryEventAcknowledgedBeforeTheActiveDiesIsFoundOnTheNewActive) {
+  ASSERT_TRUE(WaitFor(10000, [&] { return Collector(0).value("running", false); })) << Collector(0).dump();
+  const int relp_port = lab_["ports"]["relp"];
+  RelpClient relp("198.18.0.10", relp_port, Ns("client"));
+  ASSERT_TRUE(relp.connected());
+  ASSERT_TRUE(relp.Open());
+  auto event = [](int i) { return "<13>1 - client itest - - - netns-relp-" + std::to_string(100000 + i); };
+  std::map<int, int> txnr_to_event;
+  // Windows of 100 transactions (rsyslog's default window is 128; the
+  // collector's limit is 1024 unanswered).
+  constexpr int kWindow = 100, kAckedFirst = 2000;
+  for (int i = 0; i < kAckedFirst; i += kWindow) {
+    for (int k = i; k < i + kWindow; ++k) txnr_to_event[relp.Send(event(k))] = k;
+    relp.WaitRsps(30000, [&] { return relp.rsps().size() >= static_cast<size_t>(i + kWindow) + 1; });
+    ASSERT_EQ(relp.rsps().size(), static_cast<size_t>(i + kWindow) + 1)
+        << "not acked before the kill; eof " << relp.eof() << " " << Collector(0).dump();
+  }
+  // A window in flight, then power loss.
+  for (int k = kAckedFirst; k < kAckedFirst + kWindow; ++k) txnr_to_event[relp.Send(event(k))] = k;
+  ASSERT_EQ(kill(Pid(0), SIGKILL), 0);
+  Link(Ns("primary"), "eth0", "down");
+  Link(Ns("primary"), "xo0", "down");
+  relp.WaitRsps(1000, [] { return false; });  // rsps already on the way
+  std::set<int> acked;
+  for (const auto& [t, rsp] : relp.rsps()) {
+    if (txnr_to_event.count(t) && rsp.rfind("200", 0) == 0) acked.insert(txnr_to_event[t]);
+  }
+  ASSERT_TRUE(WaitFor(10000, [&] { return StatusOf(1) == "ACTIVE"; }));
+  ASSERT_TRUE(WaitFor(10000, [&] { return Collector(1).value("running", false); })) << Collector(1).dump();
+  std::set<int> found;
+  json all = SearchJson(Config(1), "events", {"--contains", "netns-relp-", "--limit", "100000"});
+  ASSERT_TRUE(all.is_object());
+  for (const json& e : all["records"]) {
+    std::string m = e.value("message", "");
+    size_t at = m.find("netns-relp-");
+    if (at != std::string::npos) found.insert(std::atoi(m.c_str() + at + 11) - 100000);
+  }
+  size_t lost = 0;
+  for (int i : acked) lost += found.count(i) == 0;
+  EXPECT_EQ(lost, 0u) << "acknowledged events missing on the new active (of " << acked.size() << ")";
+  std::cout << "netns collector: " << acked.size() << " events acknowledged before/at the kill, "
+            << found.size() << " found on the new active\n";
+  // The new active collects on the VIP: a new session from the client.
+  RelpClient again("198.18.0.10", relp_port, Ns("client"));
+  ASSERT_TRUE(again.connected());
+  ASSERT_TRUE(again.Open());
+  int t = again.Send("<13>1 - client itest - - - netns-after-failover");
+  again.WaitRsps(10000, [&] { return again.rsps().count(t) != 0; });
+  ASSERT_TRUE(again.rsps().count(t));
+  EXPECT_EQ(again.rsps().at(t).rfind("200", 0), 0u) << again.rsps().at(t);
+  EXPECT_EQ(SearchCount(Config(1), "events", {"--contains", "netns-after-failover"}), 1);
 }
 
 }  // namespace

@@ -45,11 +45,7 @@ class ReplicationTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = MakeTempDir("tandem-repl");
-    lab::LabOptions o;
-    o.dir = dir_;
-    o.heartbeat_interval_ms = 100;
-    o.heartbeat_timeout_ms = 500;
-    o.bin_dir = BinDir();
+    lab::LabOptions o = FastLabOptions(dir_);
     o.replication = true;
     auto up = lab::Up(o);
     ASSERT_TRUE(up.ok()) << up.status().message();

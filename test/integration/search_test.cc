@@ -12,16 +12,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wold-style-cast"
-#pragma GCC diagnostic ignored "-Wshadow"
-#pragma GCC diagnostic ignored "-Wpedantic"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wcast-align"
-#pragma GCC diagnostic ignored "-Woverloaded-virtual"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#include <httplib.h>
-#pragma GCC diagnostic pop
+#include "api/httplib.h"
 
 #include <filesystem>
 #include <fstream>
@@ -215,11 +206,7 @@ class SearchTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = MakeTempDir("tandem-search");
-    lab::LabOptions o;
-    o.dir = dir_;
-    o.heartbeat_interval_ms = 100;
-    o.heartbeat_timeout_ms = 500;
-    o.bin_dir = BinDir();
+    lab::LabOptions o = FastLabOptions(dir_);
     o.replication = true;
     auto up = lab::Up(o);
     ASSERT_TRUE(up.ok()) << up.status().message();

@@ -2,17 +2,24 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,12 +27,24 @@
 #include <nlohmann/json.hpp>
 
 #include "api/control.h"
+#include "lab/lab.h"
 #include "peer/packet.h"
 #include "os/process.h"
 
 namespace tandem::itest {
 
 inline std::string BinDir() { return std::string(TANDEM_BINARY_DIR) + "/bin"; }
+
+// The options every lab-based test starts from: the lab in `dir`, fast
+// heartbeats (100 ms interval, 500 ms timeout), this build's binaries.
+inline lab::LabOptions FastLabOptions(const std::string& dir) {
+  lab::LabOptions o;
+  o.dir = dir;
+  o.heartbeat_interval_ms = 100;
+  o.heartbeat_timeout_ms = 500;
+  o.bin_dir = BinDir();
+  return o;
+}
 
 inline std::string MakeTempDir(const std::string& prefix) {
   std::string t = "/tmp/" + prefix + "-XXXXXX";
@@ -159,5 +178,253 @@ class FakePeer {
   int fd_ = -1;
   int port_ = 0;
 };
+
+// ---------------------------------------------------------------------------
+// Real syslog clients and helpers shared by collector_test.cc,
+// collection_clients_test.cc and netns_test.cc.
+
+// `tandem search KIND --config CONFIG --count [args]`: the number of
+// matches, or -1 if the command failed.
+inline int64_t SearchCount(const std::string& config, const std::string& kind,
+                           const std::vector<std::string>& args = {}) {
+  std::vector<std::string> argv = {BinDir() + "/tandem", "search", kind, "--config", config, "--count"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = RunCommand(argv);
+  if (r.exit_code != 0) return -1;
+  try {
+    return std::stoll(r.output);
+  } catch (...) {
+    return -1;
+  }
+}
+
+// `tandem search KIND --config CONFIG --json [args]` (null if it failed).
+inline nlohmann::json SearchJson(const std::string& config, const std::string& kind,
+                                 const std::vector<std::string>& args = {}) {
+  std::vector<std::string> argv = {BinDir() + "/tandem", "search", kind, "--config", config, "--json"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = RunCommand(argv);
+  if (r.exit_code != 0) return nlohmann::json();
+  nlohmann::json j = nlohmann::json::parse(r.output, nullptr, false);
+  return j.is_discarded() ? nlohmann::json() : j;
+}
+
+// rsyslogd (Debian rsyslog, + rsyslog-relp for omrelp), empty if present,
+// else why the test has to be skipped.
+inline std::string RsyslogMissing(bool relp) {
+  if (access("/usr/sbin/rsyslogd", X_OK) != 0) return "rsyslog not installed";
+  if (!relp) return "";
+  for (const char* p : {"/usr/lib/x86_64-linux-gnu/rsyslog/omrelp.so", "/usr/lib/rsyslog/omrelp.so"}) {
+    if (access(p, R_OK) == 0) return "";
+  }
+  return "rsyslog-relp not installed";
+}
+
+// rsyslogd with its own config and work directory `dir`: imuxsock on
+// DIR/log.sock (no rate limit) feeds a ruleset whose single action is
+// `action` (e.g. omrelp or omfwd to the VIP). The template "fwd" (RFC 5424
+// with the message as sent) is defined for the action. Killed (SIGKILL) and
+// reaped on destruction. `logger -u DIR/log.sock` feeds it.
+class Rsyslogd {
+ public:
+  Rsyslogd(const std::string& dir, const std::string& modules, const std::string& action) : dir_(dir) {
+    std::filesystem::create_directories(dir);
+    {
+      std::ofstream conf(dir + "/rsyslog.conf");
+      conf << "global(workDirectory=\"" << dir << "\")\n"
+           << "module(load=\"imuxsock\" SysSock.Use=\"off\")\n"
+           << modules << "\n"
+           << "template(name=\"fwd\" type=\"string\" string=\"<%PRI%>1 %TIMESTAMP:::date-rfc3339% "
+              "%HOSTNAME% %APP-NAME% - - - %msg%\")\n"
+           << "ruleset(name=\"fwd\") {\n  " << action << "\n}\n"
+           << "input(type=\"imuxsock\" Socket=\"" << dir << "/log.sock\" RateLimit.Interval=\"0\" "
+           << "ruleset=\"fwd\")\n";
+    }
+    const char* rsyslogd = "/usr/sbin/rsyslogd";
+    std::string log = dir + "/rsyslogd.log", conf = dir + "/rsyslog.conf", pidf = dir + "/rsyslogd.pid";
+    pid_ = fork();
+    if (pid_ == 0) {
+      (void)!freopen(log.c_str(), "w", stderr);
+      (void)!freopen(log.c_str(), "a", stdout);
+      execl(rsyslogd, rsyslogd, "-n", "-f", conf.c_str(), "-i", pidf.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+  }
+  ~Rsyslogd() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  Rsyslogd(const Rsyslogd&) = delete;
+  Rsyslogd& operator=(const Rsyslogd&) = delete;
+  bool started() const { return pid_ > 0; }
+  std::string socket() const { return dir_ + "/log.sock"; }
+  // Its input socket exists (it is ready to take lines).
+  bool WaitReady(int64_t ms) const {
+    return WaitFor(ms, [&] { return access(socket().c_str(), F_OK) == 0; });
+  }
+
+ private:
+  std::string dir_;
+  pid_t pid_ = -1;
+};
+
+// A TCP connection to addr:port (blocking, -1 on failure). `netns`
+// non-empty: the socket is made inside that named network namespace (a
+// helper thread enters it; the socket stays there), so a test can be a
+// client in the lab's client namespace.
+inline int ConnectTcp(const std::string& addr, int port, const std::string& netns = "") {
+  int fd = -1;
+  auto work = [&] {
+    if (!netns.empty()) {
+      int nsfd = open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC);
+      if (nsfd < 0) return;
+      int rc = setns(nsfd, CLONE_NEWNET);
+      close(nsfd);
+      if (rc != 0) return;
+    }
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+    if (s >= 0 && connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+      fd = s;
+    } else if (s >= 0) {
+      close(s);
+    }
+  };
+  if (netns.empty()) {
+    work();
+  } else {
+    std::thread t(work);  // setns changes only this thread's namespace
+    t.join();
+  }
+  return fd;
+}
+
+inline bool WriteAll(int fd, const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// A minimal RELP client speaking raw frames (docs/formats/relp.md), so a
+// test sees every rsp: "200 OK" (durable on both hosts), "500 ...".
+class RelpClient {
+ public:
+  RelpClient(const std::string& addr, int port, const std::string& netns = "")
+      : fd_(ConnectTcp(addr, port, netns)) {}
+  ~RelpClient() {
+    if (fd_ >= 0) close(fd_);
+  }
+  RelpClient(const RelpClient&) = delete;
+  RelpClient& operator=(const RelpClient&) = delete;
+  bool connected() const { return fd_ >= 0; }
+  // Sends `open` and waits for its rsp; true on "200".
+  bool Open(int timeout_ms = 5000) {
+    int t = Frame("open", "relp_version=0\nrelp_software=tandem-itest\ncommands=syslog");
+    if (t < 0) return false;
+    WaitRsps(timeout_ms, [&] { return rsps_.count(t) != 0; });
+    return rsps_.count(t) != 0 && rsps_[t].rfind("200", 0) == 0;
+  }
+  // Sends one syslog message; returns its txnr (-1 if the write failed).
+  int Send(const std::string& msg) { return Frame("syslog", msg); }
+  // Reads rsps until `done()` or the timeout or the connection ends.
+  void WaitRsps(int64_t timeout_ms, const std::function<bool()>& done) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (fd_ >= 0 && !eof_ && !done()) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+      if (left <= 0) break;
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 100))) != 1) continue;
+      char buf[65536];
+      ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) {
+        eof_ = true;
+        break;
+      }
+      in_.append(buf, static_cast<size_t>(n));
+      Parse();
+    }
+  }
+  // txnr -> rsp data ("200 OK", "500 store full", ...), of every rsp so far.
+  const std::map<int, std::string>& rsps() const { return rsps_; }
+  bool eof() const { return eof_; }
+
+ private:
+  int Frame(const std::string& cmd, const std::string& data) {
+    int t = next_++;
+    std::string f = std::to_string(t) + " " + cmd + " " + std::to_string(data.size()) + " " + data + "\n";
+    return fd_ >= 0 && WriteAll(fd_, f) ? t : -1;
+  }
+  // Frames "TXNR rsp LEN DATA\n" (and hints "0 serverclose 0\n").
+  void Parse() {
+    for (;;) {
+      size_t a = in_.find(' ');
+      if (a == std::string::npos) return;
+      size_t b = in_.find(' ', a + 1);
+      if (b == std::string::npos) return;
+      size_t c = b + 1;
+      while (c < in_.size() && in_[c] >= '0' && in_[c] <= '9') ++c;
+      if (c >= in_.size()) return;
+      size_t len = std::stoul(in_.substr(b + 1, c - b - 1));
+      size_t data_at = len == 0 ? c : c + 1;
+      if (in_.size() < data_at + len + 1) return;
+      int txnr = std::stoi(in_.substr(0, a));
+      if (in_.compare(a + 1, b - a - 1, "rsp") == 0) rsps_[txnr] = in_.substr(data_at, len);
+      in_.erase(0, data_at + len + 1);
+    }
+  }
+
+  int fd_ = -1;
+  int next_ = 1;
+  bool eof_ = false;
+  std::string in_;
+  std::map<int, std::string> rsps_;
+};
+
+// One RFC 6587 octet-counted RFC 5424 message carrying `text`.
+inline std::string OctetCounted(const std::string& app, const std::string& text) {
+  std::string m = "<13>1 - itest " + app + " - - - " + text;
+  return std::to_string(m.size()) + " " + m;
+}
+
+// A request on a host's volume socket (docs/REPLICATION.md, "The volume"):
+// e.g. {"op": "delete", "path": "fill/a"}. Returns the reply (null on an
+// I/O error or after `timeout_ms`).
+inline nlohmann::json VolumeCall(const std::string& socket_path, nlohmann::json req, int timeout_ms = 10000) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (fd < 0 || socket_path.size() >= sizeof a.sun_path) {
+    if (fd >= 0) close(fd);
+    return nlohmann::json();
+  }
+  std::memcpy(a.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  nlohmann::json out;
+  req["id"] = 1;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && WriteAll(fd, req.dump() + "\n")) {
+    std::string line;
+    pollfd p{fd, POLLIN, 0};
+    char buf[4096];
+    while (line.find('\n') == std::string::npos && poll(&p, 1, timeout_ms) == 1) {
+      ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      line.append(buf, static_cast<size_t>(n));
+    }
+    if (line.find('\n') != std::string::npos) {
+      out = nlohmann::json::parse(line.substr(0, line.find('\n')), nullptr, false);
+      if (out.is_discarded()) out = nlohmann::json();
+    }
+  }
+  close(fd);
+  return out;
+}
 
 }  // namespace tandem::itest

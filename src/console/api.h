@@ -1,0 +1,149 @@
+// The console's HTTP/JSON API, /api/v1 (docs/CONSOLE.md; docs/api/openapi.yaml),
+// as a plain function of a request: no sockets here (console/server.h puts
+// it on HTTPS), so every handler is unit-tested directly.
+//
+// Rules every call follows:
+// - Authentication: every call except POST /api/v1/sessions needs
+//   "Authorization: Bearer <token>" of a live session (401 otherwise:
+//   missing, malformed, unknown or expired token). Tokens are 32 random
+//   bytes (64 hex characters); the database holds only their SHA-256.
+// - Authorization: roles "admin" (everything) and "viewer" (reads of the
+//   deployment); a call a viewer may not make is 403.
+// - Validation: bodies are JSON objects (Content-Type application/json) of
+//   at most kApiBodyBytesMax bytes; every field is type- and range-checked;
+//   unknown fields and unknown query parameters are refused.
+// - Errors: HTTP status + {"error": {"code", "message", "field"}} ("field"
+//   is null when the error is not about one). A refused call changes
+//   nothing except that it is audited.
+// - Audit: every state-changing call (any method but GET), accepted or
+//   refused, is one audit row: when, who (the session's user; for a login,
+//   the named user if it exists; else "-"), from where, what, on what, and
+//   the result. Passwords and tokens are never stored there or logged.
+//
+// Thread-safety: Handle may be called from several threads at once; the
+// database is used under db.mu(), and the slow password hashing runs
+// outside it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "console/db.h"
+#include "console/password.h"
+#include "os/clock.h"
+
+namespace tandem::console {
+
+inline constexpr size_t kApiBodyBytesMax = 64 * 1024;
+inline constexpr size_t kUserNameLenMax = 64;
+inline constexpr size_t kPasswordLenMin = 12;
+inline constexpr size_t kPasswordLenMax = 1024;
+inline constexpr size_t kTokenBytes = 32;
+inline constexpr int64_t kSessionsPerUserMax = 64;  // older sessions are ended
+inline constexpr int64_t kAuditRowsMax = 100000;     // older rows are dropped
+inline constexpr int64_t kAuditPageMax = 1000;
+
+struct ApiRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string path;    // without the query string
+  std::multimap<std::string, std::string> params;  // decoded query string
+  std::string authorization;  // the Authorization header ("" if absent)
+  std::string content_type;
+  std::string body;
+  std::string remote;  // the client's address, for the audit
+};
+
+struct ApiResponse {
+  int status = 200;
+  nlohmann::json body;
+};
+
+// An error response: {"error": {"code", "message", "field"}}.
+ApiResponse ApiError(int status, const std::string& code, const std::string& message,
+                     const std::string& field = "");
+
+struct ApiOptions {
+  int64_t session_ttl_s = 3600;
+  const os::Clock* clock = &os::RealClock::Get();  // WallMs: session expiry, audit times
+  ScryptParams kdf = kScryptDefault;               // for new password hashes
+  // Informational and warning lines (never with a secret in them).
+  std::function<void(int level, const std::string& message)> log;  // 1 info, 2 warn
+};
+
+// What the API has answered since start (R-NF-3: exposed as metrics).
+struct ApiCounters {
+  uint64_t requests = 0;
+  uint64_t refused = 0;        // answered 4xx
+  uint64_t errors = 0;         // answered 5xx
+  uint64_t logins = 0;         // sessions opened
+  uint64_t login_failures = 0; // wrong user name or password
+  uint64_t changes = 0;        // state-changing calls accepted
+};
+
+class Api {
+ public:
+  Api(Db& db, ApiOptions options);
+  ApiResponse Handle(const ApiRequest& request);
+  ApiCounters counters() const;
+  // The counters in the Prometheus text format ("tandem_console_...").
+  std::string MetricsText() const;
+
+ private:
+  struct Caller {
+    int64_t user_id = 0;
+    std::string user, role, token_sha256;
+    int64_t expires_at_ms = 0;
+  };
+  struct Audit {
+    std::string user = "-", remote, action, target = "-", result;
+    int status = 0;
+  };
+
+  ApiResponse Route(const ApiRequest& r, Audit* audit);
+  ApiResponse Authenticate(const ApiRequest& r, Caller* caller);
+  ApiResponse Login(const ApiRequest& r, Audit* audit);
+  ApiResponse Logout(const Caller& c, Audit* audit);
+  ApiResponse CurrentSession(const Caller& c);
+  ApiResponse ListUsers();
+  ApiResponse CreateUser(const ApiRequest& r, const Caller& c, Audit* audit);
+  ApiResponse ListAudit(const ApiRequest& r);
+  ApiResponse ListHosts();
+  // Records `audit` (under db.mu(), in its own transaction).
+  void WriteAudit(const Audit& audit);
+  Status InsertAudit(const Audit& audit);
+  int64_t NowMs() const { return options_.clock->WallMs(); }
+  void Log(int level, const std::string& m) const {
+    if (options_.log) options_.log(level, m);
+  }
+
+  Db& db_;
+  ApiOptions options_;
+  mutable std::mutex counters_mu_;
+  ApiCounters counters_;  // GUARDED_BY(counters_mu_)
+  std::string dummy_hash_;  // verified against for unknown users (same cost)
+};
+
+// RFC 3339 UTC with milliseconds: "2026-12-03T04:05:06.789Z".
+std::string Rfc3339Ms(int64_t wall_ms);
+
+// First start: when the users table is empty, creates the user "admin"
+// (role admin) with a random kInitialPasswordChars-character password and
+// writes the password to `password_file` (mode 0600, atomically) before the
+// user is committed. Sets *created. Never logs the password. Later starts
+// (any user exists) do nothing, even if the file was removed.
+inline constexpr size_t kInitialPasswordChars = 24;
+inline constexpr const char* kInitialAdmin = "admin";
+Status EnsureInitialAdmin(Db& db, const std::string& password_file, const ScryptParams& kdf,
+                          int64_t now_ms, bool* created);
+
+// Records the console itself in the hosts table (role "console"), or
+// updates its address when it changed.
+Status EnsureConsoleHost(Db& db, const std::string& name, const std::string& address,
+                         int64_t now_ms);
+
+}  // namespace tandem::console

@@ -1,0 +1,80 @@
+// The console role of tandemd (docs/CONSOLE.md): the deployment database,
+// the first admin, the TLS certificate, and the /api/v1 HTTPS server.
+//
+// State directory (created 0700): console.db (+ -wal, -shm; 0600),
+// admin.password (0600, first start only), tls/cert.pem and tls/key.pem
+// (0644 / 0600; generated unless tls_cert/tls_key are configured).
+//
+// HTTPS: cpp-httplib's SSLServer (Debian builds it with
+// CPPHTTPLIB_OPENSSL_SUPPORT), TLS 1.2 or later only, in a bounded pool:
+// kConsoleThreads request threads, at most kConsoleQueueMax accepted
+// connections waiting, then accepting pauses; requests must arrive within
+// kConsoleReadTimeoutS; bodies over kApiBodyBytesMax are refused (413).
+//
+// Thread-safety: Start/Stop/port from the owner's thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "console/api.h"
+#include "util/status.h"
+
+namespace tandem::console {
+
+inline constexpr size_t kConsoleThreads = 4;
+inline constexpr size_t kConsoleQueueMax = 16;
+inline constexpr int kConsoleReadTimeoutS = 5;
+inline constexpr int kConsoleKeepAliveS = 5;
+
+struct ConsoleOptions {
+  std::string state_dir;                  // absolute
+  std::string listen_host = "127.0.0.1";  // dotted quad
+  uint16_t listen_port = 0;               // 0: an ephemeral port (tests)
+  int64_t session_ttl_s = 3600;
+  std::string tls_cert, tls_key;          // both or neither; neither: generated
+  std::string host_name;                  // this host, as recorded in hosts
+  const os::Clock* clock = &os::RealClock::Get();
+  ScryptParams kdf = kScryptDefault;
+  std::function<void(int level, const std::string& message)> log;  // 0 debug .. 3 error
+};
+
+class Console {
+ public:
+  explicit Console(ConsoleOptions options);
+  ~Console();  // Stop()
+  Console(const Console&) = delete;
+  Console& operator=(const Console&) = delete;
+
+  // Creates the state directory, opens/migrates the database, creates the
+  // first admin and the certificate when missing, binds and starts serving.
+  // Error: what failed (nothing runs then).
+  Status Start();
+  // The bound port after Start, else 0.
+  uint16_t port() const;
+  // Stops accepting, finishes running requests, joins. Idempotent.
+  void Stop();
+
+  std::string url() const;  // "https://host:port"
+  std::string password_file() const { return options_.state_dir + "/admin.password"; }
+  std::string db_file() const { return options_.state_dir + "/console.db"; }
+  const std::string& cert_file() const { return cert_; }
+  // The API's counters in the Prometheus text format; "" before Start.
+  std::string MetricsText() const { return api_ ? api_->MetricsText() : std::string(); }
+
+ private:
+  struct Server;
+  void Log(int level, const std::string& m) const {
+    if (options_.log) options_.log(level, m);
+  }
+
+  ConsoleOptions options_;
+  std::string cert_, key_;
+  std::unique_ptr<Db> db_;
+  std::unique_ptr<Api> api_;
+  std::unique_ptr<Server> server_;
+};
+
+}  // namespace tandem::console
