@@ -24,12 +24,42 @@ struct BenchOptions {
 int64_t SteadyNowMs();
 nlohmann::json LatencyStats(std::vector<int64_t> samples_ms);
 
+double SteadyNowS();  // the same clock in seconds
+void SleepMs(int64_t ms);
+double RoundTo(double v, int digits);
+
+// A field of /proc/PID/status in KiB ("VmHWM:", "VmRSS:"); 0 if absent.
+int64_t ProcStatusKib(int pid, const std::string& field);
 // Peak resident set (VmHWM, KiB) of a live process; 0 if it is gone.
 int64_t PeakRssKib(int pid);
+// CPU time (user + system) a process has used so far, in seconds.
+double CpuSeconds(int pid);
+// "1min 5min 15min" from /proc/loadavg.
+std::string LoadAverage();
 
 // The machine a benchmark ran on: {"cpus","cpu_model","kernel","mem_mib",
-// "load_avg"} (load_avg: the 1-minute load average at the call).
-nlohmann::json MachineJson();
+// "load_avg"} (load_avg: the 1-minute load average at the call), plus
+// "lab_filesystem": {"mount","device","fstype","options"} of the mount that
+// holds `dir` when it is given.
+nlohmann::json MachineJson(const std::string& dir = "");
+
+// SIGINT/SIGTERM while a benchmark runs: caught for the lifetime of a
+// BenchSignalScope (the previous handlers come back afterwards), so the
+// benchmark can stop its lab and remove its data before it returns.
+class BenchSignalScope {
+ public:
+  BenchSignalScope();
+  ~BenchSignalScope();
+  BenchSignalScope(const BenchSignalScope&) = delete;
+  BenchSignalScope& operator=(const BenchSignalScope&) = delete;
+
+ private:
+  struct Saved;
+  Saved* saved_;
+};
+bool BenchInterruptRequested();
+// An error once SIGINT/SIGTERM arrived, else Ok.
+Status BenchInterrupted();
 
 // A lab host's own status ("ACTIVE", "STANDBY", ...) over its control socket,
 // "" if it does not answer within 2 s. `i` indexes lab["hosts"].

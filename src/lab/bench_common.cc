@@ -1,12 +1,18 @@
 // Helpers shared by the benchmarks (lab/bench.h): clocks, latency statistics,
 // peak memory, the machine's description and waiting for a settled lab.
+#include <signal.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <thread>
 
 #include "api/control.h"
@@ -33,12 +39,24 @@ json LatencyStats(std::vector<int64_t> v) {
               {"max_ms", v.back()}, {"min_ms", v.front()}, {"all_ms", v}};
 }
 
-int64_t PeakRssKib(int pid) {
+double SteadyNowS() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void SleepMs(int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+double RoundTo(double v, int digits) {
+  double f = std::pow(10.0, digits);
+  return std::round(v * f) / f;
+}
+
+int64_t ProcStatusKib(int pid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string key;
   int64_t value = 0;
   while (in >> key) {
-    if (key == "VmHWM:") {
+    if (key == field) {
       in >> value;
       return value;
     }
@@ -46,7 +64,85 @@ int64_t PeakRssKib(int pid) {
   return 0;
 }
 
-json MachineJson() {
+int64_t PeakRssKib(int pid) { return ProcStatusKib(pid, "VmHWM:"); }
+
+double CpuSeconds(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = text.rfind(')');
+  if (paren == std::string::npos || paren + 2 > text.size()) return 0;
+  std::istringstream rest(text.substr(paren + 2));
+  std::string field;
+  uint64_t utime = 0, stime = 0;
+  for (int i = 3; rest >> field; ++i) {  // field 3 is the state
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) {
+      stime = std::stoull(field);
+      break;
+    }
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+namespace {
+
+// Filesystem type and options of the mount holding `path` (/proc/mounts).
+json MountOf(const std::string& path) {
+  std::error_code ec;
+  std::string p = std::filesystem::weakly_canonical(path, ec).string();
+  std::ifstream in("/proc/mounts");
+  std::string src, mnt, type, opts, a, b;
+  json best = json{{"mount", ""}};
+  size_t best_len = 0;
+  while (in >> src >> mnt >> type >> opts >> a >> b) {
+    bool under = p == mnt || mnt == "/" || p.rfind(mnt + "/", 0) == 0;
+    if (under && mnt.size() >= best_len) {
+      best_len = mnt.size();
+      best = json{{"mount", mnt}, {"device", src}, {"fstype", type}, {"options", opts}};
+    }
+  }
+  return best;
+}
+
+std::atomic<bool> g_interrupted{false};
+void OnBenchSignal(int) { g_interrupted.store(true); }
+
+}  // namespace
+
+struct BenchSignalScope::Saved {
+  struct sigaction old_int {}, old_term {};
+};
+
+BenchSignalScope::BenchSignalScope() : saved_(new Saved) {
+  g_interrupted.store(false);
+  struct sigaction sa {};
+  sa.sa_handler = OnBenchSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &saved_->old_int);
+  sigaction(SIGTERM, &sa, &saved_->old_term);
+}
+
+BenchSignalScope::~BenchSignalScope() {
+  sigaction(SIGINT, &saved_->old_int, nullptr);
+  sigaction(SIGTERM, &saved_->old_term, nullptr);
+  delete saved_;
+}
+
+bool BenchInterruptRequested() { return g_interrupted.load(); }
+
+Status BenchInterrupted() {
+  return g_interrupted.load() ? Status::Error("interrupted (SIGINT/SIGTERM): stopping the lab")
+                              : Status::Ok();
+}
+
+json MachineJson(const std::string& dir) {
   utsname u{};
   uname(&u);
   std::ifstream cpu("/proc/cpuinfo");
@@ -68,9 +164,11 @@ json MachineJson() {
   }
   double load = 0;
   std::ifstream("/proc/loadavg") >> load;
-  return json{{"cpus", std::thread::hardware_concurrency()}, {"cpu_model", model},
-              {"kernel", std::string(u.release)}, {"mem_mib", mem_kib / 1024},
-              {"load_avg", load}};
+  json j{{"cpus", std::thread::hardware_concurrency()}, {"cpu_model", model},
+         {"kernel", std::string(u.release)}, {"mem_mib", mem_kib / 1024},
+         {"load_avg", load}};
+  if (!dir.empty()) j["lab_filesystem"] = MountOf(dir);
+  return j;
 }
 
 std::string LabHostStatus(const json& lab, size_t i) {

@@ -72,19 +72,9 @@ constexpr int64_t kFillEventSpacingUs = 1000;     // search fill: 1000 events/s 
 constexpr uint64_t kFillSegmentBytes = 256ull << 20;  // the collector's default segment_mb
 constexpr int kSearchReps = 5;
 
-std::atomic<bool> g_interrupted{false};
-void OnBenchSignal(int) { g_interrupted.store(true); }
 
-double NowS() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
-void SleepMs(int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
-double Round(double v, int digits) {
-  double f = std::pow(10.0, digits);
-  return std::round(v * f) / f;
-}
 
 double Median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -93,64 +83,10 @@ double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-Status Interrupted() {
-  return g_interrupted.load() ? Status::Error("interrupted (SIGINT/SIGTERM): stopping the lab")
-                              : Status::Ok();
-}
 
-int64_t ProcStatusKib(int pid, const std::string& field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  int64_t value = 0;
-  while (in >> key) {
-    if (key == field) {
-      in >> value;
-      return value;
-    }
-  }
-  return 0;
-}
 
-// CPU time (user + system) a process has used so far, in seconds.
-double CpuSeconds(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t paren = text.rfind(')');
-  if (paren == std::string::npos) return 0;
-  std::istringstream rest(text.substr(paren + 2));
-  std::string field;
-  uint64_t utime = 0, stime = 0;
-  for (int i = 3; rest >> field; ++i) {  // field 3 is the state
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) {
-      stime = std::stoull(field);
-      break;
-    }
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
 
-std::string LoadAverage() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
 
-json Machine() {
-  utsname u{};
-  uname(&u);
-  std::ifstream cpu("/proc/cpuinfo");
-  std::string line, model;
-  while (std::getline(cpu, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      model = line.substr(line.find(':') + 2);
-      break;
-    }
-  }
-  return json{{"cpus", std::thread::hardware_concurrency()}, {"cpu_model", model},
-              {"kernel", std::string(u.release)}};
-}
 
 uint64_t FileSize(const std::string& path) {
   struct stat st {};
@@ -272,7 +208,7 @@ Status SendAll(int fd, const char* p, size_t n) {
   while (n > 0) {
     ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
     if (w < 0) {
-      if (errno == EINTR && !g_interrupted.load()) continue;
+      if (errno == EINTR && !BenchInterruptRequested()) continue;
       return Status::Error(std::string("send: ") + (errno == EAGAIN ? "timed out" : std::strerror(errno)));
     }
     p += w;
@@ -292,7 +228,7 @@ Status SendTcp(const std::string& ip, int port, const Messages& m, uint64_t firs
   constexpr uint64_t kPerWrite = 256;  // 64 KiB and a bit per send
   std::string buf((kMessageBytes + 1) * kPerWrite, '\n');
   for (uint64_t done = 0; done < n;) {
-    if (stop.load() || g_interrupted.load()) return Status::Error("stopped");
+    if (stop.load() || BenchInterruptRequested()) return Status::Error("stopped");
     uint64_t k = std::min(kPerWrite, n - done);
     for (uint64_t i = 0; i < k; ++i) m.Write(first + done + i, &buf[i * (kMessageBytes + 1)]);
     TANDEM_RETURN_IF_ERROR(SendAll(*fd, buf.data(), k * (kMessageBytes + 1)));
@@ -316,11 +252,11 @@ Result<double> SendUdp(const std::string& ip, int port, const Messages& m, uint6
   std::vector<std::string> bufs(kBatch, std::string(kMessageBytes, '\0'));
   iovec iov[kBatch];
   mmsghdr msgs[kBatch];
-  double t0 = NowS();
+  double t0 = SteadyNowS();
   uint64_t sent = 0;
   while (sent < n) {
-    TANDEM_RETURN_IF_ERROR(Interrupted());
-    double due = (NowS() - t0) * rate;
+    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
+    double due = (SteadyNowS() - t0) * rate;
     if (static_cast<double>(sent) >= due) {
       std::this_thread::sleep_for(std::chrono::microseconds(200));
       continue;
@@ -340,7 +276,7 @@ Result<double> SendUdp(const std::string& ip, int port, const Messages& m, uint6
     }
     sent += static_cast<uint64_t>(r);
   }
-  return NowS() - t0;
+  return SteadyNowS() - t0;
 }
 
 // A small RELP client (docs/formats/relp.md): open, `n` syslog
@@ -348,7 +284,7 @@ Result<double> SendUdp(const std::string& ip, int port, const Messages& m, uint6
 // every transaction was answered; `acked` counts the "200" answers.
 struct RelpResult {
   uint64_t acked = 0, refused = 0;
-  double all_answered_s = 0;  // NowS() when the last answer arrived
+  double all_answered_s = 0;  // SteadyNowS() when the last answer arrived
 };
 
 class RelpClient {
@@ -383,7 +319,7 @@ class RelpClient {
       }
       return answered_ >= n;
     }));
-    r.all_answered_s = NowS();
+    r.all_answered_s = SteadyNowS();
     r.acked = acked_;
     r.refused = answered_ - acked_;
     uint64_t close_txnr = next_txnr_++;
@@ -397,12 +333,12 @@ class RelpClient {
  private:
   // Writes out_, reads answers, until done() or an error / timeout.
   Status Pump(const std::atomic<bool>& stop, const std::function<bool()>& done) {
-    double last_progress = NowS();
+    double last_progress = SteadyNowS();
     for (;;) {
       if (done()) return Status::Ok();
-      if (stop.load() || g_interrupted.load()) return Status::Error("stopped");
+      if (stop.load() || BenchInterruptRequested()) return Status::Error("stopped");
       if (eof_) return Status::Error("RELP: the server closed the connection");
-      if (NowS() - last_progress > kSocketTimeoutS) {
+      if (SteadyNowS() - last_progress > kSocketTimeoutS) {
         return Status::Error("RELP: no progress for " + std::to_string(kSocketTimeoutS) + " s");
       }
       pollfd p{fd_, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0};
@@ -413,7 +349,7 @@ class RelpClient {
         ssize_t w = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
         if (w > 0) {
           out_.erase(0, static_cast<size_t>(w));
-          last_progress = NowS();
+          last_progress = SteadyNowS();
         } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
           return Status::Error(std::string("RELP send: ") + std::strerror(errno));
         }
@@ -424,7 +360,7 @@ class RelpClient {
         if (got > 0) {
           in_.append(buf, static_cast<size_t>(got));
           TANDEM_RETURN_IF_ERROR(Parse());
-          last_progress = NowS();
+          last_progress = SteadyNowS();
         } else if (got == 0) {
           eof_ = true;
         } else if (errno != EAGAIN && errno != EINTR) {
@@ -506,13 +442,13 @@ struct WaitResult {
 Result<WaitResult> WaitCount(const Target& t, const std::string& input, uint64_t want,
                              const std::atomic<bool>& sender_done, double timeout_s) {
   WaitResult w;
-  double end = NowS() + timeout_s, last_growth = NowS();
+  double end = SteadyNowS() + timeout_s, last_growth = SteadyNowS();
   uint64_t last = 0;
   for (;;) {
-    TANDEM_RETURN_IF_ERROR(Interrupted());
+    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
     auto c = t.count(input);
     if (!c.ok()) return c.status();
-    double now = NowS();
+    double now = SteadyNowS();
     if (*c != last) {
       last = *c;
       last_growth = now;
@@ -543,7 +479,7 @@ Result<json> StreamRun(const Target& t, const std::string& input, const Messages
   Status send_status = Status::Ok();
   RelpResult relp;
   double cpu0 = t.pid > 0 ? CpuSeconds(t.pid) : 0;
-  double t0 = NowS();
+  double t0 = SteadyNowS();
   std::thread sender([&] {
     if (input == "tcp") {
       send_status = SendTcp(t.ip, t.tcp, m, first, n, stop);
@@ -559,7 +495,7 @@ Result<json> StreamRun(const Target& t, const std::string& input, const Messages
   stop.store(true);
   sender.join();
   if (!w.ok()) return w.status();
-  TANDEM_RETURN_IF_ERROR(Interrupted());
+  TANDEM_RETURN_IF_ERROR(BenchInterrupted());
   if (!send_status.ok()) return send_status.Prefix(t.name + " " + input + ": ");
   uint64_t stored = w->count - *base;
   if (!w->reached) {
@@ -575,11 +511,11 @@ Result<json> StreamRun(const Target& t, const std::string& input, const Messages
     }
     end = std::max(end, relp.all_answered_s);
     r["acked"] = relp.acked;
-    r["all_acked_s"] = Round(relp.all_answered_s - t0, 3);
+    r["all_acked_s"] = RoundTo(relp.all_answered_s - t0, 3);
   }
-  r["seconds"] = Round(end - t0, 3);
-  r["events_per_s"] = Round(EventsPerS(n, end - t0), 0);
-  if (t.pid > 0) r["receiver_cpu_s"] = Round(CpuSeconds(t.pid) - cpu0, 2);
+  r["seconds"] = RoundTo(end - t0, 3);
+  r["events_per_s"] = RoundTo(EventsPerS(n, end - t0), 0);
+  if (t.pid > 0) r["receiver_cpu_s"] = RoundTo(CpuSeconds(t.pid) - cpu0, 2);
   return r;
 }
 
@@ -598,10 +534,10 @@ Result<json> UdpRun(const Target& t, const Messages& m, uint64_t* seq, double ra
   uint64_t stored = w->count - *base;
   return json{{"rate_set", rate},
               {"sent", n},
-              {"rate_sent", Round(EventsPerS(n, *took), 0)},
+              {"rate_sent", RoundTo(EventsPerS(n, *took), 0)},
               {"stored", stored},
               {"lost", n - std::min(n, stored)},
-              {"loss_pct", Round(100.0 * static_cast<double>(n - std::min(n, stored)) / static_cast<double>(n), 3)}};
+              {"loss_pct", RoundTo(100.0 * static_cast<double>(n - std::min(n, stored)) / static_cast<double>(n), 3)}};
 }
 
 // ---- rsyslogd ------------------------------------------------------------
@@ -623,8 +559,8 @@ std::string RsyslogVersion(const std::string& dir) {
   auto pid = os::Spawn({"/usr/sbin/rsyslogd", "-v"}, so);
   if (!pid.ok()) return "unknown: " + pid.status().message();
   int ws = 0;
-  for (double end = NowS() + 10; ::waitpid(*pid, &ws, WNOHANG) != *pid; SleepMs(10)) {
-    if (NowS() > end) {
+  for (double end = SteadyNowS() + 10; ::waitpid(*pid, &ws, WNOHANG) != *pid; SleepMs(10)) {
+    if (SteadyNowS() > end) {
       ::kill(*pid, SIGKILL);
       ::waitpid(*pid, &ws, 0);
       return "unknown (rsyslogd -v did not finish)";
@@ -676,8 +612,8 @@ class Rsyslog {
     if (!pid.ok()) return pid.status();
     pid_ = *pid;
     // Ready when both TCP listeners accept (imudp binds before them).
-    for (double end = NowS() + 15; ; SleepMs(50)) {
-      TANDEM_RETURN_IF_ERROR(Interrupted());
+    for (double end = SteadyNowS() + 15; ; SleepMs(50)) {
+      TANDEM_RETURN_IF_ERROR(BenchInterrupted());
       int ws = 0;
       if (::waitpid(pid_, &ws, WNOHANG) == pid_) {
         pid_ = 0;
@@ -689,7 +625,7 @@ class Rsyslog {
       if (a.ok()) ::close(*a);
       if (b.ok()) ::close(*b);
       if (up) break;
-      if (NowS() > end) return Status::Error("rsyslogd did not listen within 15 s; see " + dir + "/rsyslogd.log");
+      if (SteadyNowS() > end) return Status::Error("rsyslogd did not listen within 15 s; see " + dir + "/rsyslogd.log");
     }
     SleepMs(300);
     return Status::Ok();
@@ -699,8 +635,8 @@ class Rsyslog {
     if (pid_ <= 0) return Status::Ok();
     ::kill(pid_, SIGTERM);
     int ws = 0;
-    for (double end = NowS() + 10; ::waitpid(pid_, &ws, WNOHANG) != pid_; SleepMs(10)) {
-      if (NowS() > end) {
+    for (double end = SteadyNowS() + 10; ::waitpid(pid_, &ws, WNOHANG) != pid_; SleepMs(10)) {
+      if (SteadyNowS() > end) {
         ::kill(pid_, SIGKILL);
         ::waitpid(pid_, &ws, 0);
         break;
@@ -805,8 +741,8 @@ Result<json> Bench::Repl(const Host& h) {
 
 Status Bench::WaitInSync() {
   json a, b;
-  for (double end = NowS() + kSettleMs / 1000.0; NowS() < end; SleepMs(kPollMs)) {
-    TANDEM_RETURN_IF_ERROR(Interrupted());
+  for (double end = SteadyNowS() + kSettleMs / 1000.0; SteadyNowS() < end; SleepMs(kPollMs)) {
+    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
     auto ra = Repl(p_), rb = Repl(s_);
     if (!ra.ok() || !rb.ok()) continue;
     a = *ra;
@@ -821,8 +757,8 @@ Status Bench::WaitInSync() {
 }
 
 Status Bench::WaitPeerGone() {
-  for (double end = NowS() + kSettleMs / 1000.0; NowS() < end; SleepMs(kPollMs)) {
-    TANDEM_RETURN_IF_ERROR(Interrupted());
+  for (double end = SteadyNowS() + kSettleMs / 1000.0; SteadyNowS() < end; SleepMs(kPollMs)) {
+    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
     auto a = Repl(p_);
     if (a.ok() && !(*a)["peer"].value("connected", true) && !a->value("protected", true)) return Status::Ok();
   }
@@ -837,12 +773,12 @@ Status Bench::StopHost(Host& h) {
   if (h.pid <= 0) return Status::Ok();
   NoteRss(h);
   ::kill(h.pid, SIGTERM);
-  double end = NowS() + kStopWaitMs / 1000.0;
+  double end = SteadyNowS() + kStopWaitMs / 1000.0;
   for (;;) {
     int ws = 0;
     pid_t r = ::waitpid(h.pid, &ws, WNOHANG);
     if (r == h.pid || (r < 0 && errno == ECHILD && ::kill(h.pid, 0) != 0)) break;
-    if (NowS() > end) {
+    if (SteadyNowS() > end) {
       ::kill(h.pid, SIGKILL);
       ::waitpid(h.pid, &ws, 0);
       h.pid = 0;
@@ -898,11 +834,11 @@ Status Bench::Setup() {
   }
   if (p_.which != "primary" || s_.which != "secondary") return Status::Error("unexpected lab hosts");
   // The collector runs on the active host (the primary) once it took over.
-  for (double end = NowS() + 30; ; SleepMs(50)) {
-    TANDEM_RETURN_IF_ERROR(Interrupted());
+  for (double end = SteadyNowS() + 30; ; SleepMs(50)) {
+    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
     auto st = Status_(p_);
     if (st.ok() && (*st)["collector"].is_object() && (*st)["collector"].value("running", false)) break;
-    if (NowS() > end) {
+    if (SteadyNowS() > end) {
       return Status::Error("the primary's collector is not running: " + (st.ok() ? (*st)["collector"].dump()
                                                                                    : st.status().message()));
     }
@@ -940,7 +876,7 @@ Result<json> Bench::SearchSuite() {
                        std::chrono::system_clock::now().time_since_epoch()).count();
   int64_t base_us = (now_us / 60000000 - 60) * 60000000 - static_cast<int64_t>(events) * kFillEventSpacingUs;
   base_us -= base_us % 60000000;
-  double t0 = NowS();
+  double t0 = SteadyNowS();
   uint64_t seg_seq = 1, bytes = 0, segments = 0;
   std::string file;
   store::EventRecord rec;
@@ -963,7 +899,7 @@ Result<json> Bench::SearchSuite() {
   };
   const std::string sender = "127.0.0.1:40000";
   for (uint64_t i = 0; i < events; ++i) {
-    if (i % 65536 == 0) TANDEM_RETURN_IF_ERROR(Interrupted());
+    if (i % 65536 == 0) TANDEM_RETURN_IF_ERROR(BenchInterrupted());
     int64_t t = base_us + static_cast<int64_t>(i) * kFillEventSpacingUs;
     m.SetTime(t);  // the message's own RFC 5424 timestamp is the record time
     std::string text = m.Text(i + 1);
@@ -979,7 +915,7 @@ Result<json> Bench::SearchSuite() {
     }
   }
   if (w->records() > 0) TANDEM_RETURN_IF_ERROR(put());
-  double fill_s = NowS() - t0;
+  double fill_s = SteadyNowS() - t0;
   // Replicated: the files are on both hosts (protocol C).
   std::string store_dir = p_.dir + "/store/events";
   uint64_t on_disk = 0;
@@ -1014,19 +950,19 @@ Result<json> Bench::SearchSuite() {
                                 "messages with record times 1 ms apart, encoded by store::SegmentWriter "
                                 "into sealed 256 MiB segments and written through the primary's volume "
                                 "socket (lab::StorePut: replicated, protocol C)"},
-                        {"seconds", Round(fill_s, 1)},
-                        {"record_time_span_s", Round(static_cast<double>(events) * kFillEventSpacingUs / 1e6, 0)}}},
+                        {"seconds", RoundTo(fill_s, 1)},
+                        {"record_time_span_s", RoundTo(static_cast<double>(events) * kFillEventSpacingUs / 1e6, 0)}}},
               {"store_bytes", on_disk},
-              {"bytes_per_event", Round(static_cast<double>(on_disk) / static_cast<double>(events), 1)}};
+              {"bytes_per_event", RoundTo(static_cast<double>(on_disk) / static_cast<double>(events), 1)}};
   json results = json::object();
   for (const Query& q : queries) {
     std::vector<double> ms;
     json last;
     for (int rep = 0; rep < kSearchReps; ++rep) {
-      TANDEM_RETURN_IF_ERROR(Interrupted());
-      double a = NowS();
+      TANDEM_RETURN_IF_ERROR(BenchInterrupted());
+      double a = SteadyNowS();
       auto r = api::Call(p_.control, q.req, kSearchTimeoutMs);
-      double b = NowS();
+      double b = SteadyNowS();
       if (!r.ok()) return r.status().Prefix("search " + q.name + ": ");
       if (!r->value("ok", false)) return Status::Error("search " + q.name + ": " + r->value("error", "?"));
       const json& res = r->contains("result") ? (*r)["result"] : *r;
@@ -1040,11 +976,11 @@ Result<json> Bench::SearchSuite() {
     std::vector<double> sorted = ms;
     std::sort(sorted.begin(), sorted.end());
     json all = json::array();
-    for (double x : ms) all.push_back(Round(x, 1));
+    for (double x : ms) all.push_back(RoundTo(x, 1));
     results[q.name] = {{"request", q.req},
                        {"total", q.expect_total},
-                       {"p50_ms", Round(Median(ms), 1)},
-                       {"max_ms", Round(sorted.back(), 1)},
+                       {"p50_ms", RoundTo(Median(ms), 1)},
+                       {"max_ms", RoundTo(sorted.back(), 1)},
                        {"runs_ms", all},
                        {"stats_last", last}};
   }
@@ -1113,7 +1049,7 @@ Result<json> Bench::StreamSuite() {
       std::vector<double> v;
       for (const json& r : runs[name]) v.push_back(r[in]["events_per_s"].get<double>());
       med[name][in] = Median(v);
-      x[std::string(in) + "_events_per_s"] = Round(Median(v), 0);
+      x[std::string(in) + "_events_per_s"] = RoundTo(Median(v), 0);
     }
     out[name] = x;
   }
@@ -1127,7 +1063,7 @@ Result<json> Bench::StreamSuite() {
           v.push_back(runs[tn][rep][in]["events_per_s"].get<double>() /
                       std::max(1.0, runs[rn][rep][in]["events_per_s"].get<double>()));
         }
-        ratios[std::string(tn) + "/" + rn + "/" + in] = Round(Median(v), 2);
+        ratios[std::string(tn) + "/" + rn + "/" + in] = RoundTo(Median(v), 2);
       }
     }
   }
@@ -1135,7 +1071,7 @@ Result<json> Bench::StreamSuite() {
   double tcp_repl = med["tandem_replicated"]["tcp"];
   double relp_repl = med["tandem_replicated"]["relp"];
   out["targets"] = {
-      {"tcp_replicated_ge_100000", {{"value", Round(tcp_repl, 0)}, {"met", tcp_repl >= 100000}}},
+      {"tcp_replicated_ge_100000", {{"value", RoundTo(tcp_repl, 0)}, {"met", tcp_repl >= 100000}}},
       {"tcp_replicated_ge_rsyslog_synced",
        {{"ratio", ratios["tandem_replicated/rsyslog_synced/tcp"]},
         {"met", ratios["tandem_replicated/rsyslog_synced/tcp"].get<double>() >= 1.0}}},
@@ -1204,8 +1140,8 @@ Result<json> Bench::Run() {
   out["message_example"] = messages_.Text(1);
   // Idle memory: the lab up, the collector running, nothing received.
   SleepMs(1000);
-  json idle = {{"vm_rss_mib", Round(static_cast<double>(ProcStatusKib(p_.pid, "VmRSS:")) / 1024.0, 1)},
-               {"vm_hwm_mib", Round(static_cast<double>(ProcStatusKib(p_.pid, "VmHWM:")) / 1024.0, 1)}};
+  json idle = {{"vm_rss_mib", RoundTo(static_cast<double>(ProcStatusKib(p_.pid, "VmRSS:")) / 1024.0, 1)},
+               {"vm_hwm_mib", RoundTo(static_cast<double>(ProcStatusKib(p_.pid, "VmHWM:")) / 1024.0, 1)}};
   NoteRss(p_);
   NoteRss(s_);
 
@@ -1221,7 +1157,7 @@ Result<json> Bench::Run() {
     const json& s = (*st)["collector"]["store"];
     uint64_t b = s.value("bytes_written", uint64_t{0}), r = s.value("records_written", uint64_t{0});
     out["collector_store"] = {{"bytes_written", b}, {"records_written", r},
-                              {"bytes_per_event", r ? Round(static_cast<double>(b) / static_cast<double>(r), 1) : 0.0},
+                              {"bytes_per_event", r ? RoundTo(static_cast<double>(b) / static_cast<double>(r), 1) : 0.0},
                               {"queue", (*st)["collector"]["queue"]}};
   }
 
@@ -1243,9 +1179,9 @@ Result<json> Bench::Run() {
   double peak = static_cast<double>(p_.peak_rss_kib) / 1024.0;
   double idle_hwm = idle["vm_hwm_mib"].get<double>();
   out["memory"] = {{"primary_idle", idle},
-                   {"primary_vm_hwm_after_ingest_mib", Round(after_ingest_mib, 1)},
-                   {"primary_peak_vm_hwm_mib", Round(peak, 1)},
-                   {"secondary_peak_vm_hwm_mib", Round(static_cast<double>(s_.peak_rss_kib) / 1024.0, 1)},
+                   {"primary_vm_hwm_after_ingest_mib", RoundTo(after_ingest_mib, 1)},
+                   {"primary_peak_vm_hwm_mib", RoundTo(peak, 1)},
+                   {"secondary_peak_vm_hwm_mib", RoundTo(static_cast<double>(s_.peak_rss_kib) / 1024.0, 1)},
                    {"queue_mb", out["collector_store"]["queue"].value("bytes_max", uint64_t{0}) >> 20},
                    {"targets", {{"idle_le_32_mib", idle_hwm <= 32.0}, {"ingest_le_512_mib", after_ingest_mib <= 512.0},
                                 {"with_search_le_512_mib", peak <= 512.0}}},
@@ -1253,7 +1189,7 @@ Result<json> Bench::Run() {
                            "idle = 1 s after the lab came up; after_ingest = after the TCP/RELP/UDP runs; peak = also after the search fill and queries"}};
   load["end"] = LoadAverage();
   out["load_average_1_5_15min"] = load;
-  out["machine"] = Machine();
+  out["machine"] = MachineJson();
   out["rsyslog"] = {{"version", RsyslogVersion(o_.dir)},
                     {"buffered_omfile", "ioBufferSize=\"256k\" flushOnTXEnd=\"on\""},
                     {"synced_omfile", "ioBufferSize=\"256k\" flushOnTXEnd=\"on\" sync=\"on\" queue.type=\"LinkedList\" "
@@ -1289,12 +1225,7 @@ Result<json> BenchIngest(const IngestBenchOptions& o) {
   if (o.search_events < 100000) return Status::Error("--search-events must be at least 100000");
   Status made = os::MakeDirs(o.dir, 0755);
   if (!made.ok()) return made;
-  struct sigaction sa {};
-  sa.sa_handler = OnBenchSignal;
-  sigemptyset(&sa.sa_mask);
-  struct sigaction old_int {}, old_term {};
-  sigaction(SIGINT, &sa, &old_int);
-  sigaction(SIGTERM, &sa, &old_term);
+  BenchSignalScope signals;
   Result<json> r = Status::Error("not run");
   {
     Bench bench(o);
@@ -1307,8 +1238,6 @@ Result<json> BenchIngest(const IngestBenchOptions& o) {
     bench.RemoveStoreData();
     if (r.ok() && !down.ok()) r = down;
   }
-  sigaction(SIGINT, &old_int, nullptr);
-  sigaction(SIGTERM, &old_term, nullptr);
   if (!r.ok()) return r;
   json result = *r;
   Status w = os::WriteFileAtomic(o.dir + "/bench-ingest.json", result.dump(2) + "\n", 0644);

@@ -65,67 +65,17 @@ constexpr uint64_t kRateTestMbPerS = 100;
 constexpr double kRateTestMinSeconds = 2.5;       // the rate test's store takes at least this
 constexpr double kChangeFraction = 0.01;          // resync after a 1% change
 
-std::atomic<bool> g_interrupted{false};
-void OnBenchSignal(int) { g_interrupted.store(true); }
 
-double NowS() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
-void SleepMs(int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
-double Round(double v, int digits) {
-  double f = std::pow(10.0, digits);
-  return std::round(v * f) / f;
-}
 
 double MbPerS(uint64_t bytes, double seconds) {
   return seconds > 0 ? static_cast<double>(bytes) / seconds / 1e6 : 0.0;
 }
 
-Status Interrupted() {
-  return g_interrupted.load() ? Status::Error("interrupted (SIGINT/SIGTERM): stopping the lab")
-                              : Status::Ok();
-}
 
-int64_t PeakRssKib(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  int64_t value = 0;
-  while (in >> key) {
-    if (key == "VmHWM:") {
-      in >> value;
-      return value;
-    }
-  }
-  return 0;
-}
 
-// CPU time (user + system) a process has used so far, in seconds.
-double CpuSeconds(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t paren = text.rfind(')');
-  if (paren == std::string::npos) return 0;
-  std::istringstream rest(text.substr(paren + 2));
-  std::string field;
-  uint64_t utime = 0, stime = 0;
-  for (int i = 3; rest >> field; ++i) {  // field 3 is the state
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) {
-      stime = std::stoull(field);
-      break;
-    }
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
 
-std::string LoadAverage() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
 
 std::string RandomBytes(size_t n, std::mt19937_64& rng) {
   std::string s(n, '\0');
@@ -149,12 +99,12 @@ json LatencyMs(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   auto pct = [&](double p) {
     size_t i = static_cast<size_t>(std::ceil(p * static_cast<double>(v.size()))) - 1;
-    return Round(v[std::min(i, v.size() - 1)], 3);
+    return RoundTo(v[std::min(i, v.size() - 1)], 3);
   };
   double sum = 0;
   for (double x : v) sum += x;
   return json{{"samples", v.size()}, {"p50", pct(0.50)}, {"p99", pct(0.99)},
-              {"max", Round(v.back(), 3)}, {"mean", Round(sum / static_cast<double>(v.size()), 3)}};
+              {"max", RoundTo(v.back(), 3)}, {"mean", RoundTo(sum / static_cast<double>(v.size()), 3)}};
 }
 
 // Bytes allocated to the regular files under `dir` (st_blocks; on ext4 this
@@ -206,48 +156,7 @@ std::string CompareTrees(const std::string& a, const std::string& b) {
   return "";
 }
 
-// Filesystem type and options of the mount holding `path` (/proc/mounts).
-json MountOf(const std::string& path) {
-  std::error_code ec;
-  std::string p = fs::weakly_canonical(path, ec).string();
-  std::ifstream in("/proc/mounts");
-  std::string src, mnt, type, opts, a, b;
-  json best = json{{"mount", ""}};
-  size_t best_len = 0;
-  while (in >> src >> mnt >> type >> opts >> a >> b) {
-    bool under = p == mnt || mnt == "/" || p.rfind(mnt + "/", 0) == 0;
-    if (under && mnt.size() >= best_len) {
-      best_len = mnt.size();
-      best = json{{"mount", mnt}, {"device", src}, {"fstype", type}, {"options", opts}};
-    }
-  }
-  return best;
-}
 
-json Machine(const std::string& dir) {
-  utsname u{};
-  uname(&u);
-  std::ifstream cpu("/proc/cpuinfo");
-  std::string line, model;
-  while (std::getline(cpu, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      model = line.substr(line.find(':') + 2);
-      break;
-    }
-  }
-  std::ifstream mem("/proc/meminfo");
-  std::string key;
-  int64_t mem_kib = 0;
-  while (mem >> key) {
-    if (key == "MemTotal:") {
-      mem >> mem_kib;
-      break;
-    }
-  }
-  return json{{"cpus", std::thread::hardware_concurrency()}, {"cpu_model", model},
-              {"kernel", std::string(u.release)}, {"mem_mib", mem_kib / 1024},
-              {"lab_filesystem", MountOf(dir)}};
-}
 
 // One connection to a volume socket, one request in flight (window 1).
 class VolumeConn {
@@ -301,7 +210,7 @@ class VolumeConn {
       m.msg_iovlen = static_cast<size_t>(n_iov);
       ssize_t n = ::sendmsg(fd_, &m, MSG_NOSIGNAL);
       if (n < 0) {
-        if (errno == EINTR && !g_interrupted.load()) continue;
+        if (errno == EINTR && !BenchInterruptRequested()) continue;
         return Status::Error(std::string("volume socket: send: ") +
                              (errno == EAGAIN ? "timed out" : std::strerror(errno)));
       }
@@ -327,7 +236,7 @@ class VolumeConn {
         continue;
       }
       if (n == 0) return Status::Error("volume socket closed by tandemd");
-      if (errno == EINTR && !g_interrupted.load()) continue;
+      if (errno == EINTR && !BenchInterruptRequested()) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         return Status::Error("no reply from the volume within " + std::to_string(kSocketTimeoutS) + " s");
       }
@@ -343,16 +252,16 @@ class VolumeConn {
 
 // Waits for a child with a deadline; SIGKILLs it when it is over.
 Result<int> WaitChild(pid_t pid, double timeout_s, const std::string& what) {
-  double deadline = NowS() + timeout_s;
+  double deadline = SteadyNowS() + timeout_s;
   for (;;) {
     int ws = 0;
     pid_t r = ::waitpid(pid, &ws, WNOHANG);
     if (r == pid) return ws;
     if (r < 0 && errno != EINTR) return Status::Error(what + ": waitpid: " + std::strerror(errno));
-    if (NowS() > deadline || g_interrupted.load()) {
+    if (SteadyNowS() > deadline || BenchInterruptRequested()) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, &ws, 0);
-      return Status::Error(g_interrupted.load() ? what + ": interrupted"
+      return Status::Error(BenchInterruptRequested() ? what + ": interrupted"
                                                 : what + ": did not finish within " +
                                                       std::to_string(static_cast<int>(timeout_s)) + " s");
     }
@@ -424,8 +333,8 @@ bool Bench::InSync(const json& a, const json& b) {
 
 Status Bench::WaitInSync(int64_t ms) {
   json last_a, last_b;
-  for (double end = NowS() + static_cast<double>(ms) / 1000.0; NowS() < end;) {
-    TANDEM_RETURN_IF_ERROR(Interrupted());
+  for (double end = SteadyNowS() + static_cast<double>(ms) / 1000.0; SteadyNowS() < end;) {
+    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
     auto a = Repl(p_), b = Repl(s_);
     if (a.ok() && b.ok()) {
       if (InSync(*a, *b)) return Status::Ok();
@@ -439,8 +348,8 @@ Status Bench::WaitInSync(int64_t ms) {
 }
 
 Status Bench::WaitPeerGone() {
-  for (double end = NowS() + static_cast<double>(kSettleMs) / 1000.0; NowS() < end;) {
-    TANDEM_RETURN_IF_ERROR(Interrupted());
+  for (double end = SteadyNowS() + static_cast<double>(kSettleMs) / 1000.0; SteadyNowS() < end;) {
+    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
     auto a = Repl(p_);
     if (a.ok() && !(*a)["peer"].value("connected", true) && !(*a).value("protected", true)) {
       return Status::Ok();
@@ -454,12 +363,12 @@ Status Bench::StopHost(Host& h) {
   if (h.pid <= 0) return Status::Ok();
   NoteRss(h);
   ::kill(h.pid, SIGTERM);
-  double end = NowS() + static_cast<double>(kStopWaitMs) / 1000.0;
+  double end = SteadyNowS() + static_cast<double>(kStopWaitMs) / 1000.0;
   for (;;) {
     int ws = 0;
     pid_t r = ::waitpid(h.pid, &ws, WNOHANG);
     if (r == h.pid || (r < 0 && errno == ECHILD && ::kill(h.pid, 0) != 0)) break;
-    if (NowS() > end) {
+    if (SteadyNowS() > end) {
       ::kill(h.pid, SIGKILL);
       ::waitpid(h.pid, &ws, 0);
       h.pid = 0;
@@ -563,11 +472,11 @@ Result<json> Bench::Fill(const std::string& prefix, int files, uint64_t bytes_pe
   }
   j.erase("paths");
   for (const char* k : {"seconds", "mb_per_s"}) {
-    if (j.contains(k) && j[k].is_number()) j[k] = Round(j[k].get<double>(), 3);
+    if (j.contains(k) && j[k].is_number()) j[k] = RoundTo(j[k].get<double>(), 3);
   }
   if (j.contains("latency_ms") && j["latency_ms"].is_object()) {
     for (auto& [k, v] : j["latency_ms"].items()) {
-      if (v.is_number()) v = Round(v.get<double>(), 3);
+      if (v.is_number()) v = RoundTo(v.get<double>(), 3);
     }
   }
   return j;
@@ -582,7 +491,7 @@ Result<json> Bench::CopyBaseline() {
   fs::remove_all(dst, ec);
   os::SpawnOptions so;
   so.stdout_path = o_.dir + "/cp.out";
-  double t0 = NowS();
+  double t0 = SteadyNowS();
   auto pid = os::Spawn({"/bin/cp", "-r", p_.store, dst}, so);
   if (!pid.ok()) return pid.status();
   auto ws = WaitChild(*pid, 120.0 + static_cast<double>(store_bytes_) / (5.0 * kMB), "cp -r");
@@ -590,7 +499,7 @@ Result<json> Bench::CopyBaseline() {
   if (!WIFEXITED(*ws) || WEXITSTATUS(*ws) != 0) {
     return Status::Error("cp -r failed (" + os::DescribeWaitStatus(*ws) + "); see " + so.stdout_path);
   }
-  double t1 = NowS();
+  double t1 = SteadyNowS();
   uint64_t bytes = 0;
   std::vector<std::string> dirs = {dst, fs::path(dst).parent_path().string()};
   for (auto it = fs::recursive_directory_iterator(dst, ec); !ec && it != fs::recursive_directory_iterator();
@@ -619,7 +528,7 @@ Result<json> Bench::CopyBaseline() {
     }
     ::close(fd);
   }
-  double t2 = NowS();
+  double t2 = SteadyNowS();
   fs::remove_all(dst, ec);
   if (bytes != store_bytes_) return Status::Error("cp -r copied " + std::to_string(bytes) + " bytes, expected " +
                                                   std::to_string(store_bytes_));
@@ -627,10 +536,10 @@ Result<json> Bench::CopyBaseline() {
                          "every copied file and fsync of every copied directory; timed from the "
                          "fork to the last fsync (source in the page cache, as for the sync source)"},
               {"bytes", bytes},
-              {"cp_s", Round(t1 - t0, 3)},
-              {"fsync_s", Round(t2 - t1, 3)},
-              {"seconds", Round(t2 - t0, 3)},
-              {"mb_per_s", Round(MbPerS(bytes, t2 - t0), 1)}};
+              {"cp_s", RoundTo(t1 - t0, 3)},
+              {"fsync_s", RoundTo(t2 - t1, 3)},
+              {"seconds", RoundTo(t2 - t0, 3)},
+              {"mb_per_s", RoundTo(MbPerS(bytes, t2 - t0), 1)}};
 }
 
 // Starts the (stopped) secondary and times it until both hosts are in sync.
@@ -648,12 +557,12 @@ Result<json> Bench::TimedSync(uint64_t expect_bytes, bool sample_disk) {
   uintmax_t log_from = fs::exists(log_path, log_ec) ? fs::file_size(log_path, log_ec) : 0;
   double timeout_s = 120.0 + static_cast<double>(expect_bytes) / (10.0 * kMB);
   double p_cpu0 = CpuSeconds(p_.pid);
-  double t0 = NowS();
+  double t0 = SteadyNowS();
   TANDEM_RETURN_IF_ERROR(StartHost(s_));
   json a, b;
   for (;;) {
-    TANDEM_RETURN_IF_ERROR(Interrupted());
-    double t = NowS() - t0;
+    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
+    double t = SteadyNowS() - t0;
     if (t > timeout_s) {
       return Status::Error("the sync did not finish within " + std::to_string(static_cast<int>(timeout_s)) +
                            " s; primary: " + a.dump() + " secondary: " + b.dump());
@@ -681,7 +590,7 @@ Result<json> Bench::TimedSync(uint64_t expect_bytes, bool sample_disk) {
     }
     SleepMs(kPollMs);
   }
-  double wall = NowS() - t0;
+  double wall = SteadyNowS() - t0;
   double p_cpu = CpuSeconds(p_.pid) - p_cpu0, s_cpu = CpuSeconds(s_.pid);
   NoteRss(p_);
   NoteRss(s_);
@@ -690,13 +599,13 @@ Result<json> Bench::TimedSync(uint64_t expect_bytes, bool sample_disk) {
   if (!after.ok()) return after.status();
   uint64_t sent = (*after)["counters"].value("sync_bytes_sent", uint64_t{0}) - sent0;
   uint64_t syncs = (*after)["counters"].value("syncs_completed", uint64_t{0}) - syncs0;
-  json r = {{"wall_s", Round(wall, 3)},
+  json r = {{"wall_s", RoundTo(wall, 3)},
             {"sync_bytes_sent", sent},
             {"syncs_completed", syncs},
-            {"wall_mb_per_s", Round(MbPerS(sent, wall), 1)},
+            {"wall_mb_per_s", RoundTo(MbPerS(sent, wall), 1)},
             {"primary_last_sync", (*after).value("last_sync", "")},
             {"states_seen", seen_states},
-            {"cpu_s", {{"primary", Round(p_cpu, 2)}, {"secondary_incl_startup", Round(s_cpu, 2)}}}};
+            {"cpu_s", {{"primary", RoundTo(p_cpu, 2)}, {"secondary_incl_startup", RoundTo(s_cpu, 2)}}}};
   // What the primary decided and began, from its log (this sync only).
   {
     std::ifstream log(log_path, std::ios::binary);
@@ -720,10 +629,10 @@ Result<json> Bench::TimedSync(uint64_t expect_bytes, bool sample_disk) {
   if (std::regex_search(last, m, std::regex("sent ([0-9]+) bytes in ([0-9]+) ms"))) {
     uint64_t n = std::stoull(m[1].str());
     double s = std::stod(m[2].str()) / 1000.0;
-    r["sync_phase_s"] = Round(s, 3);
+    r["sync_phase_s"] = RoundTo(s, 3);
     r["sync_phase_bytes"] = n;
-    r["sync_phase_mb_per_s"] = Round(MbPerS(n, std::max(s, 0.001)), 1);
-    r["startup_and_connect_s"] = Round(std::max(0.0, wall - s), 3);
+    r["sync_phase_mb_per_s"] = RoundTo(MbPerS(n, std::max(s, 0.001)), 1);
+    r["startup_and_connect_s"] = RoundTo(std::max(0.0, wall - s), 3);
   }
   auto sec = Repl(s_);
   if (sec.ok()) r["secondary_last_sync"] = sec->value("last_sync", "");
@@ -739,7 +648,7 @@ Result<json> Bench::TimedSync(uint64_t expect_bytes, bool sample_disk) {
       auto lo = when(0.1), hi = when(0.9);
       if (lo && hi && hi->first > lo->first) {
         r["steady_mb_per_s_on_disk"] =
-            Round(MbPerS(hi->second - lo->second, hi->first - lo->first), 1);
+            RoundTo(MbPerS(hi->second - lo->second, hi->first - lo->first), 1);
         r["steady_window"] = "10%..90% of the bytes allocated in the secondary's store directory, "
                              "sampled every ~" + std::to_string(kPollMs) + " ms (" +
                              std::to_string(samples.size()) + " samples)";
@@ -763,21 +672,21 @@ Result<json> Bench::ChangeOnePercent() {
   while (picked.size() < want) picked.insert(pick(rng_));
   VolumeConn c;
   TANDEM_RETURN_IF_ERROR(c.Connect(p_.volume));
-  double t0 = NowS();
+  double t0 = SteadyNowS();
   for (uint64_t g : picked) {
-    TANDEM_RETURN_IF_ERROR(Interrupted());
+    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
     std::string data = RandomBytes(kChunk, rng_);
     const std::string& path = fill_files_[g / chunks_per_file];
     uint64_t off = (g % chunks_per_file) * kChunk;
     TANDEM_RETURN_IF_ERROR(c.Call(json{{"op", "write_at"}, {"path", path}, {"offset", off}}, data));
   }
-  double secs = NowS() - t0;
+  double secs = SteadyNowS() - t0;
   return json{{"writes", picked.size()},
               {"bytes", picked.size() * kChunk},
-              {"fraction_of_store", Round(static_cast<double>(picked.size() * kChunk) /
+              {"fraction_of_store", RoundTo(static_cast<double>(picked.size() * kChunk) /
                                               static_cast<double>(store_bytes_), 4)},
               {"how", "write_at of 64 KiB of new data at distinct random 64 KiB-aligned offsets"},
-              {"seconds", Round(secs, 3)}};
+              {"seconds", RoundTo(secs, 3)}};
 }
 
 // `writers` threads, each with its own volume connection and file, one
@@ -816,10 +725,10 @@ Result<json> Bench::RunWriters(size_t block, int writers, double seconds, const 
       json header = {{"op", "append"}, {"path", paths[static_cast<size_t>(k)]}};
       out.lat_ms.reserve(1 << 14);
       for (;;) {
-        double t = NowS();
-        if (t >= end || g_interrupted.load()) break;
+        double t = SteadyNowS();
+        if (t >= end || BenchInterruptRequested()) break;
         st = c.Call(header, data);
-        double t2 = NowS();
+        double t2 = SteadyNowS();
         if (!st.ok()) {
           out.error = st.message();
           break;
@@ -833,7 +742,7 @@ Result<json> Bench::RunWriters(size_t block, int writers, double seconds, const 
   ready.wait();
   SleepMs(kSnapshotSettleMs);
   auto before = Repl(p_);
-  double t0 = NowS();
+  double t0 = SteadyNowS();
   deadline.store(t0 + seconds);
   go.count_down();
   for (auto& t : threads) t.join();
@@ -858,16 +767,16 @@ Result<json> Bench::RunWriters(size_t block, int writers, double seconds, const 
     }
     if (!st.ok() && error.empty()) error = "cleanup: " + st.message();
   }
-  TANDEM_RETURN_IF_ERROR(Interrupted());
+  TANDEM_RETURN_IF_ERROR(BenchInterrupted());
   if (!error.empty()) return Status::Error(mode + " writes (" + std::to_string(block) + " B x " +
                                            std::to_string(writers) + "): " + error);
   if (ops == 0 || elapsed <= 0) return Status::Error(mode + " writes: no write completed");
   json r = {{"block_bytes", block},
             {"writers", writers},
-            {"seconds", Round(elapsed, 3)},
+            {"seconds", RoundTo(elapsed, 3)},
             {"ops", ops},
-            {"ops_per_s", Round(static_cast<double>(ops) / elapsed, 1)},
-            {"mb_per_s", Round(MbPerS(ops * block, elapsed), 2)},
+            {"ops_per_s", RoundTo(static_cast<double>(ops) / elapsed, 1)},
+            {"mb_per_s", RoundTo(MbPerS(ops * block, elapsed), 2)},
             {"latency_ms", LatencyMs(lat)}};
   latencies->insert(latencies->end(), lat.begin(), lat.end());
   if (before.ok() && after.ok()) {
@@ -875,7 +784,7 @@ Result<json> Bench::RunWriters(size_t block, int writers, double seconds, const 
     auto d = [&](const char* k) { return ca.value(k, uint64_t{0}) - cb.value(k, uint64_t{0}); };
     uint64_t commits = d("commits"), writes = d("writes");
     r["primary"] = {{"commits", commits},
-                    {"writes_per_commit", commits ? Round(static_cast<double>(writes) / static_cast<double>(commits), 2) : 0.0},
+                    {"writes_per_commit", commits ? RoundTo(static_cast<double>(writes) / static_cast<double>(commits), 2) : 0.0},
                     {"journal_syncs", d("journal_syncs")},
                     {"protected", after->value("protected", false)}};
   }
@@ -954,17 +863,17 @@ Result<json> Bench::WriteSuite() {
       }
       json lat = LatencyMs(c.lat[m]);
       p50[m] = lat.value("p50", 0.0);
-      x[names[m]] = {{"ops_per_s", Round(Median(ops), 1)},
-                     {"mb_per_s", Round(Median(mbs), 2)},
+      x[names[m]] = {{"ops_per_s", RoundTo(Median(ops), 1)},
+                     {"mb_per_s", RoundTo(Median(mbs), 2)},
                      {"latency_ms", lat},
                      {"runs", c.runs[m]}};
     }
     double q = Median(c.ratios);
     json paired = json::array();
-    for (double v : c.ratios) paired.push_back(Round(v, 3));
-    x["throughput_ratio"] = Round(q, 3);
+    for (double v : c.ratios) paired.push_back(RoundTo(v, 3));
+    x["throughput_ratio"] = RoundTo(q, 3);
     x["paired_ratios"] = paired;
-    x["p50_latency_ratio"] = Round(p50[0] / std::max(1e-9, p50[1]), 2);
+    x["p50_latency_ratio"] = RoundTo(p50[0] / std::max(1e-9, p50[1]), 2);
     if (c.writers == 16) {
       x["target"] = ">= 0.7";
       x["met"] = q >= 0.7;
@@ -1045,35 +954,35 @@ Result<json> Bench::Run() {
   }
   auto rounded = [](const std::vector<double>& v, int digits) {
     json a = json::array();
-    for (double x : v) a.push_back(Round(x, digits));
+    for (double x : v) a.push_back(RoundTo(x, digits));
     return a;
   };
   out["store"] = {{"bytes", store_bytes_}, {"files", files}, {"fill_through_volume_unprotected", *fill}};
   out["full_sync"] = {{"sync_rate_mb_per_s", 4096},
                       {"repetitions", reps},
                       {"identical_after", true},
-                      {"wall_s", Round(Median(full_wall), 3)},
-                      {"wall_mb_per_s", Round(Median(full_mbps), 1)},
+                      {"wall_s", RoundTo(Median(full_wall), 3)},
+                      {"wall_mb_per_s", RoundTo(Median(full_mbps), 1)},
                       {"runs", full_runs}};
   if (!full_phase.empty()) {
-    out["full_sync"]["sync_phase_s"] = Round(Median(full_phase), 3);
-    out["full_sync"]["sync_phase_mb_per_s"] = Round(Median(full_phase_mbps), 1);
+    out["full_sync"]["sync_phase_s"] = RoundTo(Median(full_phase), 3);
+    out["full_sync"]["sync_phase_mb_per_s"] = RoundTo(Median(full_phase_mbps), 1);
   }
-  if (!full_steady.empty()) out["full_sync"]["steady_mb_per_s_on_disk"] = Round(Median(full_steady), 1);
+  if (!full_steady.empty()) out["full_sync"]["steady_mb_per_s_on_disk"] = RoundTo(Median(full_steady), 1);
   out["cp_r"] = {{"method", cp_runs[0]["method"]},
-                 {"seconds", Round(Median(cp_s), 3)},
-                 {"mb_per_s", Round(Median(cp_mbps), 1)},
+                 {"seconds", RoundTo(Median(cp_s), 3)},
+                 {"mb_per_s", RoundTo(Median(cp_mbps), 1)},
                  {"runs", cp_runs}};
   for (auto& r : out["cp_r"]["runs"]) r.erase("method");
   double ratio = Median(ratio_wall);
-  json vs = {{"ratio_wall", Round(ratio, 3)},
+  json vs = {{"ratio_wall", RoundTo(ratio, 3)},
              {"paired_ratios_wall", rounded(ratio_wall, 3)},
              {"target", ">= 0.7"},
              {"met", ratio >= 0.7},
              {"how", "median over the repetitions of (full sync MB/s, wall clock from the secondary's "
                      "start to both hosts in sync) / (cp -r + fdatasync MB/s), each pair back to back"}};
   if (!ratio_phase.empty()) {
-    vs["ratio_sync_phase"] = Round(Median(ratio_phase), 3);
+    vs["ratio_sync_phase"] = RoundTo(Median(ratio_phase), 3);
     vs["paired_ratios_sync_phase"] = rounded(ratio_phase, 3);
   }
   out["full_sync_vs_cp"] = vs;
@@ -1093,12 +1002,12 @@ Result<json> Bench::Run() {
     json r = {{"change", *change}, {"resync", *resync}, {"identical_after", true}};
     double rt = (*resync)["wall_s"].get<double>() / std::max(1e-9, full_wall_s);
     uint64_t sent = (*resync)["sync_bytes_sent"].get<uint64_t>();
-    r["time_ratio_wall"] = Round(rt, 4);
+    r["time_ratio_wall"] = RoundTo(rt, 4);
     if (resync->contains("sync_phase_s") && full_phase_s > 0) {
-      r["time_ratio_sync_phase"] = Round((*resync)["sync_phase_s"].get<double>() / full_phase_s, 4);
+      r["time_ratio_sync_phase"] = RoundTo((*resync)["sync_phase_s"].get<double>() / full_phase_s, 4);
     }
     r["compared_with"] = "the median full sync of the same store (full_sync.wall_s / sync_phase_s)";
-    r["bytes_ratio"] = Round(static_cast<double>(sent) / static_cast<double>(store_bytes_), 4);
+    r["bytes_ratio"] = RoundTo(static_cast<double>(sent) / static_cast<double>(store_bytes_), 4);
     r["target"] = "time ratio <= 0.05";
     r["met_wall"] = rt <= 0.05;
     if (r.contains("time_ratio_sync_phase")) r["met_sync_phase"] = r["time_ratio_sync_phase"].get<double>() <= 0.05;
@@ -1146,7 +1055,7 @@ Result<json> Bench::Run() {
     if (rated->contains("steady_mb_per_s_on_disk")) {
       double m = (*rated)["steady_mb_per_s_on_disk"].get<double>();
       r["transfer_mb_per_s"] = m;
-      r["transfer_error_pct"] = Round((m - target) / target * 100.0, 2);
+      r["transfer_error_pct"] = RoundTo((m - target) / target * 100.0, 2);
       r["met_transfer"] = std::abs(m - target) <= 0.1 * target;
     }
     // End to end: the daemon's sync phase, which also holds the target's
@@ -1154,25 +1063,25 @@ Result<json> Bench::Run() {
     if (rated->contains("sync_phase_mb_per_s")) {
       double m = (*rated)["sync_phase_mb_per_s"].get<double>();
       r["sync_phase_mb_per_s"] = m;
-      r["sync_phase_error_pct"] = Round((m - target) / target * 100.0, 2);
+      r["sync_phase_error_pct"] = RoundTo((m - target) / target * 100.0, 2);
       r["met_sync_phase"] = std::abs(m - target) <= 0.1 * target;
     }
     double w = (*rated)["wall_mb_per_s"].get<double>();
     r["wall_mb_per_s"] = w;
-    r["wall_error_pct"] = Round((w - target) / target * 100.0, 2);
+    r["wall_error_pct"] = RoundTo((w - target) / target * 100.0, 2);
     out["rate_limit"] = r;
   }
 
   // ---- 5. Peak RSS of both daemons (over every incarnation).
   NoteRss(p_);
   NoteRss(s_);
-  out["peak_rss_mib"] = {{"primary", Round(static_cast<double>(p_.peak_rss_kib) / 1024.0, 1)},
-                         {"secondary", Round(static_cast<double>(s_.peak_rss_kib) / 1024.0, 1)},
+  out["peak_rss_mib"] = {{"primary", RoundTo(static_cast<double>(p_.peak_rss_kib) / 1024.0, 1)},
+                         {"secondary", RoundTo(static_cast<double>(s_.peak_rss_kib) / 1024.0, 1)},
                          {"how", "VmHWM of /proc/<pid>/status, sampled during the syncs and before "
                                  "each stop; the secondary's is the largest of its incarnations"}};
   load["end"] = LoadAverage();
   out["load_average_1_5_15min"] = load;
-  out["machine"] = Machine(o_.dir);
+  out["machine"] = MachineJson(o_.dir);
   return out;
 }
 
@@ -1202,12 +1111,7 @@ Result<json> BenchRepl(const ReplBenchOptions& o) {
   if (o.dir.empty()) return Status::Error("--dir is required");
   Status made = os::MakeDirs(o.dir, 0755);
   if (!made.ok()) return made;
-  struct sigaction sa {};
-  sa.sa_handler = OnBenchSignal;
-  sigemptyset(&sa.sa_mask);
-  struct sigaction old_int {}, old_term {};
-  sigaction(SIGINT, &sa, &old_int);
-  sigaction(SIGTERM, &sa, &old_term);
+  BenchSignalScope signals;
   Bench bench(o);
   Result<json> r = Status::Error("not run");
   try {
@@ -1217,8 +1121,6 @@ Result<json> BenchRepl(const ReplBenchOptions& o) {
   }
   Status down = bench.Stop();
   bench.RemoveStoreData();
-  sigaction(SIGINT, &old_int, nullptr);
-  sigaction(SIGTERM, &old_term, nullptr);
   if (!r.ok()) return r;
   if (!down.ok()) return down;
   json result = *r;
