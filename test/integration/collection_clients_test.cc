@@ -233,8 +233,8 @@ class UdpTee {
     out_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     int buf = 4 << 20;
     (void)setsockopt(in_, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
-    in_port_ = Bind(in_);
-    out_port_ = Bind(out_);
+    in_port_ = BindEphemeral(in_, "127.0.0.1");
+    out_port_ = BindEphemeral(out_, "127.0.0.1");
   }
   ~UdpTee() {
     close(in_);
@@ -271,31 +271,9 @@ class UdpTee {
   }
 
  private:
-  static int Bind(int fd) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    return ntohs(a.sin_port);
-  }
   int in_ = -1, out_ = -1, in_port_ = 0, out_port_ = 0;
   std::vector<sockaddr_in> targets_;
 };
-
-// A free UDP port on 127.0.0.1 (for nfcapd).
-int FreeUdpPort() {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 // `count` flows (each one direction of a TCP or UDP conversation) in
 // 10.<net>.0.0/16 (and, with v6, 2001:db8:<net>::/48), 1..4 packets each,
@@ -344,7 +322,7 @@ std::map<FlowKey, FlowCounts> ExportAndDecodeWithNfdump(const std::string& dir, 
     std::ofstream f(dir + "/in.pcap", std::ios::binary);
     f.write(reinterpret_cast<const char*>(pcap.data()), static_cast<std::streamsize>(pcap.size()));
   }
-  int nf_port = FreeUdpPort();
+  int nf_port = FreeUdpPort("127.0.0.1");
   Child nfcapd({"/usr/bin/nfcapd", "-b", "127.0.0.1", "-p", std::to_string(nf_port), "-w", dir + "/nfcapd",
                 "-t", "3600"});
   EXPECT_TRUE(nfcapd.started());

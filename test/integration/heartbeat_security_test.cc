@@ -51,10 +51,6 @@ class HeartbeatSecurityTest : public ::testing::Test {
     waitpid(pid_, &ws, 0);
     if (!HasFailure()) std::filesystem::remove_all(dir_);
   }
-  static int FreeUdpPort(const std::string& addr) {
-    FakePeer p(addr);
-    return p.port();
-  }
   json Full() { return HostStatus(config_); }
   json Local() {
     json s = Full();

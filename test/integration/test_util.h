@@ -136,18 +136,33 @@ inline unsigned long long StartTimeOf(int pid) {
   return os::ProcessStartTime(static_cast<pid_t>(pid));
 }
 
+// Binds the socket `fd` to an ephemeral port of `addr`; returns the port
+// (0 when the bind failed).
+inline int BindEphemeral(int fd, const std::string& addr) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  if (inet_pton(AF_INET, addr.c_str(), &sa.sin_addr) != 1) return 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return 0;
+  socklen_t len = sizeof sa;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) return 0;
+  return ntohs(sa.sin_port);
+}
+
+// A UDP port of `addr` that was free a moment ago (for a program the test
+// starts and that binds it itself).
+inline int FreeUdpPort(const std::string& addr) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  int port = BindEphemeral(fd, addr);
+  close(fd);
+  return port;
+}
+
 // Plays the peer daemon on a UDP socket bound to `addr` (an ephemeral port).
 class FakePeer {
  public:
   explicit FakePeer(const std::string& addr) {
     fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
-    bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-    socklen_t len = sizeof sa;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
-    port_ = ntohs(sa.sin_port);
+    port_ = BindEphemeral(fd_, addr);
   }
   ~FakePeer() { close(fd_); }
   int port() const { return port_; }
