@@ -344,7 +344,8 @@ Result<const toml::table*> GetTable(const Context& ctx, const toml::table& root,
 Status CheckTopLevel(const Context& ctx, const toml::table& root) {
   static constexpr std::string_view kKnown[] = {"cluster", "host", "heartbeat", "connectivity",
                                                 "service", "notify", "log",  "api", "vip",
-                                                "replication", "collector", "console"};
+                                                "replication", "collector", "console",
+                                                "agent"};
   for (const auto& [key, value] : root) {
     bool found = false;
     for (std::string_view k : kKnown) found = found || key.str() == k;
@@ -406,8 +407,9 @@ Status ParseHost(const Section& s, Config* c) {
   TANDEM_RETURN_IF_ERROR(
       s.CheckKnown({"name", "role", "state_dir", "run_dir", "admin_group", "interface"}));
   TANDEM_RETURN_IF_ERROR(s.GetName("name", kHostNameLenMax, &c->host_name));
-  if (s.Get("role") == nullptr) return s.Error("role", "required key is missing");
-  std::string role;
+  // An agent-only host has no HA role: host.role is optional there.
+  if (s.Get("role") == nullptr && !c->agent_only) return s.Error("role", "required key is missing");
+  std::string role = "primary";
   TANDEM_RETURN_IF_ERROR(s.GetEnum("role", {"primary", "secondary"}, &role));
   c->role = role == "primary" ? ha::Role::kPrimary : ha::Role::kSecondary;
   TANDEM_RETURN_IF_ERROR(s.GetPath("state_dir", /*required=*/true, &c->state_dir));
@@ -747,7 +749,8 @@ Status ParseCollector(const Section& s, Config* c) {
 // console role. REQUIRES: host parsed.
 Status ParseConsole(const Section& s, Config* c) {
   TANDEM_RETURN_IF_ERROR(
-      s.CheckKnown({"enabled", "listen", "state_dir", "session_ttl_s", "tls_cert", "tls_key"}));
+      s.CheckKnown({"enabled", "listen", "state_dir", "session_ttl_s", "tls_cert", "tls_key",
+                    "poll_interval_ms", "license_keys_dir"}));
   if (!s.present()) return Status::Ok();
   ConsoleConfig& k = c->console;
   k.enabled = true;
@@ -762,8 +765,11 @@ Status ParseConsole(const Section& s, Config* c) {
   k.state_dir = (fs::path(c->state_dir) / "console").string();
   TANDEM_RETURN_IF_ERROR(s.GetPath("state_dir", /*required=*/false, &k.state_dir));
   TANDEM_RETURN_IF_ERROR(s.GetIntInRange("session_ttl_s", 1, 2592000, &k.session_ttl_s));
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("poll_interval_ms", 200, 3600000, &k.poll_interval_ms));
   TANDEM_RETURN_IF_ERROR(s.GetPath("tls_cert", /*required=*/false, &k.tls_cert));
   TANDEM_RETURN_IF_ERROR(s.GetPath("tls_key", /*required=*/false, &k.tls_key));
+  k.license_keys_dir = (fs::path(k.state_dir) / "license-keys").string();
+  TANDEM_RETURN_IF_ERROR(s.GetPath("license_keys_dir", /*required=*/false, &k.license_keys_dir));
   if (k.tls_cert.empty() != k.tls_key.empty()) {
     const char* missing = k.tls_cert.empty() ? "tls_cert" : "tls_key";
     return s.Error(missing, std::string("required when ") +
@@ -777,6 +783,66 @@ Status ParseConsole(const Section& s, Config* c) {
       return s.Error("state_dir", "must be outside replication.store_dir (the console's "
                                   "database is not replicated), got " + Quote(a));
     }
+  }
+  return Status::Ok();
+}
+
+// A boolean key; absent leaves *out alone.
+Status GetBool(const Section& s, std::string_view key, bool* out) {
+  const toml::node* node = s.Get(key);
+  if (node == nullptr) return Status::Ok();
+  const auto* b = node->as_boolean();
+  if (b == nullptr) return s.Error(key, "expected a boolean, got " + std::string(TypeName(*node)));
+  *out = b->get();
+  return Status::Ok();
+}
+
+// [agent]: present = this host runs the agent (docs/CONSOLE.md).
+// REQUIRES: host and replication parsed.
+Status ParseAgent(const Section& s, Config* c) {
+  TANDEM_RETURN_IF_ERROR(s.CheckKnown({"listen", "state_dir", "packages_dir", "store_dir",
+                                       "transient_dir", "external_storage", "virtual"}));
+  if (!s.present()) return Status::Ok();
+  AgentConfig& k = c->agent;
+  k.enabled = true;
+  TANDEM_RETURN_IF_ERROR(s.GetEndpoint("listen", /*required=*/true, &k.listen));
+  k.state_dir = (fs::path(c->state_dir) / "agent").string();
+  TANDEM_RETURN_IF_ERROR(s.GetPath("state_dir", /*required=*/false, &k.state_dir));
+  k.packages_dir = (fs::path(k.state_dir) / "packages").string();
+  TANDEM_RETURN_IF_ERROR(s.GetPath("packages_dir", /*required=*/false, &k.packages_dir));
+  k.store_dir = c->store_dir;
+  TANDEM_RETURN_IF_ERROR(s.GetPath("store_dir", /*required=*/false, &k.store_dir));
+  TANDEM_RETURN_IF_ERROR(s.GetPath("transient_dir", /*required=*/false, &k.transient_dir));
+  TANDEM_RETURN_IF_ERROR(GetBool(s, "external_storage", &k.external_storage));
+  TANDEM_RETURN_IF_ERROR(GetBool(s, "virtual", &k.virtual_appliance));
+  if (c->replication && !c->store_dir.empty()) {
+    const std::string& a = k.state_dir;
+    const std::string& b = c->store_dir;
+    if (a == b || (a.size() > b.size() && a.compare(0, b.size(), b) == 0 && a[b.size()] == '/')) {
+      return s.Error("state_dir", "must be outside replication.store_dir (the agent's pairing "
+                                  "is this host's own), got " + Quote(a));
+    }
+  }
+  if (c->console.enabled && c->console.listen == k.listen) {
+    return s.Error("listen", "must differ from console.listen (" + k.listen.ToString() + ")");
+  }
+  return Status::Ok();
+}
+
+// An agent-only host (docs/CONFIG.md, [agent]) runs no HA role: the
+// sections that configure one are refused rather than ignored.
+Status CheckAgentOnly(const Context& ctx, const toml::table& root, const Config& c) {
+  for (std::string_view name :
+       {"connectivity", "service", "notify", "vip", "replication", "collector"}) {
+    if (root.get(name) != nullptr) {
+      return ctx.Error(name, "needs [cluster] and [heartbeat]; a host with [agent] and without "
+                             "them is an unclustered managed host that runs the agent only");
+    }
+  }
+  if (!c.http_listen.empty()) {
+    return ctx.Error("api.http_listen",
+                     "needs [cluster] and [heartbeat] (an agent-only host has no HA status or "
+                     "store to serve)");
   }
   return Status::Ok();
 }
@@ -870,6 +936,16 @@ Status ParseSection(const Context& ctx, const toml::table& root, std::string_vie
 // every mistake in the text is reported before one on disk.
 Status ParseSections(const Context& ctx, const toml::table& root, Config* c) {
   TANDEM_RETURN_IF_ERROR(CheckTopLevel(ctx, root));
+  c->agent_only = root.get("agent") != nullptr && root.get("cluster") == nullptr &&
+                  root.get("heartbeat") == nullptr;
+  if (c->agent_only) {
+    TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "host", ParseHost, c));
+    TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "log", ParseLog, c));
+    TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "api", ParseApi, c));
+    TANDEM_RETURN_IF_ERROR(CheckAgentOnly(ctx, root, *c));
+    TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "console", ParseConsole, c));
+    return ParseSection(ctx, root, "agent", ParseAgent, c);
+  }
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "cluster", ParseCluster, c));
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "host", ParseHost, c));
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "heartbeat", ParseHeartbeat, c));
@@ -882,6 +958,7 @@ Status ParseSections(const Context& ctx, const toml::table& root, Config* c) {
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "replication", ParseReplication, c));
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "collector", ParseCollector, c));
   TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "console", ParseConsole, c));
+  TANDEM_RETURN_IF_ERROR(ParseSection(ctx, root, "agent", ParseAgent, c));
   if (!ctx.read_key) return Status::Ok();
   TANDEM_RETURN_IF_ERROR(ReadKeyFile(ctx, c));
   return c->api_token_file.empty() ? Status::Ok() : ReadTokenFile(ctx, c);

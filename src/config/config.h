@@ -62,12 +62,33 @@ struct ConsoleConfig {
   Endpoint listen;                // console.listen (required with the section)
   std::string state_dir;          // console.state_dir (absolute); default <host.state_dir>/console
   int64_t session_ttl_s = 3600;   // console.session_ttl_s: 1 .. 2592000 (30 days)
+  int64_t poll_interval_ms = 5000;  // console.poll_interval_ms: 200 .. 3600000 (agent facts)
   std::string tls_cert;           // console.tls_cert / tls_key (absolute): both or neither;
   std::string tls_key;            // neither: a self-signed pair in <state_dir>/tls
+  std::string license_keys_dir;   // console.license_keys_dir (absolute): HA license public keys
+                                  // (*.pem); default <state_dir>/license-keys
+};
+
+// [agent]: the host side of the console channel (docs/CONSOLE.md, "Hosts:
+// pairing and the agent channel"): pairing, facts, link measurement.
+struct AgentConfig {
+  bool enabled = false;           // the section is present
+  Endpoint listen;                // agent.listen (required with the section)
+  std::string state_dir;          // agent.state_dir (absolute); default <host.state_dir>/agent
+  std::string packages_dir;       // agent.packages_dir; default <state_dir>/packages
+  std::string store_dir;          // agent.store_dir; default replication.store_dir ("" : none)
+  std::string transient_dir;      // agent.transient_dir (optional)
+  bool external_storage = false;  // agent.external_storage
+  bool virtual_appliance = false; // agent.virtual
 };
 
 struct Config {
   std::string path;  // the file this was loaded from (absolute)
+
+  // [agent] without [cluster] and [heartbeat]: an unclustered managed host.
+  // tandemd runs the agent (and [console], if any) only; the cluster,
+  // heartbeat, VIP, service and replication fields keep their defaults.
+  bool agent_only = false;
 
   // [cluster]
   std::string cluster_name;          // cluster.name
@@ -143,6 +164,8 @@ struct Config {
   CollectorConfig collector;
 
   ConsoleConfig console;
+
+  AgentConfig agent;
 };
 
 // Parses and validates `path`. Relative paths inside the file are resolved

@@ -1174,5 +1174,144 @@ TEST_F(ConfigTest, ConsoleBadValuesNameTheKey) {
   ExpectError(inside, "console.state_dir", "outside replication.store_dir");
 }
 
+TEST_F(ConfigTest, AgentAbsentMeansNoAgent) {
+  Result<Config> r = ParseDoc(Minimal());
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_FALSE(r->agent.enabled);
+  EXPECT_FALSE(r->agent_only);
+}
+
+TEST_F(ConfigTest, AgentDefaults) {
+  Doc d = Minimal();
+  d["replication"] = {{"store_dir", Str(dir_ + "/store")},
+                      {"listen", Str("127.0.0.1:7789")},
+                      {"peer", Str("127.0.0.2:7789")}};
+  d["agent"] = {{"listen", Str("127.0.0.1:7790")}};
+  Result<Config> r = ParseDoc(d);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const AgentConfig& k = r->agent;
+  EXPECT_TRUE(k.enabled);
+  EXPECT_FALSE(r->agent_only);
+  EXPECT_EQ(k.listen.ToString(), "127.0.0.1:7790");
+  EXPECT_EQ(k.state_dir, "/var/lib/tandem/agent");
+  EXPECT_EQ(k.packages_dir, "/var/lib/tandem/agent/packages");
+  EXPECT_EQ(k.store_dir, dir_ + "/store");
+  EXPECT_EQ(k.transient_dir, "");
+  EXPECT_FALSE(k.external_storage);
+  EXPECT_FALSE(k.virtual_appliance);
+}
+
+TEST_F(ConfigTest, AgentEveryKeyIsRead) {
+  Doc d = Minimal();
+  d["agent"] = {{"listen", Str("0.0.0.0:7790")},      {"state_dir", Str("agent")},
+                {"packages_dir", Str("/opt/pkgs")},    {"store_dir", Str("/store")},
+                {"transient_dir", Str("transient")},   {"external_storage", "true"},
+                {"virtual", "true"}};
+  Result<Config> r = ParseDoc(d);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const AgentConfig& k = r->agent;
+  EXPECT_EQ(k.listen.ToString(), "0.0.0.0:7790");
+  EXPECT_EQ(k.state_dir, dir_ + "/agent");
+  EXPECT_EQ(k.packages_dir, "/opt/pkgs");
+  EXPECT_EQ(k.store_dir, "/store");
+  EXPECT_EQ(k.transient_dir, dir_ + "/transient");
+  EXPECT_TRUE(k.external_storage);
+  EXPECT_TRUE(k.virtual_appliance);
+}
+
+TEST_F(ConfigTest, AgentBadValuesNameTheKey) {
+  struct Case {
+    const char* key;
+    std::string value;
+    const char* what;
+  } cases[] = {
+      {"listen", Str("agent:7790"), "a.b.c.d:port"},
+      {"listen", "7790", "expected a string"},
+      {"external_storage", Str("no"), "expected a boolean"},
+      {"virtual", "1", "expected a boolean"},
+      {"state_dir", Str(""), "must not be empty"},
+      {"packages_dir", "3", "expected a string"},
+      {"bogus", "1", "unknown key"},
+  };
+  for (const Case& c : cases) {
+    Doc d = Minimal();
+    d["agent"] = {{"listen", Str("127.0.0.1:7790")}};
+    d["agent"][c.key] = c.value;
+    ExpectError(d, std::string("agent.") + c.key, c.what);
+  }
+  Doc d = Minimal();
+  d["agent"] = {{"virtual", "true"}};
+  ExpectError(d, "agent.listen", "required key is missing");
+  Doc same = Minimal();
+  same["console"] = {{"listen", Str("127.0.0.1:8443")}};
+  same["agent"] = {{"listen", Str("127.0.0.1:8443")}};
+  ExpectError(same, "agent.listen", "must differ from console.listen");
+  Doc inside = Minimal();
+  inside["replication"] = {{"store_dir", Str(dir_ + "/store")},
+                           {"listen", Str("127.0.0.1:7789")},
+                           {"peer", Str("127.0.0.2:7789")}};
+  inside["agent"] = {{"listen", Str("127.0.0.1:7790")}, {"state_dir", Str(dir_ + "/store/a")}};
+  ExpectError(inside, "agent.state_dir", "outside replication.store_dir");
+}
+
+// [host] + [agent], no [cluster]/[heartbeat]: an unclustered managed host.
+Doc AgentOnly() {
+  Doc d;
+  d["host"] = {{"name", Str("managed-1")},
+               {"state_dir", Str("/var/lib/tandem")},
+               {"run_dir", Str("/run/tandem")}};
+  d["agent"] = {{"listen", Str("0.0.0.0:7790")}, {"store_dir", Str("/store")}};
+  return d;
+}
+
+TEST_F(ConfigTest, AgentOnlyHostIsValidWithoutClusterAndHeartbeat) {
+  Doc d = AgentOnly();
+  d["log"] = {{"level", Str("debug")}};
+  d["console"] = {{"listen", Str("127.0.0.1:8443")}};
+  Result<Config> r = ParseDoc(d);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(r->agent_only);
+  EXPECT_TRUE(r->agent.enabled);
+  EXPECT_EQ(r->host_name, "managed-1");
+  EXPECT_EQ(r->agent.store_dir, "/store");
+  EXPECT_EQ(r->cluster_name, "");
+  EXPECT_EQ(r->cluster_key, "");  // no key file is read
+  EXPECT_TRUE(r->console.enabled);
+  EXPECT_EQ(r->log_level, "debug");
+  // host.role may still be given (and is checked).
+  d["host"]["role"] = Str("secondary");
+  EXPECT_TRUE(ParseDoc(d).ok());
+  d["host"]["role"] = Str("tertiary");
+  ExpectError(d, "host.role", "primary");
+}
+
+TEST_F(ConfigTest, AgentOnlyHostRefusesHaSections) {
+  for (const char* name : {"connectivity", "notify", "vip", "replication", "collector"}) {
+    Doc d = AgentOnly();
+    d[name];
+    ExpectError(d, name, "needs [cluster] and [heartbeat]");
+  }
+  Doc svc = AgentOnly();
+  svc.services.push_back({{"name", Str("x")}, {"command", "[\"/bin/true\"]"}});
+  ExpectError(svc, "service", "needs [cluster] and [heartbeat]");
+  Doc http = AgentOnly();
+  http["api"] = {{"http_listen", Str("127.0.0.1:8080")}, {"token_file", Str("tok")}};
+  ExpectError(http, "api.http_listen", "needs [cluster] and [heartbeat]");
+  // Without [agent], a missing [cluster] is still an error, as before.
+  Doc none = AgentOnly();
+  none.EraseTable("agent");
+  ExpectError(none, "cluster.name", "required key is missing");
+  // [cluster] without [heartbeat] is a clustered host with a missing key.
+  Doc half = AgentOnly();
+  half["cluster"] = {
+      {"name", Str("lab")}, {"key_file", Str("cluster.key")}, {"vip", Str("127.0.0.100")}};
+  half["host"]["role"] = Str("primary");
+  ExpectError(half, "heartbeat.listen", "required key is missing");
+  // The agent section is still validated.
+  Doc bad = AgentOnly();
+  bad["agent"]["listen"] = Str("nowhere");
+  ExpectError(bad, "agent.listen", "a.b.c.d:port");
+}
+
 }  // namespace
 }  // namespace tandem::config

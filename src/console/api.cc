@@ -3,26 +3,27 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <set>
 #include <string_view>
 #include <vector>
 
+#include "console/api_internal.h"
 #include "os/files.h"
 
 namespace tandem::console {
 
 using nlohmann::json;
 
-namespace {
+// Helpers shared with the other api_*.cc files (console/api_internal.h).
+namespace api_internal {
 
 constexpr size_t kEchoBytesMax = 80;      // user text quoted in messages
 constexpr size_t kAuditFieldBytesMax = 200;
 constexpr int64_t kAuditPageDefault = 100;
 constexpr std::string_view kBearer = "Bearer ";
-
-using Error = std::optional<ApiResponse>;
 
 std::string CodeOf(int status) {
   switch (status) {
@@ -34,11 +35,14 @@ std::string CodeOf(int status) {
     case 409: return "conflict";
     case 413: return "payload_too_large";
     case 415: return "unsupported_media_type";
+    case 429: return "too_many_requests";
+    case 502: return "unreachable";
+    case 503: return "unavailable";
     default: return "internal";
   }
 }
 
-ApiResponse Fail(int status, const std::string& message, const std::string& field = "") {
+ApiResponse Fail(int status, const std::string& message, const std::string& field) {
   return ApiError(status, CodeOf(status), message, field);
 }
 
@@ -102,9 +106,10 @@ std::string TypeName(const json& v) {
 
 // The JSON body of a call that takes one: a JSON object of known fields,
 // no key given twice.
-Error ParseBody(const ApiRequest& r, std::initializer_list<std::string_view> known, json* out) {
-  if (r.body.size() > kApiBodyBytesMax) {
-    return Fail(413, "the body is larger than " + std::to_string(kApiBodyBytesMax) + " bytes");
+Error ParseBody(const ApiRequest& r, std::initializer_list<std::string_view> known, json* out,
+                size_t max_bytes) {
+  if (r.body.size() > max_bytes) {
+    return Fail(413, "the body is larger than " + std::to_string(max_bytes) + " bytes");
   }
   std::string_view ct = r.content_type;
   if (ct.substr(0, 16) != "application/json" || (ct.size() > 16 && ct[16] != ';')) {
@@ -196,7 +201,33 @@ Error ParamInt(const std::map<std::string, std::string>& params, const std::stri
 
 ApiResponse Internal(const Status& st) { return Fail(500, "database: " + st.message()); }
 
-}  // namespace
+// Whether `path` matches the route `pattern`, segment by segment; a
+// "{name}" segment of the pattern matches any one non-empty segment, which
+// goes to *name.
+bool MatchRoute(std::string_view pattern, std::string_view path, std::string* name) {
+  std::string captured;
+  for (;;) {
+    const size_t pe = pattern.find('/', 1), xe = path.find('/', 1);
+    const std::string_view ps = pattern.substr(0, pe), xs = path.substr(0, xe);
+    if (ps == "/{name}") {
+      if (xs.size() < 2) return false;
+      captured = std::string(xs.substr(1));
+    } else if (ps != xs) {
+      return false;
+    }
+    if (pe == std::string_view::npos || xe == std::string_view::npos) {
+      if (pe != xe) return false;
+      *name = std::move(captured);
+      return true;
+    }
+    pattern = pattern.substr(pe);
+    path = path.substr(xe);
+  }
+}
+
+}  // namespace api_internal
+
+using namespace api_internal;
 
 ApiResponse ApiError(int status, const std::string& code, const std::string& message,
                      const std::string& field) {
@@ -267,6 +298,7 @@ ApiResponse Api::Handle(const ApiRequest& r) {
     if (r.method == "POST" && r.path == "/api/v1/sessions") {
       if (resp.status == 201) ++counters_.logins;
       if (resp.status == 401) ++counters_.login_failures;
+      if (resp.status == 429) ++counters_.login_throttled;
     }
   }
   return resp;
@@ -291,6 +323,8 @@ std::string Api::MetricsText() const {
   add("tandem_console_logins_total", "sessions opened", c.logins);
   add("tandem_console_login_failures_total", "logins refused: wrong user name or password",
       c.login_failures);
+  add("tandem_console_login_throttled_total",
+      "logins refused unchecked: too many failures for the user or the address", c.login_throttled);
   return out;
 }
 
@@ -307,20 +341,38 @@ ApiResponse Api::Route(const ApiRequest& r, Audit* audit) {
   audit->user = c.user;
 
   struct RouteDef {
-    const char* path;
+    const char* path;     // a "{name}" segment matches any one non-empty segment
     const char* methods;  // allowed, for 405
   };
   static constexpr RouteDef kRoutes[] = {{"/api/v1/sessions", "POST"},
                                          {"/api/v1/sessions/current", "GET, DELETE"},
                                          {"/api/v1/users", "GET, POST"},
                                          {"/api/v1/audit", "GET"},
-                                         {"/api/v1/hosts", "GET"}};
+                                         {"/api/v1/hosts", "GET, POST"},
+                                         {"/api/v1/hosts/{name}", "GET, DELETE"},
+                                         {"/api/v1/status", "GET"},
+                                         {"/api/v1/history", "GET"},
+                                         {"/api/v1/clusters", "GET, POST"},
+                                         {"/api/v1/clusters/{name}", "GET, PATCH"},
+                                         {"/api/v1/clusters/{name}/secondary", "DELETE"},
+                                         {"/api/v1/licenses", "GET, POST"},
+                                         {"/api/v1/licenses/{name}", "GET, DELETE"},
+                                         {"/api/v1/settings", "GET"},
+                                         {"/api/v1/settings/{name}", "PUT"},
+                                         {"/api/v1/backup", "POST"},
+                                         {"/api/v1/restore", "POST"}};
   const RouteDef* route = nullptr;
+  std::string name;  // the {name} segment of the matched route, if it has one
   for (const RouteDef& d : kRoutes) {
-    if (p == d.path) route = &d;
+    if (MatchRoute(d.path, p, &name)) {
+      route = &d;
+      break;
+    }
   }
   if (route == nullptr) return Fail(404, "no such resource: " + Quote(p));
-  const bool takes_body = m == "POST";
+  // Dispatch on the route's pattern (rp), not the raw path.
+  const std::string_view rp = route->path;
+  const bool takes_body = m == "POST" || m == "PATCH" || m == "PUT";
   if (!takes_body && !r.body.empty()) return Fail(400, "this call takes no body");
   if (m != "GET") {
     for (const auto& [k, v] : r.params) return Fail(400, "this call takes no query parameters", k);
@@ -329,6 +381,8 @@ ApiResponse Api::Route(const ApiRequest& r, Audit* audit) {
   auto admin_only = [&] {
     return Fail(403, "user " + Quote(c.user) + " (role " + c.role + ") may not do this; it needs role admin");
   };
+  if (rp == "/api/v1/backup" && m == "POST") return admin ? Backup(r, audit) : admin_only();
+  if (rp == "/api/v1/restore" && m == "POST") return admin ? Restore(r, audit) : admin_only();
   if (p == "/api/v1/sessions/current") {
     if (m == "GET") {
       std::map<std::string, std::string> params;
@@ -345,10 +399,29 @@ ApiResponse Api::Route(const ApiRequest& r, Audit* audit) {
     if (m == "POST") return admin ? CreateUser(r, c, audit) : admin_only();
   } else if (p == "/api/v1/audit" && m == "GET") {
     return admin ? ListAudit(r) : admin_only();
-  } else if (p == "/api/v1/hosts" && m == "GET") {
+  } else if (rp == "/api/v1/hosts") {
+    if (m == "GET") {
+      std::map<std::string, std::string> params;
+      if (Error e = CheckParams(r, {}, &params)) return *e;
+      return ListHosts();
+    }
+    if (m == "POST") return admin ? AddHost(r, audit) : admin_only();
+  } else if (rp == "/api/v1/hosts/{name}") {
+    if (m == "GET") {
+      std::map<std::string, std::string> params;
+      if (Error e = CheckParams(r, {}, &params)) return *e;
+      return GetHost(name);
+    }
+    if (m == "DELETE") return admin ? DeleteHost(name, audit) : admin_only();
+  } else if (rp == "/api/v1/status" && m == "GET") {
     std::map<std::string, std::string> params;
     if (Error e = CheckParams(r, {}, &params)) return *e;
-    return ListHosts();
+    return DeploymentStatus();
+  } else if (rp == "/api/v1/history" && m == "GET") {
+    return ListHistory(r);
+  } else if (rp.starts_with("/api/v1/clusters") || rp.starts_with("/api/v1/licenses") ||
+             rp.starts_with("/api/v1/settings")) {
+    if (auto answer = RouteClusters(r, rp, name, c, audit)) return *answer;
   }
   return Fail(405, "method " + Quote(m) + " is not allowed here; allowed: " + route->methods);
 }
@@ -393,6 +466,21 @@ ApiResponse Api::Login(const ApiRequest& r, Audit* audit) {
   if (Error e = GetString(body, "password", &password)) return *e;
   if (Error e = CheckPasswordLength(password, 1)) return *e;
   audit->target = "session";
+  // Throttled before anything is looked up or hashed: a locked-out guesser
+  // learns nothing and costs nothing.
+  const std::string user_key = "user:" + user, addr_key = "addr:" + r.remote;
+  const int64_t tried_at = NowMs();
+  const int64_t wait_ms = std::max(login_user_throttle_.RetryAfterMs(user_key, tried_at),
+                                   login_addr_throttle_.RetryAfterMs(addr_key, tried_at));
+  if (wait_ms > 0) {
+    return Fail(429, "too many failed logins for this user or from this address; try again in " +
+                         std::to_string((wait_ms + 999) / 1000) + " s");
+  }
+  auto failed = [&] {
+    login_user_throttle_.Failed(user_key, tried_at);
+    login_addr_throttle_.Failed(addr_key, tried_at);
+    return Fail(401, "wrong user name or password");
+  };
   int64_t user_id = 0;
   std::string role, hash;
   {
@@ -414,9 +502,10 @@ ApiResponse Api::Login(const ApiRequest& r, Audit* audit) {
   auto match = VerifyPassword(password, user_id != 0 ? hash : dummy_hash_);
   if (!match.ok()) {
     Log(2, "console: login of " + Quote(user) + ": stored password hash unusable: " + match.status().message());
-    return Fail(401, "wrong user name or password");
+    return failed();
   }
-  if (!*match || user_id == 0) return Fail(401, "wrong user name or password");
+  if (!*match || user_id == 0) return failed();
+  login_user_throttle_.Succeeded(user_key);
 
   auto token = RandomHex(kTokenBytes);
   if (!token.ok()) return Fail(500, token.status().message());
@@ -570,25 +659,7 @@ ApiResponse Api::ListAudit(const ApiRequest& r) {
   return ApiResponse{200, json{{"entries", entries}}};
 }
 
-ApiResponse Api::ListHosts() {
-  std::lock_guard<std::mutex> l(db_.mu());
-  auto s = db_.Prepare(
-      "SELECT h.name, h.role, h.address, h.added_at_ms, c.name FROM hosts h "
-      "LEFT JOIN clusters c ON c.id = h.cluster_id ORDER BY h.id");
-  if (!s.ok()) return Internal(s.status());
-  json hosts = json::array();
-  for (;;) {
-    auto row = s->Step();
-    if (!row.ok()) return Internal(row.status());
-    if (!*row) break;
-    hosts.push_back({{"name", s->Text(0)},
-                     {"role", s->Text(1)},
-                     {"address", s->Text(2)},
-                     {"added_at", Rfc3339Ms(s->Int(3))},
-                     {"cluster", s->IsNull(4) ? json(nullptr) : json(s->Text(4))}});
-  }
-  return ApiResponse{200, json{{"hosts", hosts}}};
-}
+// ListHosts and the other hosts calls: console/api_hosts.cc.
 
 Status Api::InsertAudit(const Audit& a) {
   auto ins = db_.Prepare(

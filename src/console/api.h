@@ -29,17 +29,24 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "console/agent_client.h"
 #include "console/db.h"
+#include "console/license.h"
 #include "console/password.h"
+#include "console/throttle.h"
 #include "os/clock.h"
 
 namespace tandem::console {
 
 inline constexpr size_t kApiBodyBytesMax = 64 * 1024;
+inline constexpr size_t kRestoreBodyBytesMax = 1024 * 1024;  // POST /api/v1/restore only
 inline constexpr size_t kUserNameLenMax = 64;
 inline constexpr size_t kPasswordLenMin = 12;
 inline constexpr size_t kPasswordLenMax = 1024;
@@ -47,6 +54,14 @@ inline constexpr size_t kTokenBytes = 32;
 inline constexpr int64_t kSessionsPerUserMax = 64;  // older sessions are ended
 inline constexpr int64_t kAuditRowsMax = 100000;     // older rows are dropped
 inline constexpr int64_t kAuditPageMax = 1000;
+// Login throttling (docs/CONSOLE.md, "Sessions"): a user name that failed
+// kLoginFailuresPerUser times, or an address that failed
+// kLoginFailuresPerAddress times, within kLoginFailureWindowMs is refused
+// (429) without a look at the password until the oldest failure ages out.
+inline constexpr int kLoginFailuresPerUser = 5;
+inline constexpr int kLoginFailuresPerAddress = 20;
+inline constexpr int64_t kLoginFailureWindowMs = 60000;
+inline constexpr size_t kLoginThrottleKeysMax = 10000;
 
 struct ApiRequest {
   std::string method;  // "GET", "POST", ...
@@ -73,6 +88,13 @@ struct ApiOptions {
   ScryptParams kdf = kScryptDefault;               // for new password hashes
   // Informational and warning lines (never with a secret in them).
   std::function<void(int level, const std::string& message)> log;  // 1 info, 2 warn
+  // Calls to hosts' agents (pairing, facts, link measurement); null: calls
+  // that need a host answer 503 "no agent client".
+  AgentClient* agents = nullptr;
+  std::string console_name;  // this console's name, given to agents at pairing
+  // HA licenses' public keys (*.pem; console.license_keys_dir); "" : none,
+  // so no license verifies (console/license.h).
+  std::string license_keys_dir = {};
 };
 
 // What the API has answered since start (R-NF-3: exposed as metrics).
@@ -82,6 +104,7 @@ struct ApiCounters {
   uint64_t errors = 0;         // answered 5xx
   uint64_t logins = 0;         // sessions opened
   uint64_t login_failures = 0; // wrong user name or password
+  uint64_t login_throttled = 0;// refused unchecked (kLoginFailures* exceeded)
   uint64_t changes = 0;        // state-changing calls accepted
 };
 
@@ -113,6 +136,35 @@ class Api {
   ApiResponse CreateUser(const ApiRequest& r, const Caller& c, Audit* audit);
   ApiResponse ListAudit(const ApiRequest& r);
   ApiResponse ListHosts();
+  // Configuration backup and restore (api_backup.cc; R-BK-1).
+  ApiResponse Backup(const ApiRequest& r, Audit* audit);
+  ApiResponse Restore(const ApiRequest& r, Audit* audit);
+  // Hosts, pairing, status and history (console/api_hosts.cc).
+  ApiResponse AddHost(const ApiRequest& r, Audit* audit);
+  ApiResponse GetHost(const std::string& name);
+  ApiResponse DeleteHost(const std::string& name, Audit* audit);
+  ApiResponse DeploymentStatus();
+  ApiResponse ListHistory(const ApiRequest& r);
+  // Clusters, licenses and console settings (console/api_clusters.cc):
+  // answers the routes under /api/v1/clusters, /licenses and /settings
+  // (rp: the matched route pattern, name: its {name} segment); nullopt when
+  // the method is not one of the route's.
+  std::optional<ApiResponse> RouteClusters(const ApiRequest& r, std::string_view rp,
+                                           const std::string& name, const Caller& c,
+                                           Audit* audit);
+  ApiResponse ListClusters();
+  ApiResponse GetCluster(const std::string& name);
+  ApiResponse CreateCluster(const ApiRequest& r, Audit* audit);
+  ApiResponse EditCluster(const std::string& name, const ApiRequest& r, Audit* audit);
+  ApiResponse DisconnectSecondary(const std::string& name, Audit* audit);
+  ApiResponse ListLicenses();
+  ApiResponse GetLicense(const std::string& id);
+  ApiResponse AddLicense(const ApiRequest& r, Audit* audit);
+  ApiResponse DeleteLicense(const std::string& id, Audit* audit);
+  ApiResponse ListSettings();
+  ApiResponse PutSetting(const std::string& key, const ApiRequest& r, Audit* audit);
+  // The configured license keys (read at each call; problems are logged).
+  std::vector<LicenseKey> LicenseKeysNow();
   // Records `audit` (under db.mu(), in its own transaction).
   void WriteAudit(const Audit& audit);
   Status InsertAudit(const Audit& audit);
@@ -126,6 +178,9 @@ class Api {
   mutable std::mutex counters_mu_;
   ApiCounters counters_;  // GUARDED_BY(counters_mu_)
   std::string dummy_hash_;  // verified against for unknown users (same cost)
+  Throttle login_user_throttle_{kLoginFailuresPerUser, kLoginFailureWindowMs, kLoginThrottleKeysMax};
+  Throttle login_addr_throttle_{kLoginFailuresPerAddress, kLoginFailureWindowMs,
+                                kLoginThrottleKeysMax};
 };
 
 // RFC 3339 UTC with milliseconds: "2026-12-03T04:05:06.789Z".

@@ -37,10 +37,15 @@ class ApiTest : public ::testing::Test {
     auto pw = os::ReadFile(dir_ / "admin.password", 1024);
     ASSERT_TRUE(pw.ok());
     admin_password_ = pw->substr(0, pw->size() - 1);
-    api_ = std::make_unique<Api>(*db_, ApiOptions{kTtlS, &clock_, kFast, [this](int, const std::string& m) {
-                                                    std::lock_guard<std::mutex> l(log_mu_);
-                                                    log_ += m + "\n";
-                                                  }});
+    ApiOptions options;
+    options.session_ttl_s = kTtlS;
+    options.clock = &clock_;
+    options.kdf = kFast;
+    options.log = [this](int, const std::string& m) {
+      std::lock_guard<std::mutex> l(log_mu_);
+      log_ += m + "\n";
+    };
+    api_ = std::make_unique<Api>(*db_, std::move(options));
   }
 
   ApiResponse Call(const std::string& method, const std::string& path, const std::string& token = "",
@@ -199,6 +204,91 @@ TEST_F(ApiTest, AuthenticationRefusals) {
   EXPECT_EQ(log_.find(admin_password_), std::string::npos);
   EXPECT_EQ(log_.find(admin), std::string::npos);
   EXPECT_EQ(log_.find("viewer password 1"), std::string::npos);
+}
+
+// R-NF-2: password guessing is throttled per user name and per address;
+// a throttled try is refused before the password is looked at, and the
+// lock ends when the failures age out.
+TEST_F(ApiTest, RepeatedWrongPasswordsAreThrottledUntilTheyAgeOut) {
+  auto login = [&](const std::string& user, const std::string& password) {
+    return Call("POST", "/api/v1/sessions", "", json{{"user", user}, {"password", password}}.dump());
+  };
+  for (int i = 0; i < kLoginFailuresPerUser; ++i) {
+    EXPECT_EQ(login("admin", "wrong-password-" + std::to_string(i)).status, 401);
+  }
+  const std::string before = Snapshot();
+  // Now even the right password is refused, and says for how long.
+  ApiResponse r = login("admin", admin_password_);
+  EXPECT_EQ(r.status, 429) << r.body.dump();
+  EXPECT_EQ(r.body["error"]["code"], "too_many_requests");
+  EXPECT_NE(r.body["error"]["message"].get<std::string>().find("try again in 60 s"), std::string::npos)
+      << r.body.dump();
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_EQ(api_->counters().login_throttled, 1u);
+  EXPECT_NE(api_->MetricsText().find("tandem_console_login_throttled_total 1"), std::string::npos);
+  // Another user name from the same address is not locked (yet).
+  EXPECT_EQ(login("nobody", "wrong-password-x").status, 401);
+  // The window passes: the right password works and clears the user's count.
+  clock_.now_ms += kLoginFailureWindowMs;
+  EXPECT_EQ(login("admin", admin_password_).status, 201);
+  EXPECT_EQ(login("admin", "wrong-password-y").status, 401);
+  EXPECT_EQ(login("admin", admin_password_).status, 201);
+  // Enough failures from one address lock every user name from it (one
+  // failure, "wrong-password-y", is already counted).
+  for (int i = 0; i < kLoginFailuresPerAddress - 1; ++i) {
+    EXPECT_EQ(login("user" + std::to_string(i), "wrong-password-z").status, 401);
+  }
+  EXPECT_EQ(login("admin", admin_password_).status, 429);
+}
+
+// R-BK-1 through the API: a backup taken, a change made, the backup
+// restored: the change is gone, every session ended, both calls audited;
+// refusals change nothing.
+TEST_F(ApiTest, BackupAndRestoreThroughTheApi) {
+  std::string admin = Login("admin", admin_password_);
+  auto create_user = [&](const std::string& token, const std::string& name) {
+    return Call("POST", "/api/v1/users", token,
+                json{{"name", name}, {"password", "a-long-password-1"}, {"role", "viewer"}}.dump());
+  };
+  ASSERT_EQ(create_user(admin, "vera").status, 201);
+  std::string viewer = Login("vera", "a-long-password-1");
+  EXPECT_EQ(Call("POST", "/api/v1/backup", viewer, json{{"passphrase", "backup-passphrase"}}.dump()).status, 403);
+  ApiResponse bad = Call("POST", "/api/v1/backup", admin, json{{"passphrase", "short"}}.dump());
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.body["error"]["field"], "passphrase");
+
+  ApiResponse b = Call("POST", "/api/v1/backup", admin, json{{"passphrase", "backup-passphrase"}}.dump());
+  ASSERT_EQ(b.status, 200) << b.body.dump();
+  EXPECT_EQ(b.body["format"], "tandem-console-backup");
+  const std::string at_backup = Snapshot();
+  ASSERT_EQ(create_user(admin, "bob").status, 201);
+  const std::string changed = Snapshot();
+
+  ApiResponse wrong = Call("POST", "/api/v1/restore", admin,
+                           json{{"backup", b.body}, {"passphrase", "another-passphrase"}}.dump());
+  EXPECT_EQ(wrong.status, 400);
+  EXPECT_EQ(wrong.body["error"]["field"], "backup");
+  EXPECT_EQ(Snapshot(), changed);
+  EXPECT_EQ(Call("POST", "/api/v1/restore", admin, json{{"backup", "text"}, {"passphrase", "backup-passphrase"}}.dump())
+                .body["error"]["field"],
+            "backup");
+
+  ApiResponse ok = Call("POST", "/api/v1/restore", admin,
+                        json{{"backup", b.body}, {"passphrase", "backup-passphrase"}}.dump());
+  ASSERT_EQ(ok.status, 200) << ok.body.dump();
+  EXPECT_EQ(ok.body["sessions_ended"], true);
+  EXPECT_EQ(ok.body["restored"]["users"], 2);
+  // Back to the backup's users; sessions are not configuration: all ended.
+  std::string now = Snapshot();
+  EXPECT_NE(now, changed);
+  auto users_of = [](const std::string& snap) { return snap.substr(0, snap.find("--")); };
+  EXPECT_EQ(users_of(now), users_of(at_backup));
+  EXPECT_EQ(Call("GET", "/api/v1/hosts", admin).status, 401);
+  std::string again = Login("admin", admin_password_);
+  ApiResponse audit = Call("GET", "/api/v1/audit", again, "", "", {{"limit", "3"}});
+  ASSERT_EQ(audit.status, 200);
+  EXPECT_EQ(audit.body["entries"][1]["action"], "POST /api/v1/restore");
+  EXPECT_EQ(audit.body["entries"][1]["result"], "ok");
 }
 
 TEST_F(ApiTest, CreateUserValidatesEveryField) {

@@ -25,8 +25,9 @@ namespace {
 
 constexpr int kStartWaitPolls = 5000;  // 1 ms each
 // The transport refuses (413) bodies beyond this without reading them; the
-// API refuses (413) bodies beyond kApiBodyBytesMax. Both are audited.
-constexpr size_t kTransportBodyBytesMax = 4 * kApiBodyBytesMax;
+// API refuses (413) bodies beyond kApiBodyBytesMax (kRestoreBodyBytesMax for
+// a restore). Both are audited.
+constexpr size_t kTransportBodyBytesMax = 2 * kRestoreBodyBytesMax;
 
 void Send(httplib::Response& res, const ApiResponse& r) {
   res.status = r.status;
@@ -99,7 +100,20 @@ Status Console::Start() {
     key_ = o.tls_key;
   }
 
-  api_ = std::make_unique<Api>(*db_, ApiOptions{o.session_ttl_s, o.clock, o.kdf, o.log});
+  AgentClient* agents = o.agents;
+  if (agents == nullptr) {
+    own_agents_ = NewHttpsAgentClient();
+    agents = own_agents_.get();
+  }
+  ApiOptions api_options;
+  api_options.session_ttl_s = o.session_ttl_s;
+  api_options.clock = o.clock;
+  api_options.kdf = o.kdf;
+  api_options.log = o.log;
+  api_options.agents = agents;
+  api_options.console_name = o.host_name;
+  api_options.license_keys_dir = o.license_keys_dir;
+  api_ = std::make_unique<Api>(*db_, std::move(api_options));
   auto server = std::make_unique<Server>(cert_, key_);
   httplib::SSLServer& s = server->https;
   if (!s.is_valid()) {
@@ -145,7 +159,7 @@ Status Console::Start() {
       r.path = req.path;
       r.remote = req.remote_addr;
       r.content_type = "application/json";
-      r.body.assign(kApiBodyBytesMax + 1, ' ');  // so the API refuses it with 413 too
+      r.body.assign(kRestoreBodyBytesMax + 1, ' ');  // so the API refuses it with 413 too
       r.authorization = req.get_header_value("Authorization");
       Send(res, api->Handle(r));
       return;
@@ -174,6 +188,12 @@ Status Console::Start() {
   server_ = std::move(server);
   Log(1, "console: serving /api/v1 on " + url() + " (database " + db_file() + ", schema " +
              std::to_string(KnownSchemaVersion()) + ")");
+  PollerOptions poll;
+  poll.interval_ms = o.poll_interval_ms;
+  poll.clock = o.clock;
+  poll.log = o.log;
+  poller_ = std::make_unique<Poller>(*db_, *agents, std::move(poll));
+  poller_->Start();
   return Status::Ok();
 }
 
@@ -184,6 +204,8 @@ std::string Console::url() const {
 }
 
 void Console::Stop() {
+  if (poller_) poller_->Stop();
+  poller_.reset();
   if (!server_) return;
   server_->https.stop();
   if (server_->thread.joinable()) server_->thread.join();

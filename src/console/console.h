@@ -1,5 +1,6 @@
 // The console role of tandemd (docs/CONSOLE.md): the deployment database,
-// the first admin, the TLS certificate, and the /api/v1 HTTPS server.
+// the first admin, the TLS certificate, the /api/v1 HTTPS server, and the
+// poller of the paired hosts' agents (console/poller.h).
 //
 // State directory (created 0700): console.db (+ -wal, -shm; 0600),
 // admin.password (0600, first start only), tls/cert.pem and tls/key.pem
@@ -19,7 +20,9 @@
 #include <memory>
 #include <string>
 
+#include "console/agent_client.h"
 #include "console/api.h"
+#include "console/poller.h"
 #include "util/status.h"
 
 namespace tandem::console {
@@ -35,10 +38,16 @@ struct ConsoleOptions {
   uint16_t listen_port = 0;               // 0: an ephemeral port (tests)
   int64_t session_ttl_s = 3600;
   std::string tls_cert, tls_key;          // both or neither; neither: generated
+  std::string license_keys_dir;           // public keys that sign licenses (PEM files)
   std::string host_name;                  // this host, as recorded in hosts
   const os::Clock* clock = &os::RealClock::Get();
   ScryptParams kdf = kScryptDefault;
   std::function<void(int level, const std::string& message)> log;  // 0 debug .. 3 error
+  // How often the poller reads every paired host's facts (console.poll_interval_ms).
+  int64_t poll_interval_ms = kPollIntervalMsDefault;
+  // Calls to hosts' agents; null: the HTTPS client (NewHttpsAgentClient).
+  // Tests give a fake. Not owned; must outlive the Console.
+  AgentClient* agents = nullptr;
 };
 
 class Console {
@@ -74,6 +83,8 @@ class Console {
   std::string cert_, key_;
   std::unique_ptr<Db> db_;
   std::unique_ptr<Api> api_;
+  std::unique_ptr<AgentClient> own_agents_;  // the HTTPS client, unless options_.agents
+  std::unique_ptr<Poller> poller_;
   std::unique_ptr<Server> server_;
 };
 

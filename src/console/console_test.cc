@@ -80,7 +80,7 @@ TEST(Console, ServesTheApiOverVerifiedTls) {
   EXPECT_EQ(json::parse(none->body)["error"]["code"], "unauthenticated");
 
   // A body beyond what the transport reads: 413 in the API's form, audited.
-  auto big = cli->Post("/api/v1/users", auth, std::string(5 * kApiBodyBytesMax, 'x'), "application/json");
+  auto big = cli->Post("/api/v1/users", auth, std::string(3 * kRestoreBodyBytesMax, 'x'), "application/json");
   ASSERT_TRUE(big);
   EXPECT_EQ(big->status, 413);
   EXPECT_EQ(json::parse(big->body)["error"]["code"], "payload_too_large");

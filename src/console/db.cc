@@ -67,6 +67,55 @@ CREATE TABLE audit (
   status INTEGER NOT NULL
 );
 )sql"},
+    // Paired hosts (the agent channel), their last facts and HA status, and
+    // the history of status changes and failovers.
+    {2, R"sql(
+ALTER TABLE hosts ADD COLUMN agent_address TEXT;
+ALTER TABLE hosts ADD COLUMN agent_cert_pem TEXT;
+ALTER TABLE hosts ADD COLUMN agent_key TEXT;
+ALTER TABLE hosts ADD COLUMN facts_json TEXT;
+ALTER TABLE hosts ADD COLUMN facts_at_ms INTEGER;
+ALTER TABLE hosts ADD COLUMN status TEXT NOT NULL DEFAULT 'Unknown';
+ALTER TABLE hosts ADD COLUMN status_reason TEXT;
+CREATE UNIQUE INDEX hosts_by_agent_address ON hosts(agent_address);
+CREATE TABLE host_history (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('status', 'failover')),
+  host TEXT NOT NULL,
+  cluster TEXT,
+  old_status TEXT NOT NULL,
+  new_status TEXT NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE INDEX host_history_by_host ON host_history(host, id);
+)sql"},
+    // HA clusters' members, addresses, advanced options and license (R-DEP-2..4,
+    // R-CL-2); the HA licenses; the undeployed configuration changes.
+    {3, R"sql(
+CREATE TABLE licenses (
+  id INTEGER PRIMARY KEY,
+  license_id TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL CHECK (kind IN ('ha')),
+  issued_to TEXT NOT NULL,
+  expires_at_ms INTEGER NOT NULL,
+  key_id TEXT NOT NULL,
+  document TEXT NOT NULL,
+  added_at_ms INTEGER NOT NULL
+);
+ALTER TABLE clusters ADD COLUMN primary_host_id INTEGER REFERENCES hosts(id);
+ALTER TABLE clusters ADD COLUMN secondary_host_id INTEGER REFERENCES hosts(id);
+ALTER TABLE clusters ADD COLUMN primary_ip TEXT;
+ALTER TABLE clusters ADD COLUMN secondary_original_name TEXT;
+ALTER TABLE clusters ADD COLUMN options_json TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE clusters ADD COLUMN license_id INTEGER REFERENCES licenses(id);
+CREATE UNIQUE INDEX clusters_by_license ON clusters(license_id);
+CREATE TABLE pending_changes (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at_ms INTEGER NOT NULL,
+  what TEXT NOT NULL
+);
+)sql"},
 };
 
 int64_t WallMs() {
@@ -141,6 +190,7 @@ std::string Stmt::Text(int column) const {
 }
 
 bool Stmt::IsNull(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
+bool Stmt::IsInteger(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_INTEGER; }
 
 // ---- Db ----
 

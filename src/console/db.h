@@ -51,6 +51,7 @@ class Stmt {
   int64_t Int(int column) const;
   std::string Text(int column) const;  // "" for NULL
   bool IsNull(int column) const;
+  bool IsInteger(int column) const;  // stored as an INTEGER
 
  private:
   friend class Db;

@@ -114,4 +114,15 @@ Result<std::string> CertFingerprint(const std::string& cert_path) {
   return out;
 }
 
+Result<std::string> CertSha256Hex(const std::string& cert_path) {
+  auto fp = CertFingerprint(cert_path);
+  if (!fp.ok()) return fp.status();
+  std::string out;
+  for (char c : *fp) {
+    if (c == ':') continue;
+    out += (c >= 'A' && c <= 'F') ? static_cast<char>(c - 'A' + 'a') : c;
+  }
+  return out;
+}
+
 }  // namespace tandem::console

@@ -25,4 +25,9 @@ Status GenerateSelfSigned(const std::string& cert_path, const std::string& key_p
 // "AB:CD:..." (what `openssl x509 -fingerprint -sha256` prints).
 Result<std::string> CertFingerprint(const std::string& cert_path);
 
+// The same digest (SHA-256 of the certificate's DER) as 64 lowercase hex
+// characters, no separators: what a pairing string pins
+// (docs/CONSOLE.md, "Hosts: pairing and the agent channel").
+Result<std::string> CertSha256Hex(const std::string& cert_path);
+
 }  // namespace tandem::console

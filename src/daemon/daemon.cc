@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <future>
 
 #include "os/clock.h"
 
@@ -101,6 +102,14 @@ Status Daemon::StartReplication() {
 }
 
 Status Daemon::Start() {
+  // First, before any thread exists: the signals are blocked in the threads
+  // started later too (they inherit the mask), so SIGTERM always reaches the
+  // loop's signalfd instead of killing the process from another thread.
+  for (int sig : {SIGTERM, SIGINT}) {
+    TANDEM_RETURN_IF_ERROR(loop_.AddSignal(sig, [this] { Shutdown(); }));
+  }
+  signal(SIGPIPE, SIG_IGN);
+  if (cfg_.agent_only) return StartAgentOnly();
   TANDEM_RETURN_IF_ERROR(os::MakeDirs(cfg_.state_dir, 0700));
   TANDEM_RETURN_IF_ERROR(os::MakeDirs(cfg_.run_dir, 0755));
   TANDEM_RETURN_IF_ERROR(lock_.Acquire(cfg_.run_dir + "/tandemd.pid"));
@@ -162,11 +171,8 @@ Status Daemon::Start() {
   TANDEM_RETURN_IF_ERROR(control_->Listen(cfg_.control_socket, cfg_.admin_group));
   TANDEM_RETURN_IF_ERROR(StartSearch());
   TANDEM_RETURN_IF_ERROR(StartConsole());
+  TANDEM_RETURN_IF_ERROR(StartAgent());
 
-  for (int sig : {SIGTERM, SIGINT}) {
-    TANDEM_RETURN_IF_ERROR(loop_.AddSignal(sig, [this] { Shutdown(); }));
-  }
-  signal(SIGPIPE, SIG_IGN);
   log_->info("started: cluster {} role {} incarnation {} epoch {} status {} ({}); vip {}",
              cfg_.cluster_name, ha::RoleName(cfg_.role), file_.incarnation, file_.disk.epoch,
              ha::StatusName(state_.status), state_.reason, vip_->Describe());
@@ -174,6 +180,10 @@ Status Daemon::Start() {
 }
 
 int Daemon::Run() {
+  if (cfg_.agent_only) {
+    loop_.Run();
+    return 0;
+  }
   link_->SendNow();
   OnTick();
   loop_.Run();
@@ -485,6 +495,13 @@ void Daemon::RetryCollector() {
 void Daemon::Shutdown() {
   if (stopping_) return;
   stopping_ = true;
+  if (cfg_.agent_only) {
+    log_->warn("shutting down (agent-only host)");
+    if (agent_) agent_->Stop();
+    if (console_) console_->Stop();
+    loop_.Stop();
+    return;
+  }
   log_->warn("shutting down (status {})", ha::StatusName(state_.status));
   exec_seq_ = 0;
   exec_steps_.clear();
@@ -514,6 +531,7 @@ void Daemon::FinishShutdown() {
   control_->Close();
   if (http_) http_->Stop();
   if (console_) console_->Stop();
+  if (agent_) agent_->Stop();
   if (repl_) repl_->Stop();
   loop_.Stop();
 }
@@ -526,8 +544,10 @@ Status Daemon::StartConsole() {
   o.listen_host = k.listen.host;
   o.listen_port = k.listen.port;
   o.session_ttl_s = k.session_ttl_s;
+  o.poll_interval_ms = k.poll_interval_ms;
   o.tls_cert = k.tls_cert;
   o.tls_key = k.tls_key;
+  o.license_keys_dir = k.license_keys_dir;
   o.host_name = cfg_.host_name;
   o.log = [log = log_](int level, const std::string& m) {
     static constexpr spdlog::level::level_enum kLevels[] = {spdlog::level::debug, spdlog::level::info,
@@ -536,6 +556,59 @@ Status Daemon::StartConsole() {
   };
   console_ = std::make_unique<console::Console>(std::move(o));
   return console_->Start();
+}
+
+Status Daemon::StartAgent() {
+  if (!cfg_.agent.enabled) return Status::Ok();
+  const config::AgentConfig& k = cfg_.agent;
+  AgentOptions o;
+  o.state_dir = k.state_dir;
+  o.packages_dir = k.packages_dir;
+  o.store_dir = k.store_dir;
+  o.transient_dir = k.transient_dir;
+  o.external_storage = k.external_storage;
+  o.virtual_appliance = k.virtual_appliance;
+  o.listen_host = k.listen.host;
+  o.listen_port = k.listen.port;
+  o.host_name = cfg_.host_name;
+  o.host_interface = cfg_.interface;
+  if (!cfg_.agent_only) {
+    o.heartbeat_host = cfg_.listen.host;
+    o.cluster = json{{"name", cfg_.cluster_name},
+                     {"role", cfg_.role == ha::Role::kPrimary ? "primary" : "secondary"},
+                     {"peer", cfg_.peer.host}};
+    // Agent threads: the status is built on the loop (it owns the state);
+    // null if the loop does not answer in time (stopping, say).
+    os::EventLoop* loop = &loop_;
+    o.ha_status = [this, loop]() -> json {
+      auto p = std::make_shared<std::promise<json>>();
+      std::future<json> f = p->get_future();
+      loop->Post([this, p] { p->set_value(StatusJson()); });
+      if (f.wait_for(std::chrono::milliseconds(kHttpStatusTimeoutMs)) !=
+          std::future_status::ready) {
+        return nullptr;
+      }
+      return f.get();
+    };
+  }
+  o.log = [log = log_](int level, const std::string& m) {
+    static constexpr spdlog::level::level_enum kLevels[] = {spdlog::level::debug, spdlog::level::info,
+                                                             spdlog::level::warn, spdlog::level::err};
+    log->log(kLevels[std::clamp(level, 0, 3)], "{}", m);
+  };
+  agent_ = std::make_unique<Agent>(std::move(o));
+  return agent_->Start();
+}
+
+Status Daemon::StartAgentOnly() {
+  TANDEM_RETURN_IF_ERROR(os::MakeDirs(cfg_.state_dir, 0700));
+  TANDEM_RETURN_IF_ERROR(os::MakeDirs(cfg_.run_dir, 0755));
+  TANDEM_RETURN_IF_ERROR(lock_.Acquire(cfg_.run_dir + "/tandemd.pid"));
+  TANDEM_RETURN_IF_ERROR(StartConsole());
+  TANDEM_RETURN_IF_ERROR(StartAgent());
+  log_->info("started: unclustered managed host {} (agent only: no HA role, VIP or services)",
+             cfg_.host_name);
+  return Status::Ok();
 }
 
 }  // namespace tandem::daemon

@@ -24,6 +24,7 @@
 #include "api/http.h"
 #include "config/config.h"
 #include "console/console.h"
+#include "daemon/agent.h"
 #include "daemon/collector_host.h"
 #include "daemon/state_file.h"
 #include "ha/state_machine.h"
@@ -167,6 +168,12 @@ class Daemon {
   // The console role ([console], docs/CONSOLE.md): independent of HA, in
   // threads of its own.
   Status StartConsole();
+  // The agent ([agent], docs/CONSOLE.md "Hosts: pairing and the agent
+  // channel"): independent of HA, in threads of its own; it reads the HA
+  // status by posting to the loop (kHttpStatusTimeoutMs at most).
+  Status StartAgent();
+  // An agent-only host (cfg_.agent_only): the agent and [console], no HA.
+  Status StartAgentOnly();
   api::HttpResponse HandleHttp(const api::HttpRequest& req);
   nlohmann::json StatusJson() const;
   nlohmann::json LocalJson() const;
@@ -214,6 +221,7 @@ class Daemon {
   std::unique_ptr<SearchWorker> search_;
   std::unique_ptr<api::HttpServer> http_;
   std::unique_ptr<console::Console> console_;  // null: no [console]
+  std::unique_ptr<Agent> agent_;               // null: no [agent]
 };
 
 }  // namespace tandem::daemon

@@ -278,6 +278,8 @@ std::string Daemon::MetricsText() const {
     metric("service_restarts_total", static_cast<uint64_t>(s.restarts), "service=\"" + s.name + "\"");
     metric("service_running", s.state == "running" ? 1 : 0, "service=\"" + s.name + "\"");
   }
+  if (agent_) os << agent_->MetricsText();
+  if (console_) os << console_->MetricsText();
   return os.str();
 }
 

@@ -17,6 +17,8 @@
 #include "lab/bench.h"
 #include "lab/lab.h"
 #include "lab/store_tool.h"
+#include "console/license.h"
+#include "os/files.h"
 
 namespace {
 
@@ -178,6 +180,42 @@ CLI::App* AddSearch(CLI::App* search, const std::string& kind, SearchArgs& a) {
 
 }  // namespace
 
+// ---- tandem license (HA licenses, docs/CONSOLE.md "Licenses") ----
+
+struct LicenseArgs {
+  std::string dir, name = "license";      // keygen
+  std::string key, id, issued_to, expires;  // sign
+};
+
+int LicenseKeygen(const LicenseArgs& a) {
+  auto pair = tandem::console::GenerateLicenseKey();
+  if (!pair.ok()) return Fail(pair.status().message());
+  const std::string priv = a.dir + "/" + a.name + ".key", pub = a.dir + "/" + a.name + ".pem";
+  for (const std::string& f : {priv, pub}) {
+    if (std::filesystem::exists(f)) return Fail(f + " exists; not overwriting a key");
+  }
+  tandem::Status st = tandem::os::WriteFileAtomic(priv, pair->private_pem, 0600);
+  if (st.ok()) st = tandem::os::WriteFileAtomic(pub, pair->public_pem, 0644);
+  if (!st.ok()) return Fail(st.message());
+  std::cout << json{{"key_id", pair->key_id}, {"private_key", priv}, {"public_key", pub}}.dump() << "\n";
+  return 0;
+}
+
+int LicenseSign(const LicenseArgs& a) {
+  auto pem = tandem::os::ReadFile(a.key, 64 * 1024);
+  if (!pem.ok()) return Fail(pem.status().message());
+  tandem::console::LicenseFields f;
+  f.id = a.id;
+  f.issued_to = a.issued_to;
+  auto expires = tandem::console::ParseRfc3339(a.expires);
+  if (!expires.ok()) return Fail("--expires " + expires.status().message());
+  f.expires_at_ms = *expires;
+  auto doc = tandem::console::SignLicense(f, *pem);
+  if (!doc.ok()) return Fail(a.key + ": " + doc.status().message());
+  std::cout << *doc << "\n";
+  return 0;
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"tandem: lab, benchmarks and tools for Tandem clusters"};
   app.require_subcommand(1);
@@ -215,6 +253,10 @@ int main(int argc, char** argv) {
   up->add_flag("--console", lo.console,
                "also run the console (docs/CONSOLE.md) on the primary; the JSON gets "
                "\"api\": {\"url\", \"user\", \"password_file\", \"tls_cert\"}");
+  up->add_option("--managed", lo.managed,
+                 "with --console: N more tandemd processes running the agent only (unclustered "
+                 "managed hosts; at most 2 with --netns); the JSON lists them in \"managed_hosts\"")
+      ->check(CLI::Range(0, 8))->capture_default_str();
   bool no_witnesses = false;
   up->add_flag("--no-witnesses", no_witnesses,
                "with --netns: managed hosts run no witness (no indirect heartbeat)");
@@ -222,8 +264,8 @@ int main(int argc, char** argv) {
   down->add_option("--dir", lo.dir, "lab directory")->required();
   auto* start = lab->add_subcommand("start", "(re)start one host's daemon");
   start->add_option("--dir", lo.dir, "lab directory")->required();
-  start->add_option("--host", host, "primary | secondary")->required()
-      ->check(CLI::IsMember({"primary", "secondary"}));
+  start->add_option("--host", host, "primary | secondary | a managed host's name (lab-managed-N)")
+      ->required();
 
   std::string bind, name;
   auto* demo = app.add_subcommand("demo-service", "answer each TCP connection with a name");
@@ -281,6 +323,17 @@ int main(int argc, char** argv) {
   search->require_subcommand(1);
   auto* search_events = AddSearch(search, "events", sa);
   auto* search_flows = AddSearch(search, "flows", sa);
+  LicenseArgs la;
+  auto* license = app.add_subcommand("license", "HA license keys and documents (docs/CONSOLE.md)");
+  license->require_subcommand(1);
+  auto* keygen = license->add_subcommand("keygen", "write a new Ed25519 key pair: DIR/NAME.key (private) and DIR/NAME.pem");
+  keygen->add_option("--dir", la.dir, "directory for the key files")->required();
+  keygen->add_option("--name", la.name, "file name without extension")->capture_default_str();
+  auto* sign = license->add_subcommand("sign", "print a signed HA license document");
+  sign->add_option("--key", la.key, "the private key (PEM) from keygen")->required();
+  sign->add_option("--id", la.id, "license id (1-64 of A-Z a-z 0-9 _ . -)")->required();
+  sign->add_option("--issued-to", la.issued_to, "licensee")->required();
+  sign->add_option("--expires", la.expires, "expiry, RFC 3339 (2027-12-31T23:59:59Z)")->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -288,6 +341,8 @@ int main(int argc, char** argv) {
   }
   if (*search_events) return Search("events", sa);
   if (*search_flows) return Search("flows", sa);
+  if (*keygen) return LicenseKeygen(la);
+  if (*sign) return LicenseSign(la);
   if (lo.heartbeat_timeout_ms <= lo.heartbeat_interval_ms ||
       bo.heartbeat_timeout_ms <= bo.heartbeat_interval_ms) {
     return Fail("--heartbeat-timeout-ms must be greater than --heartbeat-interval-ms");

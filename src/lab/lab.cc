@@ -125,7 +125,37 @@ struct HostPlan {
   int repl_port = 0;    // replication (7789 in a netns lab)
   std::string store_dir = "store";  // [replication] store_dir (relative: to the host dir)
   int console_port = 0; // the console's HTTPS port (primary, with --console)
+  int agent_port = 0;   // the agent's HTTPS port (every host, with --console)
 };
+
+constexpr int kNetnsAgentPort = 7790;         // the appliance default (docs/CONSOLE.md)
+constexpr int kNetnsManagedAgentPort = 7791;  // next to the managed namespaces' witness
+constexpr int kMaxManaged = 8;
+
+// [agent] on a host of the cluster, with --console: listening on the host's
+// own lab address.
+std::string AgentLines(const LabOptions& o, const HostPlan& h) {
+  if (!o.console || h.agent_port == 0) return "";
+  return "[agent]\nlisten = \"" + h.addr + ":" + std::to_string(h.agent_port) + "\"\n\n";
+}
+
+// A managed host of --managed: an agent-only tandemd (no [cluster], no
+// [heartbeat]: docs/CONFIG.md), its own state, store and packages.
+struct ManagedPlan {
+  std::string name, addr, dir, netns;
+  int agent_port = 0;
+};
+
+std::string ManagedConfig(const ManagedPlan& m) {
+  return "# Written by `tandem lab up --managed`: an unclustered managed host (agent only);\n"
+         "# reference: docs/CONFIG.md\n"
+         "[host]\nname = \"" + m.name + "\"\nstate_dir = \"state\"\nrun_dir = \"run\"\n\n"
+         "[agent]\nlisten = \"" + m.addr + ":" + std::to_string(m.agent_port) + "\"\n"
+         "store_dir = \"store\"\npackages_dir = \"packages\"\n\n"
+         "[log]\nlevel = \"info\"\nfile = \"tandemd.log\"\n";
+}
+
+std::string ManagedName(int i) { return "lab-managed-" + std::to_string(i + 1); }
 
 constexpr int kNetnsConsolePort = 8443;
 
@@ -200,7 +230,7 @@ std::string HostConfig(const LabOptions& o, const HostPlan& h, const HostPlan& p
          "\nrestart_backoff_min_ms = 20\nrestart_backoff_max_ms = 1000\n\n"
          "[notify]\ncommand = " + TomlList({"/bin/sh", "-c", notify, "notify"}) +
          "\n\n[log]\nlevel = \"info\"\nfile = \"tandemd.log\"\n\n" + ReplicationLines(o, h, peer) + CollectorLines(o, cp) +
-         ConsoleLines(o, h);
+         ConsoleLines(o, h) + AgentLines(o, h);
 }
 
 Result<json> QueryStatus(const std::string& config_dir) {
@@ -312,6 +342,37 @@ Status WriteLab(LabOptions o, const NetnsPlan* plan, json* lab) {
       if (!p.ok()) return p.status();
       hosts[0].console_port = *p;
     }
+    for (HostPlan& h : hosts) {
+      if (plan) {
+        h.agent_port = kNetnsAgentPort;
+        continue;
+      }
+      // Distinct from the host's other TCP ports.
+      for (int attempt = 0; attempt < 16 && h.agent_port == 0; ++attempt) {
+        auto p = FreePort(h.addr, SOCK_STREAM);
+        if (!p.ok()) return p.status();
+        if (*p != h.repl_port && *p != h.console_port) h.agent_port = *p;
+      }
+      if (h.agent_port == 0) return Status::Error("no free port for the agent on " + h.addr);
+    }
+  }
+  std::vector<ManagedPlan> managed;
+  for (int i = 0; i < o.managed; ++i) {
+    ManagedPlan m{ManagedName(i), "", o.dir + "/" + ManagedName(i), "", 0};
+    if (plan) {
+      m.addr = kNetnsManaged[i];
+      m.netns = plan->Ns(i == 0 ? "m1" : "m2");
+      m.agent_port = kNetnsManagedAgentPort;
+    } else {
+      // 127.0.0.1: on loopback it is the only address an interface holds
+      // (lo, 127.0.0.1/8), and the console's cluster checks (R-CL-3) want a
+      // managed host's address on one of its interfaces.
+      m.addr = "127.0.0.1";
+      auto p = FreePort(m.addr, SOCK_STREAM);
+      if (!p.ok()) return p.status();
+      m.agent_port = *p;
+    }
+    managed.push_back(m);
   }
   CollectorPorts cp = kNetnsCollectorPorts;
   const bool collector = o.replication && o.collector;
@@ -335,6 +396,10 @@ Status WriteLab(LabOptions o, const NetnsPlan* plan, json* lab) {
         cfg, HostConfig(o, hosts[i], hosts[1 - i], vip, service_port, bin, cp), 0644));
     hj.push_back({{"name", hosts[i].name}, {"role", hosts[i].role}, {"pid", 0},
                   {"config", cfg}, {"address", hosts[i].addr}});
+    if (hosts[i].agent_port != 0) {
+      hj.back()["agent"] = {{"address", hosts[i].addr + ":" + std::to_string(hosts[i].agent_port)}};
+      hj.back()["pairing_file"] = o.dir + "/" + hosts[i].role + ".pairing";
+    }
     if (o.replication) {
       hj.back()["store_dir"] = o.store_dirs.empty() ? hosts[i].dir + "/store" : hosts[i].store_dir;
       hj.back()["repl_port"] = hosts[i].repl_port;
@@ -345,12 +410,29 @@ Status WriteLab(LabOptions o, const NetnsPlan* plan, json* lab) {
           {"bin_dir", bin}, {"heartbeat_interval_ms", o.heartbeat_interval_ms},
           {"heartbeat_timeout_ms", o.heartbeat_timeout_ms}};
   if (plan) (*lab)["netns"] = NetnsJson(*plan);
+  if (o.managed > 0) {
+    json mj = json::array();
+    for (const ManagedPlan& m : managed) {
+      TANDEM_RETURN_IF_ERROR(os::MakeDirs(m.dir + "/packages", 0755));
+      TANDEM_RETURN_IF_ERROR(os::MakeDirs(m.dir + "/store", 0755));
+      const std::string cfg = m.dir + "/tandemd.toml";
+      TANDEM_RETURN_IF_ERROR(os::WriteFileAtomic(cfg, ManagedConfig(m), 0644));
+      mj.push_back({{"name", m.name}, {"role", "managed"}, {"pid", 0}, {"config", cfg},
+                    {"address", m.addr},
+                    {"agent", {{"address", m.addr + ":" + std::to_string(m.agent_port)}}},
+                    {"pairing_file", o.dir + "/" + m.name + ".pairing"},
+                    {"packages_dir", m.dir + "/packages"}, {"store_dir", m.dir + "/store"}});
+      if (!m.netns.empty()) mj.back()["netns"] = m.netns;
+    }
+    (*lab)["managed_hosts"] = mj;
+  }
   if (o.console) {
     const std::string console_dir = hosts[0].dir + "/state/console";
     (*lab)["api"] = {{"url", "https://" + hosts[0].addr + ":" + std::to_string(hosts[0].console_port)},
                      {"user", "admin"},
                      {"password_file", console_dir + "/admin.password"},
-                     {"tls_cert", console_dir + "/tls/cert.pem"}};
+                     {"tls_cert", console_dir + "/tls/cert.pem"},
+                     {"license_keys_dir", console_dir + "/license-keys"}};
   }
   if (collector) {
     (*lab)["ports"] = {{"syslog_udp", cp.syslog_udp}, {"syslog_tcp", cp.syslog_tcp},
@@ -389,15 +471,28 @@ Result<int> StartHost(const std::string& dir, const std::string& which) {
   auto lab = Describe(dir);
   if (!lab.ok()) return lab.status();
   int index = which == "primary" ? 0 : which == "secondary" ? 1 : -1;
-  if (index < 0) return Status::Error("host must be 'primary' or 'secondary', got '" + which + "'");
-  json& h = (*lab)["hosts"][static_cast<size_t>(index)];
+  json* managed = nullptr;
+  if (index < 0 && lab->contains("managed_hosts")) {
+    for (json& m : (*lab)["managed_hosts"]) {
+      if (m.value("name", "") == which) managed = &m;
+    }
+  }
+  if (index < 0 && managed == nullptr) {
+    return Status::Error("host must be 'primary', 'secondary' or a managed host's name, got '" +
+                         which + "'");
+  }
+  json& h = managed != nullptr ? *managed : (*lab)["hosts"][static_cast<size_t>(index)];
   if (Alive(h.value("pid", 0))) return Status::Error(which + " is already running (pid " +
                                                      std::to_string(h.value("pid", 0)) + ")");
   os::SpawnOptions so;
   so.die_with_parent = false;  // the lab outlives `tandem lab up`
   so.stdout_path = dir + "/" + which + "/tandemd.out";
   std::vector<std::string> argv;
-  if (lab->contains("netns")) argv = InNetns((*lab)["netns"][which].get<std::string>());
+  if (managed != nullptr) {
+    if (managed->contains("netns")) argv = InNetns((*managed)["netns"].get<std::string>());
+  } else if (lab->contains("netns")) {
+    argv = InNetns((*lab)["netns"][which].get<std::string>());
+  }
   argv.insert(argv.end(), {(*lab)["bin_dir"].get<std::string>() + "/tandemd", "--config",
                            h["config"].get<std::string>()});
   auto pid = os::Spawn(argv, so);
@@ -405,6 +500,51 @@ Result<int> StartHost(const std::string& dir, const std::string& which) {
   h["pid"] = *pid;
   TANDEM_RETURN_IF_ERROR(os::WriteFileAtomic(dir + "/lab.json", lab->dump(2) + "\n", 0644));
   return static_cast<int>(*pid);
+}
+
+// Every agent's one-time pairing string (`tandemd pair-token`), into the
+// host's "pairing_file" (0600; the secret is never printed). Waits for each
+// daemon to have made its agent certificate, so that the string pins the
+// certificate the agent serves.
+Status WritePairingFiles(const std::string& dir, std::chrono::steady_clock::time_point deadline) {
+  auto lab = Describe(dir);
+  if (!lab.ok()) return lab.status();
+  json all = (*lab)["hosts"];
+  for (const auto& m : lab->value("managed_hosts", json::array())) all.push_back(m);
+  for (const json& h : all) {
+    if (!h.contains("pairing_file")) continue;
+    const std::string config = h["config"].get<std::string>();
+    const std::string tls = fs::path(config).parent_path().string() + "/state/agent/tls/";
+    while (!(fs::exists(tls + "cert.pem") && fs::exists(tls + "key.pem"))) {
+      if (!Alive(h.value("pid", 0))) {
+        return Status::Error(h.value("name", "") + "'s tandemd exited; see " +
+                             fs::path(config).parent_path().string() + "/tandemd.log");
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        return Status::Error(h.value("name", "") + "'s agent made no certificate in time");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
+    }
+    const std::string file = h["pairing_file"].get<std::string>();
+    TANDEM_RETURN_IF_ERROR(os::WriteFileAtomic(file, "", 0600));
+    os::SpawnOptions so;
+    so.stdout_path = file;
+    auto pid = os::Spawn({(*lab)["bin_dir"].get<std::string>() + "/tandemd", "pair-token",
+                          "--config", config},
+                         so);
+    if (!pid.ok()) return pid.status();
+    int ws = 0;
+    if (waitpid(*pid, &ws, 0) != *pid) return Status::Error("waitpid failed");
+    auto text = os::ReadFile(file, 4096);
+    if (!text.ok()) return text.status();
+    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0 || text->rfind("tp1.", 0) != 0) {
+      std::string why = *text;
+      std::remove(file.c_str());
+      return Status::Error("tandemd pair-token --config " + config + " " +
+                           os::DescribeWaitStatus(ws) + ": " + why);
+    }
+  }
+  return Status::Ok();
 }
 
 // The managed hosts of a netns lab answer TCP on kNetnsManagedPort: they are
@@ -442,19 +582,34 @@ Status StartManagedHosts(const std::string& dir) {
 
 Result<json> Up(const LabOptions& o) {
   if (o.dir.empty()) return Status::Error("--dir is required");
+  if (o.managed < 0 || o.managed > kMaxManaged) {
+    return Status::Error("--managed must be 0.." + std::to_string(kMaxManaged));
+  }
+  if (o.managed > 0 && !o.console) return Status::Error("--managed needs --console");
+  if (o.managed > 2 && o.netns) {
+    return Status::Error("--managed: a netns lab has 2 managed hosts' namespaces");
+  }
   auto existing = Describe(o.dir);
   if (existing.ok()) {
-    for (const auto& h : (*existing)["hosts"]) {
+    json all = (*existing)["hosts"];
+    for (const auto& m : existing->value("managed_hosts", json::array())) all.push_back(m);
+    for (const auto& h : all) {
       if (Alive(h.value("pid", 0))) {
         return Status::Error("a lab is already running in " + o.dir + " (run `tandem lab down`)");
       }
     }
   }
   // A new lab starts from nothing: an earlier lab's state (epochs, FAILED,
-  // OFFLINE) in the same directory would decide the election.
+  // OFFLINE, pairings) in the same directory would decide the election.
   for (const char* h : kHosts) {
     std::error_code ec;
     fs::remove_all(o.dir + "/" + h, ec);
+    fs::remove((o.dir + "/" + h + ".pairing"), ec);
+  }
+  for (int i = 0; i < kMaxManaged; ++i) {
+    std::error_code ec;
+    fs::remove_all(o.dir + "/" + ManagedName(i), ec);
+    fs::remove(o.dir + "/" + ManagedName(i) + ".pairing", ec);
   }
   std::remove((o.dir + "/notify.log").c_str());
   json lab;
@@ -469,7 +624,9 @@ Result<json> Up(const LabOptions& o) {
     if (plan) DestroyNetns(*plan);
     return written;
   }
-  for (const char* h : kHosts) {
+  std::vector<std::string> names(std::begin(kHosts), std::end(kHosts));
+  for (int i = 0; i < o.managed; ++i) names.push_back(ManagedName(i));
+  for (const std::string& h : names) {
     auto pid = StartHost(o.dir, h);
     if (!pid.ok()) {
       (void)Down(o.dir);
@@ -484,6 +641,13 @@ Result<json> Up(const LabOptions& o) {
                            std::to_string(o.wait_ms) + " ms; see " + o.dir + "/*/tandemd.log");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
+  }
+  if (o.console) {
+    Status st = WritePairingFiles(o.dir, deadline);
+    if (!st.ok()) {
+      (void)Down(o.dir);
+      return st;
+    }
   }
   return Describe(o.dir);
 }
@@ -515,6 +679,15 @@ Status Down(const std::string& dir) {
     }
     std::error_code ec;
     fs::remove_all(dir + "/" + h + "/run", ec);
+  }
+  for (const auto& m : lab->value("managed_hosts", json::array())) {
+    int pid = m.value("pid", 0);
+    if (!Alive(pid)) continue;
+    kill(pid, SIGTERM);
+    if (!WaitGone(pid, kStopWaitMs)) {
+      kill(pid, SIGKILL);
+      if (!WaitGone(pid, kStopWaitMs)) problems += " pid " + std::to_string(pid) + " survived;";
+    }
   }
   for (const auto& m : lab->value("managed", json::array())) {
     for (const char* k : {"pid", "witness_pid"}) {

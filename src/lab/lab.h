@@ -50,6 +50,13 @@ struct LabOptions {
   // "api": {"url", "user", "password_file", "tls_cert"}.
   bool console = false;
   int64_t console_session_ttl_s = 3600;
+  // With the console: every host gets an [agent] (docs/CONSOLE.md) on its own
+  // lab address, and `managed` more tandemd processes run the agent only
+  // (unclustered managed hosts, 0..8; at most 2 in a netns lab, in the two
+  // managed hosts' namespaces). Each host's JSON gets "agent": {"address"} and
+  // "pairing_file" (a 0600 file holding its one-time pairing string); the
+  // managed hosts are listed in "managed_hosts".
+  int managed = 0;
 };
 
 // Writes configs and key, starts both daemons in the background, waits until
@@ -63,7 +70,8 @@ Result<nlohmann::json> Up(const LabOptions& opts);
 // removes run-time files; logs stay in DIR.
 Status Down(const std::string& dir);
 
-// (Re)starts one host's daemon ("primary" | "secondary"); returns its pid.
+// (Re)starts one host's daemon ("primary" | "secondary", or the name of a
+// managed host of "managed_hosts"); returns its pid.
 Result<int> StartHost(const std::string& dir, const std::string& which);
 
 // The lab description written by Up (DIR/lab.json).

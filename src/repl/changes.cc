@@ -179,6 +179,11 @@ void ChangeSet::PinAll(uint64_t acked) {
 }
 
 Status ChangeSet::SyncFinished(uint64_t durable_write_id) {
+  SyncFinishedEntries(durable_write_id);
+  return Rewrite();
+}
+
+void ChangeSet::SyncFinishedEntries(uint64_t durable_write_id) {
   acked_ = std::max(acked_, durable_write_id);
   for (auto it = entries_.begin(); it != entries_.end();) {
     if (it->second.pinned && it->second.last_write <= acked_) {
@@ -188,7 +193,6 @@ Status ChangeSet::SyncFinished(uint64_t durable_write_id) {
       ++it;
     }
   }
-  return Rewrite();
 }
 
 void ChangeSet::UnpinAll() {
@@ -203,10 +207,14 @@ void ChangeSet::UnpinAll() {
 }
 
 Status ChangeSet::Clear() {
+  ClearEntries();
+  return Rewrite();
+}
+
+void ChangeSet::ClearEntries() {
   entries_.clear();
   lru_.clear();
   pinned_count_ = 0;
-  return Rewrite();
 }
 
 Status ChangeSet::TrimAcknowledged() {
@@ -247,6 +255,18 @@ Status ChangeSet::Append(const std::vector<ChunkRef>& refs) {
 }
 
 Status ChangeSet::Rewrite() {
+  if (entries_.empty() && journal_) {
+    // Nothing recorded: cut the journal in place, one fdatasync (the size
+    // is the only change). A truncation is all or nothing at a power loss:
+    // the journal is then empty or still holds every old record, which only
+    // resends chunks that need not be (never fewer).
+    TANDEM_RETURN_IF_ERROR(journal_->Truncate(0));
+    TANDEM_RETURN_IF_ERROR(journal_->Sync());
+    journal_syncs_++;
+    journal_bytes_ = 0;
+    journal_records_ = 0;
+    return Status::Ok();
+  }
   std::vector<uint8_t> buf;
   for (const auto& [ref, e] : entries_) {
     auto rec = EncodeJournalRecord(ref);

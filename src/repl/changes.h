@@ -76,6 +76,15 @@ class ChangeSet {
   // Forget everything (after a full sync made both replicas identical).
   Status Clear();
 
+  // SyncFinished and Clear in two steps, so that the journal's disk sync
+  // can run on another thread beside other disk work: the set changes in
+  // memory (on the caller's thread), then RewriteJournal makes the journal
+  // match it (it touches only this object; nothing else may use it
+  // meanwhile).
+  void SyncFinishedEntries(uint64_t durable_write_id);
+  void ClearEntries();
+  Status RewriteJournal() { return Rewrite(); }
+
   // At a quiet moment (no writes for a while, connected and in sync): every
   // unpinned chunk the peer has durably leaves the set, hot or not, and the
   // journal is rewritten, so a crash after it resends nothing. Cheap when

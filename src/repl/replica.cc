@@ -18,6 +18,9 @@ constexpr size_t kBatchOpsMax = 8192;
 constexpr size_t kSyncBacklogMax = 4u * 1024 * 1024;  // resync yields to writes beyond this
 constexpr uint32_t kVerifyBatch = 64;
 constexpr uint64_t kFlagDiscard = 1, kFlagSurvivor = 2;
+// The reason of a disk failure kept in the metadata record (the rest of a
+// longer one is cut).
+constexpr size_t kFailedReasonBytesMax = 1024;
 constexpr uint16_t kErrProtocol = 1;
 constexpr int64_t kQuietTrimMs = 500;  // no writes this long: trim the activity log
 // A sync target hands received data to write-back in slices of this size
@@ -122,7 +125,7 @@ Replica::Replica(os::FileSystem& fs, const os::Clock& clock, ReplicaOptions opts
       random_(std::move(random)),
       store_(fs, opts_.store_dir),
       changes_(fs, opts_.meta_dir + "/changes.log", opts_.hot_chunks),
-      meta_path_(opts_.meta_dir + "/meta.json") {
+      meta_(fs, opts_.meta_dir + "/meta.slots", opts_.meta_dir + "/meta.json") {
   store_.SetIoPool(opts_.io_pool);
 }
 
@@ -165,12 +168,21 @@ Status Replica::Open() {
       TANDEM_RETURN_IF_ERROR(fs_.SyncDir(d));
     }
   }
-  auto raw = os::ReadWholeFile(fs_, meta_path_, 1 << 20);
-  if (!raw.ok()) return raw.status();
-  if (raw->has_value()) {
-    json j = json::parse((*raw)->begin(), (*raw)->end(), nullptr, false);
+  // The metadata: two checksummed slots written in place (meta_slots.h,
+  // docs/formats/replica-metadata.md); a meta.json of older versions is
+  // read and rewritten in the slot format at once.
+  auto loaded = meta_.Load();
+  if (!loaded.ok()) {
+    return Status::Error(loaded.status().message() +
+                         " (the replica metadata cannot be read; if it is damaged, move it away to "
+                         "force a full resync)");
+  }
+  if (loaded->has_value()) {
+    const std::vector<uint8_t>& raw = (*loaded)->payload;
+    json j = json::parse(raw.begin(), raw.end(), nullptr, false);
+    const std::string where = (*loaded)->legacy ? opts_.meta_dir + "/meta.json" : meta_.path();
     auto bad = [&](const std::string& what) {
-      return Status::Error(meta_path_ + ": " + what + " (the replica metadata is damaged; "
+      return Status::Error(where + ": " + what + " (the replica metadata is damaged; "
                            "move it away to force a full resync)");
     };
     if (j.is_discarded() || !j.is_object() || j.value("version", 0) != 1) return bad("unreadable");
@@ -195,6 +207,10 @@ Status Replica::Open() {
       return bad("a full sync is wanted but the disk is " + d);
     }
     failed_reason_ = j.value("failed_reason", "");
+    if ((*loaded)->legacy) {
+      Log(kWarn, "replica metadata: " + where + " rewritten in the slot format (" + meta_.path() + ")");
+      TANDEM_RETURN_IF_ERROR(Persist());
+    }
   } else {
     // A brand-new (or wiped) replica: no generation. The configured primary
     // of a new cluster is its data's origin and may be promoted; a secondary
@@ -207,7 +223,16 @@ Status Replica::Open() {
   return Status::Ok();
 }
 
-Status Replica::Persist() {
+std::vector<uint8_t> Replica::EncodeMeta() const {
+  // A slot holds at most MetaSlots::kPayloadBytesMax bytes: the reason of a
+  // disk failure is the only field of unbounded length (cut at a character
+  // boundary).
+  std::string reason = failed_reason_;
+  if (reason.size() > kFailedReasonBytesMax) {
+    size_t cut = kFailedReasonBytesMax;
+    while (cut > 0 && (static_cast<uint8_t>(reason[cut]) & 0xC0) == 0x80) --cut;
+    reason.resize(cut);
+  }
   json j = {{"version", 1},
             {"current", Hex(gens_.current)},
             {"bitmap", Hex(gens_.bitmap)},
@@ -217,12 +242,29 @@ Status Replica::Persist() {
             {"discard_local", discard_local_},
             {"survivor", survivor_},
             {"full_sync_wanted", full_sync_wanted_},
-            {"failed_reason", failed_reason_}};
-  std::string s = j.dump(2) + "\n";
-  Status st = os::WriteWholeFileAtomic(
-      fs_, meta_path_, std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
+            {"failed_reason", reason}};
+  std::string s = j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+  return std::vector<uint8_t>(s.begin(), s.end());
+}
+
+std::function<Status()> Replica::PersistJob() {
+  return [this, record = EncodeMeta()] { return meta_.Write(record); };
+}
+
+Status Replica::Persist() {
+  Status st = PersistJob()();
   if (!st.ok()) Log(kError, "cannot write replica metadata: " + st.message());
   return st;
+}
+
+Status Replica::RunSideBySide(std::vector<std::function<Status()>> jobs) {
+  if (opts_.io_pool != nullptr) return opts_.io_pool->RunAll(std::move(jobs));
+  Status first;
+  for (auto& job : jobs) {
+    Status st = job();
+    if (!st.ok() && first.ok()) first = st;
+  }
+  return first;
 }
 
 bool Replica::SetDisk(DiskState d) {
@@ -1264,8 +1306,12 @@ void Replica::OnSyncData(const SyncData& d) {
   counters_.sync_bytes_received += d.data.size();
   sync_done_bytes_ += d.data.size();
   if (!d.data.empty()) {
-    HintWriteback(d.path, d.chunk_index * kChunkBytes, d.data.size(),
-                  d.chunk_index == LastChunk(d.file_size));
+    const bool file_end = d.chunk_index == LastChunk(d.file_size);
+    HintWriteback(d.path, d.chunk_index * kChunkBytes, d.data.size(), file_end);
+    // The file's last chunk: make it durable now, beside the transfer of
+    // the next files, so the final commit has little left to sync (it
+    // still syncs whatever changed after this).
+    if (file_end && state_ == ReplState::kSyncTarget) (void)store_.SyncEarly(d.path);
   }
 }
 
@@ -1356,7 +1402,9 @@ void Replica::OnSyncDone(const SyncDone& d) {
 
 void Replica::FinishSyncTarget() {
   writeback_bytes_ = 0;
+  const int64_t commit_from_ms = clock_.NowMs();
   Status st = store_.Commit();
+  const int64_t commit_ms = clock_.NowMs() - commit_from_ms;
   if (!st.ok()) {
     DiskFailed(st);
     return;
@@ -1366,8 +1414,17 @@ void Replica::FinishSyncTarget() {
   disk_ = DiskState::kUpToDate;
   discard_local_ = false;     // a split-brain resolution is complete
   full_sync_wanted_ = false;  // an invalidate is complete
-  st = changes_.Clear();
-  if (st.ok()) st = Persist();
+  // Crash ordering (docs/REPLICATION.md, "Order of the disk syncs of a
+  // sync"): the data is durable (Commit above) before either of
+  // these starts, and both are durable before kSyncDone goes out. Between
+  // themselves they are independent, so they run side by side: a power
+  // loss that keeps only the cleared change journal leaves the old
+  // metadata (Inconsistent, old generations), and the sync is decided and
+  // run again over data already committed; one that keeps only the new
+  // metadata leaves old journal entries, which count as changed and at most
+  // resend chunks that are already equal.
+  changes_.ClearEntries();
+  st = RunSideBySide({[this] { return changes_.RewriteJournal(); }, PersistJob()});
   if (!st.ok()) {
     DiskFailed(st);
     return;
@@ -1375,7 +1432,9 @@ void Replica::FinishSyncTarget() {
   counters_.syncs_completed++;
   int64_t took = clock_.NowMs() - sync_started_ms_;
   last_sync_ = "received " + std::to_string(sync_done_bytes_) + " bytes in " +
-               std::to_string(took) + " ms";
+               std::to_string(took) + " ms (final commit " + std::to_string(commit_ms) +
+               " ms, then metadata " + std::to_string(clock_.NowMs() - commit_from_ms - commit_ms) +
+               " ms)";
   Log(kWarn, "sync from " + PeerName() + " finished: " + last_sync_ + "; generations " +
                  ToString(gens_));
   SendFrame(FrameType::kSyncDone, SyncDone{0, 0});
@@ -1388,9 +1447,16 @@ void Replica::FinishSyncTarget() {
 
 void Replica::FinishSyncSource() {
   gens_ = SyncFinished(gens_);
-  Status st = changes_.SyncFinished(std::max(sync_covered_id_, acked_durable_));
+  // The target has persisted its new generations (it answers kSyncDone
+  // only then); the change journal and the rotated generations are
+  // independent of each other and run side by side: a power loss that
+  // keeps only the journal leaves this host's old map id with a map holding
+  // just the writes not yet covered (rule 4: a partial resync of those),
+  // one that keeps only the metadata leaves old journal entries, which only
+  // resend chunks that are equal (docs/REPLICATION.md).
+  changes_.SyncFinishedEntries(std::max(sync_covered_id_, acked_durable_));
+  Status st = RunSideBySide({[this] { return changes_.RewriteJournal(); }, PersistJob()});
   changes_.UnpinAll();
-  if (st.ok()) st = Persist();
   if (!st.ok()) {
     DiskFailed(st);
     return;

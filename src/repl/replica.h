@@ -23,6 +23,7 @@
 #include "repl/frame.h"
 #include "repl/generations.h"
 #include "repl/io_pool.h"
+#include "repl/meta_slots.h"
 #include "repl/store.h"
 #include "util/status.h"
 
@@ -236,6 +237,15 @@ class Replica {
 
   // State.
   Status Persist();
+  // The metadata record of the current state (on the replication thread),
+  // and a job that makes it durable: it touches only meta_, so it may run
+  // on an IoPool thread beside other disk work (RunSideBySide).
+  std::vector<uint8_t> EncodeMeta() const;
+  std::function<Status()> PersistJob();
+  // Runs independent disk jobs side by side on the I/O pool (one after the
+  // other without one); every job runs even if another fails; returns OK
+  // or the first error in `jobs` order. The caller waits for all of them.
+  Status RunSideBySide(std::vector<std::function<Status()>> jobs);
   // Persists the new disk state; false if that failed (the disk is then
   // Failed and the connection dropped: the caller stops).
   [[nodiscard]] bool SetDisk(DiskState d);
@@ -255,7 +265,7 @@ class Replica {
   std::function<uint64_t()> random_;
   LocalStore store_;
   ChangeSet changes_;
-  std::string meta_path_;
+  MetaSlots meta_;
 
   Generations gens_;
   DiskState disk_ = DiskState::kUpToDate;

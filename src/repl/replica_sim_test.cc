@@ -1081,7 +1081,7 @@ class Sim {
         KillNode(k);
         ExcludeUnsettledAB();
         const std::string meta = pair_->opts(k).meta_dir;
-        if (!Disk(k).Remove(meta + "/meta.json").ok() ||
+        if (!Disk(k).Remove(meta + "/meta.slots").ok() ||
             !Disk(k).Remove(meta + "/changes.log").ok() || !Disk(k).SyncDir(meta).ok()) {
           Fail("cannot move the replica metadata away");
         }

@@ -37,8 +37,11 @@ constexpr size_t kReadChunk = 256 * 1024;
 constexpr size_t kHeaderLineMax = 8192;
 constexpr int kVolumeClientsMax = 64;
 // Threads syncing a group commit's files side by side (the replication
-// thread is one of them), and starting a sync target's write-back.
-constexpr size_t kIoThreads = 4;
+// thread is one of them), and starting a sync target's write-back. As many
+// as the writers a busy store has (16 appenders: one round of fdatasyncs,
+// not four); they wait on the disk, not the CPU. Measured on the lab VM:
+// 23 files' fdatasyncs took 14 ms on 4 threads, 8 ms on 16.
+constexpr size_t kIoThreads = 16;
 static_assert(kIoThreads <= IoPool::kThreadsMax);
 // A sync is pumped again as soon as the socket's queue is below this.
 constexpr size_t kPumpBelowBacklog = 1024 * 1024;

@@ -62,6 +62,7 @@ void LocalStore::Drop(const std::string& path) {
 Status LocalStore::Apply(Write* w) {
   switch (w->op) {
     case WriteOp::kCreate: {
+      Changed(w->path);
       auto f = Get(w->path, true);
       if (!f.ok()) return f.status();
       TANDEM_RETURN_IF_ERROR((*f)->Truncate(0));
@@ -70,6 +71,7 @@ Status LocalStore::Apply(Write* w) {
     }
     case WriteOp::kAppend:
     case WriteOp::kWriteAt: {
+      Changed(w->path);
       auto f = Get(w->path, true);
       if (!f.ok()) return f.status();
       TANDEM_RETURN_IF_ERROR((*f)->WriteAt(w->offset, w->data));
@@ -77,6 +79,7 @@ Status LocalStore::Apply(Write* w) {
       return Status::Ok();
     }
     case WriteOp::kTruncate: {
+      Changed(w->path);
       auto f = Get(w->path, true);
       if (!f.ok()) return f.status();
       TANDEM_RETURN_IF_ERROR((*f)->Truncate(w->length));
@@ -84,6 +87,8 @@ Status LocalStore::Apply(Write* w) {
       return Status::Ok();
     }
     case WriteOp::kRename: {
+      Changed(w->path);
+      Changed(w->path2);
       auto from = fs_.FileSize(Full(w->path));
       if (!from.ok()) return from.status();
       if (!from->has_value()) return Status::Error(w->path + ": No such file");
@@ -102,6 +107,7 @@ Status LocalStore::Apply(Write* w) {
       return Status::Ok();
     }
     case WriteOp::kDelete:
+      Changed(w->path);
       Drop(w->path);
       dirty_files_.erase(w->path);
       TANDEM_RETURN_IF_ERROR(fs_.Remove(Full(w->path)));
@@ -114,6 +120,7 @@ Status LocalStore::Apply(Write* w) {
 
 Status LocalStore::ApplyChunk(const std::string& path, uint64_t chunk_index, uint64_t file_size,
                               std::span<const uint8_t> data) {
+  Changed(path);
   auto f = Get(path, true);
   if (!f.ok()) return f.status();
   auto size = (*f)->Size();
@@ -124,7 +131,42 @@ Status LocalStore::ApplyChunk(const std::string& path, uint64_t chunk_index, uin
   return Status::Ok();
 }
 
+void LocalStore::Changed(const std::string& path) {
+  auto it = versions_.find(path);
+  if (it != versions_.end()) it->second = ++next_version_;
+}
+
+bool LocalStore::SyncEarly(const std::string& path) {
+  if (pool_ == nullptr || !dirty_files_.count(path)) return false;
+  const uint64_t version = ++next_version_;
+  // Everything written to the file so far was written before this job
+  // starts (on this thread), so its fdatasync covers it.
+  bool posted = pool_->Post([fs = &fs_, full = Full(path), path, version, early = early_] {
+    auto f = fs->Open(full, /*create=*/false);
+    if (!f.ok() || !(*f)->Sync().ok()) return;  // Commit syncs it then
+    std::lock_guard<std::mutex> g(early->mu);
+    early->done.emplace_back(path, version);
+  });
+  if (posted) versions_[path] = version;
+  return posted;
+}
+
 Status LocalStore::Commit() {
+  // Files whose early sync finished with nothing changed since are durable
+  // already.
+  {
+    std::vector<std::pair<std::string, uint64_t>> done;
+    {
+      std::lock_guard<std::mutex> g(early_->mu);
+      done.swap(early_->done);
+    }
+    for (const auto& [path, version] : done) {
+      auto v = versions_.find(path);
+      if (v == versions_.end() || v->second != version) continue;
+      versions_.erase(v);
+      early_syncs_used_ += dirty_files_.erase(path);
+    }
+  }
   // Every dirty file is open: a handle leaving the cache (evicted, renamed,
   // removed) is synced or forgotten at that moment (see Get, Apply).
   std::vector<std::function<Status()>> syncs;
@@ -137,6 +179,9 @@ Status LocalStore::Commit() {
   Status st = pool_ != nullptr ? pool_->RunAll(std::move(syncs)) : RunSerially(syncs);
   if (!st.ok()) return st;
   dirty_files_.clear();
+  // Early syncs still running are not needed any more; when they finish,
+  // their versions are unknown and they are ignored.
+  versions_.clear();
   for (const std::string& d : dirty_dirs_) {
     st = fs_.SyncDir(d);
     if (!st.ok() && st.message().find("No such file") == std::string::npos) return st;
@@ -196,6 +241,7 @@ Result<uint64_t> LocalStore::TotalBytes() {
 }
 
 void LocalStore::CloseAll() {
+  versions_.clear();
   open_.clear();
   lru_.clear();
   dirty_files_.clear();

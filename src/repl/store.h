@@ -8,6 +8,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <span>
 #include <string>
@@ -48,6 +49,22 @@ class LocalStore {
   void SetIoPool(IoPool* pool) { pool_ = pool; }
   bool HasUncommitted() const { return !dirty_files_.empty() || !dirty_dirs_.empty(); }
 
+  // Starts making `path` durable now, in the background on the IoPool
+  // (an fdatasync through a handle of its own), for a file that will not be
+  // written again soon (a sync target received its last chunk): the next
+  // Commit skips it if that sync succeeded and nothing changed the file
+  // since it was started, so the flush of a large sync overlaps the
+  // transfer instead of following it. False (nothing started) without a
+  // pool or when its background queue is full; Commit then syncs it as
+  // usual.
+  bool SyncEarly(const std::string& path);
+  uint64_t early_syncs_used() const { return early_syncs_used_; }
+  // Early syncs finished and not yet looked at by a Commit (for tests).
+  size_t EarlySyncsFinished() const {
+    std::lock_guard<std::mutex> g(early_->mu);
+    return early_->done.size();
+  }
+
   // Reads chunk `index` of `path` as it is now; nullopt: the file does not
   // exist. *file_size receives its size.
   Result<std::optional<std::vector<uint8_t>>> ReadChunk(const std::string& path, uint64_t index,
@@ -78,6 +95,19 @@ class LocalStore {
   std::list<std::string> lru_;  // most recent first
   std::set<std::string> dirty_files_;  // store-relative
   std::set<std::string> dirty_dirs_;   // absolute
+  // Early syncs (SyncEarly): each started one carries the file's version
+  // at its start; any later change of the file gives it a new version
+  // (Changed), so a finished sync counts only if the version still matches.
+  // Versions come from one counter, never reused.
+  struct EarlySyncs {
+    std::mutex mu;
+    std::vector<std::pair<std::string, uint64_t>> done;  // (path, version) synced
+  };
+  void Changed(const std::string& path);
+  std::shared_ptr<EarlySyncs> early_ = std::make_shared<EarlySyncs>();
+  std::unordered_map<std::string, uint64_t> versions_;  // files with an early sync started
+  uint64_t next_version_ = 0;
+  uint64_t early_syncs_used_ = 0;
   // Handles closed (evicted, renamed, removed) with unsynced data: synced
   // at close instead, so nothing escapes the next Commit.
 };

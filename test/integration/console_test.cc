@@ -206,6 +206,11 @@ TEST_F(ConsoleTest, AuthenticationRefusalsChangeNothingAndAreAudited) {
       "admin POST /api/v1/sessions 201"};
   EXPECT_EQ(seen, want);
 
+  // R-NF-3: the console's counters are part of tandemd's metrics.
+  CommandResult m = RunCommand({BinDir() + "/ha", "metrics", "--config", dir_ + "/primary/tandemd.toml"});
+  EXPECT_NE(m.output.find("tandem_console_logins_total 4"), std::string::npos) << m.output;
+  EXPECT_NE(m.output.find("tandem_console_login_failures_total 1"), std::string::npos) << m.output;
+
   Answer out = Call("DELETE", "/api/v1/sessions/current", fresh);
   EXPECT_EQ(out.status, 200);
   EXPECT_EQ(Call("GET", "/api/v1/hosts", fresh).status, 401);

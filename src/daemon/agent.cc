@@ -1,0 +1,1076 @@
+#include "daemon/agent.h"
+
+#include "api/bounded_pool.h"
+#include "api/httplib.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string_view>
+
+#include "api/http.h"
+#include "config/config.h"
+#include "console/password.h"
+#include "console/tls.h"
+#include "os/files.h"
+
+namespace tandem::daemon {
+
+using console::ApiError;
+using console::ApiRequest;
+using console::ApiResponse;
+using nlohmann::json;
+
+namespace {
+
+constexpr int kStartWaitPolls = 5000;  // 1 ms each
+constexpr size_t kTransportBodyBytesMax = 4 * kAgentBodyBytesMax;
+constexpr size_t kSmallFileBytesMax = 64 * 1024;
+constexpr int64_t kPollSliceMs = 200;  // stop flag checked at least this often
+constexpr size_t kStreamChunkBytes = 256 * 1024;
+constexpr size_t kNonceBytes = 32;  // 64 hex characters
+constexpr std::string_view kBearer = "Bearer ";
+constexpr std::string_view kPrefix = "/api/v1/agent/";
+
+using Error = std::optional<ApiResponse>;
+
+std::string CodeOf(int status) {
+  switch (status) {
+    case 400: return "invalid_argument";
+    case 401: return "unauthenticated";
+    case 404: return "not_found";
+    case 405: return "method_not_allowed";
+    case 409: return "conflict";
+    case 413: return "payload_too_large";
+    case 415: return "unsupported_media_type";
+    case 429: return "too_many_requests";
+    case 502: return "measurement_failed";
+    default: return "internal";
+  }
+}
+
+ApiResponse Fail(int status, const std::string& message, const std::string& field = "") {
+  return ApiError(status, CodeOf(status), message, field);
+}
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+bool IsLowerHex(std::string_view s, size_t len) {
+  if (s.size() != len) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+bool IsNameChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '.' || c == '-';
+}
+
+bool IsValidName(std::string_view s, size_t max) {
+  if (s.empty() || s.size() > max) return false;
+  return std::all_of(s.begin(), s.end(), IsNameChar);
+}
+
+// User text for a message: printable ASCII only, at most 80 bytes.
+std::string Quote(std::string_view s) {
+  std::string out = "\"";
+  for (size_t i = 0; i < s.size() && i < 80; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    out += (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') ? static_cast<char>(c) : '?';
+  }
+  return out + (s.size() > 80 ? "...\"" : "\"");
+}
+
+std::string TypeName(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::object: return "an object";
+    case json::value_t::array: return "an array";
+    case json::value_t::string: return "a string";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "an integer";
+    case json::value_t::number_float: return "a number";
+    default: return "something else";
+  }
+}
+
+// The JSON object body of a POST: known fields only, none twice.
+Error ParseBody(const ApiRequest& r, std::initializer_list<std::string_view> known, json* out) {
+  if (r.body.size() > kAgentBodyBytesMax) {
+    return Fail(413, "the body is larger than " + std::to_string(kAgentBodyBytesMax) + " bytes");
+  }
+  std::string_view ct = r.content_type;
+  if (ct.substr(0, 16) != "application/json" || (ct.size() > 16 && ct[16] != ';')) {
+    return Fail(415, "the body must be JSON (Content-Type: application/json), got " +
+                         (ct.empty() ? std::string("no Content-Type") : Quote(ct)));
+  }
+  std::vector<std::set<std::string>> seen;
+  std::string duplicate;
+  json::parser_callback_t cb = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) seen.emplace_back();
+    if (event == json::parse_event_t::object_end && !seen.empty()) seen.pop_back();
+    if (event == json::parse_event_t::key && !seen.empty() &&
+        !seen.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
+  json body = json::parse(r.body, cb, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return Fail(400, "the body is not valid JSON");
+  if (!body.is_object()) return Fail(400, "the body must be a JSON object, got " + TypeName(body));
+  if (!duplicate.empty()) return Fail(400, "field given more than once", duplicate);
+  for (const auto& [key, value] : body.items()) {
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return Fail(400, "unknown field", key);
+    }
+  }
+  *out = std::move(body);
+  return std::nullopt;
+}
+
+Error GetString(const json& body, const std::string& key, std::string* out) {
+  auto it = body.find(key);
+  if (it == body.end()) return Fail(400, "required field is missing", key);
+  if (!it->is_string()) return Fail(400, "must be a string, got " + TypeName(*it), key);
+  *out = it->get<std::string>();
+  return std::nullopt;
+}
+
+// An integer field in [lo, hi]; absent and !required leaves *out alone.
+Error GetInt(const json& body, const std::string& key, bool required, int64_t lo, int64_t hi,
+             int64_t* out) {
+  auto it = body.find(key);
+  if (it == body.end()) {
+    return required ? Error(Fail(400, "required field is missing", key)) : std::nullopt;
+  }
+  const std::string range = "an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
+  if (!it->is_number_integer()) return Fail(400, "must be " + range + ", got " + TypeName(*it), key);
+  const bool neg = it->is_number_integer() && !it->is_number_unsigned() && it->get<int64_t>() < 0;
+  if (neg || (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(hi)) ||
+      it->get<int64_t>() < lo || it->get<int64_t>() > hi) {
+    return Fail(400, "must be " + range + ", got " + it->dump(), key);
+  }
+  *out = it->get<int64_t>();
+  return std::nullopt;
+}
+
+// ---- sockets ----
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_;
+};
+
+std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+// Waits for `events` on fd until deadline (SteadyMs) or *stop.
+Status WaitFd(int fd, short events, int64_t deadline, const std::atomic<bool>* stop) {
+  for (;;) {
+    if (stop != nullptr && stop->load()) return Status::Error("stopping");
+    const int64_t left = deadline - SteadyMs();
+    if (left <= 0) return Status::Error("timed out");
+    pollfd p{fd, events, 0};
+    const int n = ::poll(&p, 1, static_cast<int>(std::min(left, kPollSliceMs)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::Error("poll: " + ErrnoText(errno));
+    if (n > 0) return Status::Ok();
+  }
+}
+
+// Reads exactly n bytes. Error "closed" on EOF before that.
+Status ReadFull(int fd, char* buf, size_t n, int64_t deadline, const std::atomic<bool>* stop) {
+  size_t got = 0;
+  while (got < n) {
+    TANDEM_RETURN_IF_ERROR(WaitFd(fd, POLLIN, deadline, stop));
+    const ssize_t r = ::recv(fd, buf + got, n - got, 0);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+    if (r < 0) return Status::Error("recv: " + ErrnoText(errno));
+    if (r == 0) return Status::Error("closed");
+    got += static_cast<size_t>(r);
+  }
+  return Status::Ok();
+}
+
+Status WriteFull(int fd, const char* buf, size_t n, int64_t deadline,
+                 const std::atomic<bool>* stop) {
+  size_t sent = 0;
+  while (sent < n) {
+    TANDEM_RETURN_IF_ERROR(WaitFd(fd, POLLOUT, deadline, stop));
+    const ssize_t w = ::send(fd, buf + sent, n - sent, MSG_NOSIGNAL);
+    if (w < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+    if (w < 0) return Status::Error("send: " + ErrnoText(errno));
+    sent += static_cast<size_t>(w);
+  }
+  return Status::Ok();
+}
+
+// ---- interfaces ----
+
+struct Interface {
+  std::string name;
+  std::vector<std::string> addresses;  // "a.b.c.d/n"
+  std::vector<std::string> ips;        // "a.b.c.d"
+  bool up = false;
+  bool loopback = false;
+};
+
+int PrefixLength(const sockaddr* mask) {
+  if (mask == nullptr || mask->sa_family != AF_INET) return 32;
+  uint32_t m = ntohl(reinterpret_cast<const sockaddr_in*>(mask)->sin_addr.s_addr);
+  int n = 0;
+  while (n < 32 && (m & (0x80000000u >> n)) != 0) ++n;
+  return n;
+}
+
+std::vector<Interface> ListInterfaces() {
+  std::map<std::string, Interface> by_name;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return {};
+  for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+    if (a->ifa_name == nullptr) continue;
+    Interface& i = by_name[a->ifa_name];
+    i.name = a->ifa_name;
+    i.up = i.up || (a->ifa_flags & IFF_UP) != 0;
+    i.loopback = i.loopback || (a->ifa_flags & IFF_LOOPBACK) != 0;
+    if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) continue;
+    char text[INET_ADDRSTRLEN] = {};
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
+    if (::inet_ntop(AF_INET, &sin->sin_addr, text, sizeof text) == nullptr) continue;
+    i.ips.push_back(text);
+    i.addresses.push_back(std::string(text) + "/" + std::to_string(PrefixLength(a->ifa_netmask)));
+  }
+  ::freeifaddrs(list);
+  std::vector<Interface> out;
+  for (auto& [name, i] : by_name) out.push_back(std::move(i));
+  return out;
+}
+
+bool IsPhysical(const std::string& name) {
+  if (name.find('/') != std::string::npos || name == "." || name == "..") return false;
+  struct stat st {};
+  return ::stat(("/sys/class/net/" + name + "/device").c_str(), &st) == 0;
+}
+
+const Interface* Holding(const std::vector<Interface>& all, const std::string& ip) {
+  for (const Interface& i : all) {
+    if (std::find(i.ips.begin(), i.ips.end(), ip) != i.ips.end()) return &i;
+  }
+  return nullptr;
+}
+
+// Dotted integers ("1", "1.2.10"), each 1..9 digits.
+bool IsDottedVersion(std::string_view v) {
+  if (v.empty() || v.size() > 64) return false;
+  size_t digits = 0;
+  for (char c : v) {
+    if (c == '.') {
+      if (digits == 0) return false;
+      digits = 0;
+    } else if (c >= '0' && c <= '9') {
+      if (++digits > 9) return false;
+    } else {
+      return false;
+    }
+  }
+  return digits > 0;
+}
+
+std::string Trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+bool Exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+void Send(httplib::Response& res, const ApiResponse& r) {
+  res.status = r.status;
+  res.set_header("Cache-Control", "no-store");
+  if (r.status == 401) res.set_header("WWW-Authenticate", "Bearer");
+  res.set_content(r.body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
+                  "application/json");
+}
+
+}  // namespace
+
+// ---- state directory ----
+
+std::string AgentCertFile(const std::string& state_dir) { return state_dir + "/tls/cert.pem"; }
+std::string AgentKeyFile(const std::string& state_dir) { return state_dir + "/tls/key.pem"; }
+std::string PairingTokenFile(const std::string& state_dir) {
+  return state_dir + "/pairing.token";
+}
+std::string PairedFile(const std::string& state_dir) { return state_dir + "/paired.json"; }
+
+Status EnsureAgentCertificate(const std::string& state_dir, const std::string& host_name,
+                              const std::string& listen_host, bool* generated) {
+  if (generated != nullptr) *generated = false;
+  TANDEM_RETURN_IF_ERROR(os::MakeDirs(state_dir, 0700));
+  ::chmod(state_dir.c_str(), 0700);
+  const std::string cert = AgentCertFile(state_dir), key = AgentKeyFile(state_dir);
+  if (Exists(cert) && Exists(key)) return Status::Ok();
+  TANDEM_RETURN_IF_ERROR(os::MakeDirs(state_dir + "/tls", 0700));
+  std::vector<std::string> ips{listen_host == "0.0.0.0" ? std::string("127.0.0.1") : listen_host};
+  for (const Interface& i : ListInterfaces()) {
+    for (const std::string& ip : i.ips) {
+      if (std::find(ips.begin(), ips.end(), ip) == ips.end()) ips.push_back(ip);
+    }
+  }
+  std::vector<std::string> dns{host_name};
+  if (host_name != "localhost") dns.push_back("localhost");
+  TANDEM_RETURN_IF_ERROR(
+      console::GenerateSelfSigned(cert, key, host_name, ips, dns).Prefix("agent: "));
+  if (generated != nullptr) *generated = true;
+  return Status::Ok();
+}
+
+Result<std::optional<Pairing>> ReadPairing(const std::string& state_dir) {
+  const std::string path = PairedFile(state_dir);
+  if (!Exists(path)) return std::optional<Pairing>();
+  auto text = os::ReadFile(path, kSmallFileBytesMax);
+  if (!text.ok()) return text.status();
+  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  Pairing p;
+  if (!j.is_object() || !j.contains("console") || !j["console"].is_string() ||
+      !j.contains("key_sha256") || !j["key_sha256"].is_string() ||
+      !IsLowerHex(j["key_sha256"].get<std::string>(), 64)) {
+    return Status::Error(path + ": malformed (expected {\"console\", \"key_sha256\", "
+                                "\"paired_at_ms\"}); remove it with tandemd unpair");
+  }
+  p.console = j["console"].get<std::string>();
+  p.key_sha256 = j["key_sha256"].get<std::string>();
+  if (j.contains("paired_at_ms") && j["paired_at_ms"].is_number_integer()) {
+    p.paired_at_ms = j["paired_at_ms"].get<int64_t>();
+  }
+  return std::optional<Pairing>(std::move(p));
+}
+
+Result<std::string> PairingString(const std::string& state_dir, const std::string& host_name,
+                                  const std::string& listen_host) {
+  auto paired = ReadPairing(state_dir);
+  if (!paired.ok()) return paired.status();
+  if (paired->has_value()) {
+    return Status::Error("already paired with console " + (*paired)->console +
+                         " (tandemd unpair removes the pairing)");
+  }
+  TANDEM_RETURN_IF_ERROR(EnsureAgentCertificate(state_dir, host_name, listen_host));
+  const std::string file = PairingTokenFile(state_dir);
+  std::string token;
+  if (Exists(file)) {
+    auto text = os::ReadFile(file, kSmallFileBytesMax);
+    if (!text.ok()) return text.status();
+    token = Trimmed(*text);
+  }
+  if (!IsLowerHex(token, 2 * kPairingTokenBytes)) {
+    auto fresh = console::RandomHex(kPairingTokenBytes);
+    if (!fresh.ok()) return fresh.status();
+    token = *fresh;
+    TANDEM_RETURN_IF_ERROR(os::WriteFileAtomic(file, token + "\n", 0600));
+  }
+  auto fp = console::CertSha256Hex(AgentCertFile(state_dir));
+  if (!fp.ok()) return fp.status();
+  return "tp1." + token + "." + *fp;
+}
+
+Result<std::string> Unpair(const std::string& state_dir) {
+  auto paired = ReadPairing(state_dir);
+  std::string console = paired.ok() && paired->has_value() ? (*paired)->console : "";
+  const std::string path = PairedFile(state_dir);
+  if (!Exists(path)) return std::string();
+  if (::unlink(path.c_str()) != 0) {
+    return Status::Error(path + ": cannot remove: " + ErrnoText(errno));
+  }
+  // The removal is durable before we say so.
+  Fd dir(::open(state_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.get() >= 0) (void)::fsync(dir.get());
+  return console.empty() ? std::string("(unreadable pairing record)") : console;
+}
+
+json StorageJson(const std::string& dir) {
+  if (dir.empty()) return nullptr;
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) return nullptr;
+  const auto frsize = static_cast<uint64_t>(st.f_frsize);
+  return json{{"dir", dir},
+              {"bytes_total", static_cast<uint64_t>(st.f_blocks) * frsize},
+              {"bytes_free", static_cast<uint64_t>(st.f_bavail) * frsize}};
+}
+
+json ReadPackages(const std::string& dir, std::vector<std::string>* warnings) {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0 && n[0] != '.') {
+        names.push_back(std::move(n));
+      }
+    }
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  if (names.size() > kPackagesMax) {
+    warnings->push_back(dir + ": more than " + std::to_string(kPackagesMax) +
+                        " package manifests; only the first are read");
+    names.resize(kPackagesMax);
+  }
+  std::map<std::string, json> by_name;
+  for (const std::string& n : names) {
+    const std::string path = dir + "/" + n;
+    auto text = os::ReadFile(path, kPackageManifestBytesMax);
+    if (!text.ok()) {
+      warnings->push_back("package manifest skipped: " + text.status().message());
+      continue;
+    }
+    json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    std::string why;
+    if (!j.is_object()) {
+      why = "not a JSON object";
+    } else if (j.size() != 3 || !j.contains("name") || !j.contains("version") ||
+               !j.contains("kind")) {
+      why = "expected exactly the fields name, version and kind";
+    } else if (!j["name"].is_string() || !IsValidName(j["name"].get<std::string>(), 128)) {
+      why = "name must be 1 to 128 characters from A-Z a-z 0-9 _ . -";
+    } else if (!j["version"].is_string() || !IsDottedVersion(j["version"].get<std::string>())) {
+      why = "version must be dotted integers (\"1.2.3\")";
+    } else if (!j["kind"].is_string() ||
+               (j["kind"] != "parser" && j["kind"] != "protocol")) {
+      why = "kind must be \"parser\" or \"protocol\"";
+    } else if (by_name.count(j["name"].get<std::string>()) != 0) {
+      why = "another manifest already names package " + j["name"].get<std::string>();
+    }
+    if (!why.empty()) {
+      warnings->push_back("package manifest " + path + " skipped: " + why);
+      continue;
+    }
+    by_name[j["name"].get<std::string>()] = json{
+        {"name", j["name"]}, {"version", j["version"]}, {"kind", j["kind"]}};
+  }
+  json out = json::array();
+  for (auto& [name, p] : by_name) out.push_back(std::move(p));
+  return out;
+}
+
+namespace {
+
+json InterfacesJsonOf(const std::vector<Interface>& all) {
+  json out = json::array();
+  for (const Interface& i : all) {
+    out.push_back(json{{"name", i.name},
+                       {"addresses", i.addresses},
+                       {"physical", IsPhysical(i.name)},
+                       {"up", i.up}});
+  }
+  return out;
+}
+
+}  // namespace
+
+json InterfacesJson() { return InterfacesJsonOf(ListInterfaces()); }
+
+// ---- the agent ----
+
+struct Agent::Server {
+  Server(const std::string& cert, const std::string& key) : https(cert.c_str(), key.c_str()) {}
+  httplib::SSLServer https;
+  std::thread thread;
+  int port = 0;
+};
+
+struct Agent::Listener {
+  Fd sock;
+  std::string nonce;
+  int64_t bytes = 0;
+  int64_t deadline = 0;  // SteadyMs
+  std::thread thread;
+  std::atomic<bool> done{false};
+};
+
+Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
+
+Agent::~Agent() { Stop(); }
+
+Status Agent::Start() {
+  if (server_) return Status::Error("agent already started");
+  const AgentOptions& o = options_;
+  TANDEM_CHECK(!o.state_dir.empty() && o.clock != nullptr);
+  stopping_ = false;
+  bool generated = false;
+  TANDEM_RETURN_IF_ERROR(
+      EnsureAgentCertificate(o.state_dir, o.host_name, o.listen_host, &generated));
+  if (generated) {
+    auto fp = console::CertFingerprint(cert_file());
+    Log(1, "agent: generated a self-signed TLS certificate " + cert_file() +
+               (fp.ok() ? " (SHA-256 " + *fp + ")" : std::string()));
+  }
+  const std::string address = o.listen_host + ":" + std::to_string(o.listen_port);
+  auto server = std::make_unique<Server>(cert_file(), AgentKeyFile(o.state_dir));
+  httplib::SSLServer& s = server->https;
+  if (!s.is_valid()) {
+    return Status::Error("agent: cannot use the TLS certificate " + cert_file() + " and key " +
+                         AgentKeyFile(o.state_dir) +
+                         " (unreadable, not PEM, or not a matching pair)");
+  }
+  SSL_CTX_set_min_proto_version(s.ssl_context(), TLS1_2_VERSION);
+  s.new_task_queue = [] { return new api::BoundedPool(kAgentThreads, kAgentQueueMax); };
+  s.set_read_timeout(kAgentReadTimeoutS, 0);
+  s.set_write_timeout(kAgentReadTimeoutS, 0);
+  s.set_keep_alive_timeout(kAgentKeepAliveS);
+  s.set_payload_max_length(kTransportBodyBytesMax);
+  s.set_socket_options([](int sock) {
+    int yes = 1;
+    (void)setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  auto serve = [this](const httplib::Request& req, httplib::Response& res) {
+    ApiRequest r;
+    r.method = req.method;
+    r.path = req.path;
+    for (const auto& [k, v] : req.params) r.params.emplace(k, v);
+    r.authorization = req.get_header_value("Authorization");
+    r.content_type = req.get_header_value("Content-Type");
+    r.body = req.body;
+    r.remote = req.remote_addr;
+    Send(res, Handle(r));
+  };
+  for (auto route : {&httplib::Server::Get, &httplib::Server::Post, &httplib::Server::Put,
+                     &httplib::Server::Delete, &httplib::Server::Patch}) {
+    (s.*route)(".*", serve);
+  }
+  s.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;  // an answer of Handle's own
+    {
+      std::lock_guard<std::mutex> l(counters_mu_);
+      ++counters_.requests;
+      ++(res.status >= 500 ? counters_.errors : counters_.refused);
+    }
+    Send(res, ApiError(res.status, CodeOf(res.status),
+                       "request refused by the HTTP layer (status " +
+                           std::to_string(res.status) + ")"));
+  });
+  if (o.listen_port == 0) {
+    server->port = s.bind_to_any_port(o.listen_host);
+    if (server->port <= 0) return Status::Error("agent.listen " + address + ": cannot bind");
+  } else {
+    if (!s.bind_to_port(o.listen_host, o.listen_port)) {
+      return Status::Error("agent.listen " + address +
+                           ": cannot bind (address in use or not local?)");
+    }
+    server->port = o.listen_port;
+  }
+  Server* raw = server.get();
+  server->thread = std::thread([raw] { raw->https.listen_after_bind(); });
+  for (int i = 0; i < kStartWaitPolls && !raw->https.is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  server_ = std::move(server);
+  auto paired = ReadPairing(o.state_dir);
+  std::string state = !paired.ok()        ? paired.status().message()
+                      : paired->has_value() ? "paired with console " + (*paired)->console
+                                            : "not paired (tandemd pair-token prints a pairing "
+                                              "string)";
+  Log(1, "agent: serving /api/v1/agent on " + url() + "; " + state);
+  return Status::Ok();
+}
+
+uint16_t Agent::port() const { return server_ ? static_cast<uint16_t>(server_->port) : 0; }
+
+std::string Agent::url() const {
+  return "https://" + options_.listen_host + ":" + std::to_string(port());
+}
+
+void Agent::Stop() {
+  stopping_ = true;
+  if (server_) {
+    server_->https.stop();
+    if (server_->thread.joinable()) server_->thread.join();
+    server_.reset();
+  }
+  ReapListeners(/*all=*/true);
+}
+
+AgentCounters Agent::counters() const {
+  std::lock_guard<std::mutex> l(counters_mu_);
+  return counters_;
+}
+
+std::string Agent::MetricsText() const {
+  const AgentCounters c = counters();
+  std::ostringstream os;
+  os << "tandem_agent_requests_total " << c.requests << "\n"
+     << "tandem_agent_refused_total " << c.refused << "\n"
+     << "tandem_agent_errors_total " << c.errors << "\n"
+     << "tandem_agent_pairings_total " << c.pairings << "\n"
+     << "tandem_agent_pair_failures_total " << c.pair_failures << "\n"
+     << "tandem_agent_measure_listens_total " << c.measure_listens << "\n"
+     << "tandem_agent_measure_runs_total " << c.measure_runs << "\n"
+     << "tandem_agent_measure_bytes_received_total " << c.measure_bytes_received << "\n";
+  return os.str();
+}
+
+ApiResponse Agent::Handle(const ApiRequest& r) {
+  ApiResponse a;
+  try {
+    a = Route(r);
+  } catch (const std::exception& e) {
+    a = Fail(500, std::string("internal error: ") + e.what());
+  }
+  std::lock_guard<std::mutex> l(counters_mu_);
+  ++counters_.requests;
+  if (a.status >= 500) {
+    ++counters_.errors;
+  } else if (a.status >= 400) {
+    ++counters_.refused;
+  }
+  return a;
+}
+
+ApiResponse Agent::Route(const ApiRequest& r) {
+  const std::string_view path = r.path;
+  if (path.substr(0, kPrefix.size()) != kPrefix) return Fail(404, "no such resource");
+  const std::string_view what = path.substr(kPrefix.size());
+  struct Route {
+    std::string_view name, method;
+    bool keyed;
+  };
+  static constexpr Route kRoutes[] = {{"certificate", "GET", false},
+                                      {"pair", "POST", false},
+                                      {"facts", "GET", true},
+                                      {"measure/listen", "POST", true},
+                                      {"measure/run", "POST", true}};
+  const Route* route = nullptr;
+  for (const Route& k : kRoutes) {
+    if (k.name == what) route = &k;
+  }
+  if (route == nullptr) return Fail(404, "no such resource");
+  if (route->keyed) {
+    if (auto e = CheckKey(r)) return *e;
+  }
+  if (r.method != route->method) {
+    return Fail(405, "use " + std::string(route->method) + " for " + r.path);
+  }
+  if (!r.params.empty()) return Fail(400, "unknown query parameter", r.params.begin()->first);
+  if (r.method != "POST" && !r.body.empty()) return Fail(400, "this call takes no body");
+  if (what == "certificate") {
+    auto pem = os::ReadFile(cert_file(), kSmallFileBytesMax);
+    if (!pem.ok()) return Fail(500, pem.status().message());
+    return ApiResponse{200, json{{"pem", *pem}}};
+  }
+  if (what == "pair") return Pair(r);
+  if (what == "facts") return ApiResponse{200, Facts()};
+  if (what == "measure/listen") return MeasureListen(r);
+  return MeasureRun(r);
+}
+
+std::optional<ApiResponse> Agent::CheckKey(const ApiRequest& r) {
+  const std::string_view auth = r.authorization;
+  if (auth.substr(0, kBearer.size()) != kBearer ||
+      !IsLowerHex(auth.substr(kBearer.size()), 2 * kAgentKeyBytes)) {
+    return Fail(401, "this call needs Authorization: Bearer <agent key>");
+  }
+  auto paired = ReadPairing(options_.state_dir);
+  if (!paired.ok()) return Fail(500, paired.status().message());
+  if (!paired->has_value()) return Fail(401, "this host is not paired");
+  const std::string presented = console::Sha256Hex(auth.substr(kBearer.size()));
+  if (!api::TokenEquals(presented, (*paired)->key_sha256)) {
+    return Fail(401, "wrong agent key");
+  }
+  return std::nullopt;
+}
+
+ApiResponse Agent::Pair(const ApiRequest& r) {
+  json body;
+  if (Error e = ParseBody(r, {"token", "console"}, &body)) return *e;
+  std::string token, console_name;
+  if (Error e = GetString(body, "token", &token)) return *e;
+  if (!IsLowerHex(token, 2 * kPairingTokenBytes)) {
+    // The token is never echoed, not even a wrong one.
+    return Fail(400,
+                "must be the pairing token: " + std::to_string(2 * kPairingTokenBytes) +
+                    " lowercase hex characters (got " + std::to_string(token.size()) +
+                    " characters)",
+                "token");
+  }
+  if (Error e = GetString(body, "console", &console_name)) return *e;
+  if (!IsValidName(console_name, kConsoleNameLenMax)) {
+    return Fail(400,
+                "must be 1 to " + std::to_string(kConsoleNameLenMax) +
+                    " characters from A-Z a-z 0-9 _ . -, got " + Quote(console_name),
+                "console");
+  }
+  const std::string dir = options_.state_dir;
+  std::string key;
+  {
+    std::lock_guard<std::mutex> l(pair_mu_);
+    const int64_t now = options_.clock->NowMs();
+    while (!pair_failures_ms_.empty() && now - pair_failures_ms_.front() >= kPairFailureWindowMs) {
+      pair_failures_ms_.pop_front();
+    }
+    if (pair_failures_ms_.size() >= static_cast<size_t>(kPairFailuresMax)) {
+      const int64_t wait_s =
+          (pair_failures_ms_.front() + kPairFailureWindowMs - now + 999) / 1000;
+      Log(2, "agent: pairing refused (rate limit) from " + r.remote);
+      return Fail(429, std::to_string(kPairFailuresMax) + " wrong pairing tokens within " +
+                           std::to_string(kPairFailureWindowMs / 1000) + " s; try again in " +
+                           std::to_string(wait_s) + " s");
+    }
+    auto paired = ReadPairing(dir);
+    if (!paired.ok()) return Fail(500, paired.status().message());
+    if (paired->has_value()) {
+      return Fail(409, "this host is already paired with console " + (*paired)->console);
+    }
+    std::string expected;
+    if (Exists(PairingTokenFile(dir))) {
+      auto text = os::ReadFile(PairingTokenFile(dir), kSmallFileBytesMax);
+      if (!text.ok()) return Fail(500, text.status().message());
+      expected = Trimmed(*text);
+    }
+    if (expected.empty() || !api::TokenEquals(token, expected)) {
+      pair_failures_ms_.push_back(now);
+      {
+        std::lock_guard<std::mutex> c(counters_mu_);
+        ++counters_.pair_failures;
+      }
+      Log(2, "agent: pairing refused from " + r.remote + " (console " + console_name + "): " +
+                 (expected.empty() ? "no pairing token issued" : "wrong token"));
+      return Fail(401, expected.empty() ? "no pairing token has been issued on this host "
+                                          "(run tandemd pair-token there)"
+                                        : "wrong pairing token");
+    }
+    auto fresh = console::RandomHex(kAgentKeyBytes);
+    if (!fresh.ok()) return Fail(500, fresh.status().message());
+    key = *fresh;
+    json record{{"console", console_name},
+                {"key_sha256", console::Sha256Hex(key)},
+                {"paired_at_ms", options_.clock->WallMs()}};
+    Status st = os::WriteFileAtomic(PairedFile(dir), record.dump() + "\n", 0600);
+    if (!st.ok()) return Fail(500, "cannot record the pairing: " + st.message());
+    if (::unlink(PairingTokenFile(dir).c_str()) != 0 && errno != ENOENT) {
+      Log(2, "agent: cannot remove " + PairingTokenFile(dir) + ": " + ErrnoText(errno) +
+                 " (it no longer pairs: the host is paired)");
+    }
+    {
+      std::lock_guard<std::mutex> c(counters_mu_);
+      ++counters_.pairings;
+    }
+    Log(1, "agent: paired with console " + console_name + " (from " + r.remote + ")");
+  }
+  // The key is answered this once; only its SHA-256 is kept.
+  return ApiResponse{201, json{{"key", key}, {"facts", Facts()}}};
+}
+
+json Agent::Facts() const {
+  const AgentOptions& o = options_;
+  std::vector<std::string> warnings;
+  json packages = ReadPackages(o.packages_dir, &warnings);
+  for (const std::string& w : warnings) Log(2, "agent: " + w);
+  const std::vector<Interface> all = ListInterfaces();
+  json interfaces = InterfacesJsonOf(all);
+  const Interface* mgmt = nullptr;
+  if (!o.host_interface.empty()) {
+    for (const Interface& i : all) {
+      if (i.name == o.host_interface) mgmt = &i;
+    }
+  } else if (o.listen_host != "0.0.0.0") {
+    mgmt = Holding(all, o.listen_host);
+  } else if (!o.heartbeat_host.empty() && Holding(all, o.heartbeat_host) != nullptr) {
+    mgmt = Holding(all, o.heartbeat_host);
+  } else {
+    for (const Interface& i : all) {
+      if (!i.loopback && !i.ips.empty() && mgmt == nullptr) mgmt = &i;
+    }
+  }
+  json management = o.host_interface.empty() ? (mgmt ? json(mgmt->name) : json(nullptr))
+                                             : json(o.host_interface);
+  json address = nullptr;
+  if (o.listen_host != "0.0.0.0") {
+    address = o.listen_host;
+  } else if (mgmt != nullptr && !mgmt->ips.empty()) {
+    address = mgmt->ips.front();
+  }
+  json ha = o.ha_status ? o.ha_status() : json(nullptr);
+  return json{{"name", o.host_name},
+              {"version", TANDEM_VERSION},
+              {"packages", std::move(packages)},
+              {"interfaces", std::move(interfaces)},
+              {"management_interface", std::move(management)},
+              {"address", std::move(address)},
+              {"store", StorageJson(o.store_dir)},
+              {"transient", StorageJson(o.transient_dir)},
+              {"external_storage", o.external_storage},
+              {"virtual", o.virtual_appliance},
+              {"cluster", o.cluster.is_object() ? o.cluster : json(nullptr)},
+              {"ha", std::move(ha)}};
+}
+
+// ---- measurement (R-CL-4) ----
+//
+// On the wire, after the runner connects: the nonce (64 hex characters);
+// kMeasurePings times one byte each way; the runner's bytes, then it shuts
+// its side down; the listener answers the count it received (8 bytes, big
+// endian) and closes. The listener closes at once on a wrong nonce and
+// counts at most the bytes it was asked to listen for.
+
+ApiResponse Agent::MeasureListen(const ApiRequest& r) {
+  json body;
+  if (Error e = ParseBody(r, {"bytes"}, &body)) return *e;
+  int64_t bytes = kMeasureBytesDefault;
+  if (Error e = GetInt(body, "bytes", false, kMeasureBytesMin, kMeasureBytesMax, &bytes)) {
+    return *e;
+  }
+  ReapListeners(/*all=*/false);
+  if (stopping_) return Fail(500, "the agent is stopping");
+  auto nonce = console::RandomHex(kNonceBytes);
+  if (!nonce.ok()) return Fail(500, nonce.status().message());
+  auto l = std::make_unique<Listener>();
+  l->nonce = *nonce;
+  l->bytes = bytes;
+  l->sock.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (l->sock.get() < 0) return Fail(500, "socket: " + ErrnoText(errno));
+  int yes = 1;
+  (void)setsockopt(l->sock.get(), SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  ::inet_pton(AF_INET, options_.listen_host.c_str(), &sa.sin_addr);
+  socklen_t len = sizeof sa;
+  if (::bind(l->sock.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+      ::listen(l->sock.get(), 1) != 0 ||
+      ::getsockname(l->sock.get(), reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    return Fail(500, "cannot listen on " + options_.listen_host + ": " + ErrnoText(errno));
+  }
+  const int port = ntohs(sa.sin_port);
+  l->deadline = SteadyMs() + kMeasureTimeoutMs;
+  {
+    std::lock_guard<std::mutex> g(listeners_mu_);
+    if (listeners_.size() >= kMeasureListenersMax) {
+      return Fail(429, std::to_string(kMeasureListenersMax) +
+                           " measurement listeners are already open; try again later");
+    }
+    Listener* raw = l.get();
+    listeners_.push_back(std::move(l));
+    raw->thread = std::thread([this, raw] { RunListener(raw); });
+  }
+  {
+    std::lock_guard<std::mutex> c(counters_mu_);
+    ++counters_.measure_listens;
+  }
+  Log(0, "agent: measurement listener on port " + std::to_string(port) + " for " +
+             std::to_string(bytes) + " bytes");
+  return ApiResponse{201, json{{"port", port}, {"nonce", *nonce}}};
+}
+
+void Agent::RunListener(Listener* l) {
+  const int64_t deadline = l->deadline;
+  std::string outcome;
+  uint64_t count = 0;
+  Fd conn;
+  if (Status st = WaitFd(l->sock.get(), POLLIN, deadline, &stopping_); !st.ok()) {
+    outcome = "no connection (" + st.message() + ")";
+  } else {
+    conn.reset(::accept4(l->sock.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    l->sock.reset();  // one-shot
+    if (conn.get() < 0) outcome = "accept: " + ErrnoText(errno);
+  }
+  if (outcome.empty()) {
+    std::string nonce(2 * kNonceBytes, '\0');
+    Status st = ReadFull(conn.get(), nonce.data(), nonce.size(), deadline, &stopping_);
+    if (!st.ok() || !api::TokenEquals(nonce, l->nonce)) {
+      outcome = st.ok() ? "wrong nonce" : "no nonce (" + st.message() + ")";
+    }
+  }
+  for (int i = 0; outcome.empty() && i < kMeasurePings; ++i) {
+    char b = 0;
+    Status st = ReadFull(conn.get(), &b, 1, deadline, &stopping_);
+    if (st.ok()) st = WriteFull(conn.get(), &b, 1, deadline, &stopping_);
+    if (!st.ok()) outcome = "ping " + std::to_string(i + 1) + ": " + st.message();
+  }
+  if (outcome.empty()) {
+    std::vector<char> buf(kStreamChunkBytes);
+    const auto want = static_cast<uint64_t>(l->bytes);
+    while (count < want) {
+      Status st = WaitFd(conn.get(), POLLIN, deadline, &stopping_);
+      if (!st.ok()) {
+        outcome = "stream: " + st.message();
+        break;
+      }
+      const ssize_t n = ::recv(conn.get(), buf.data(),
+                               static_cast<size_t>(std::min<uint64_t>(buf.size(), want - count)), 0);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+      if (n <= 0) break;  // the runner is done (or gone): acknowledge what came
+      count += static_cast<uint64_t>(n);
+    }
+    {
+      std::lock_guard<std::mutex> c(counters_mu_);
+      counters_.measure_bytes_received += count;
+    }
+    if (outcome.empty()) {
+      unsigned char ack[8];
+      for (int i = 0; i < 8; ++i) ack[i] = static_cast<unsigned char>(count >> (56 - 8 * i));
+      Status st = WriteFull(conn.get(), reinterpret_cast<const char*>(ack), sizeof ack, deadline,
+                            &stopping_);
+      outcome = st.ok() ? "counted " + std::to_string(count) + " bytes" : "ack: " + st.message();
+    }
+  }
+  Log(outcome.rfind("counted", 0) == 0 ? 0 : 2, "agent: measurement listener: " + outcome);
+  l->sock.reset();
+  l->done = true;
+}
+
+void Agent::ReapListeners(bool all) {
+  std::list<std::unique_ptr<Listener>> finished;
+  {
+    std::lock_guard<std::mutex> g(listeners_mu_);
+    for (auto it = listeners_.begin(); it != listeners_.end();) {
+      if (all || (*it)->done) {
+        finished.push_back(std::move(*it));
+        it = listeners_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& l : finished) {
+    if (l->thread.joinable()) l->thread.join();
+  }
+}
+
+ApiResponse Agent::MeasureRun(const ApiRequest& r) {
+  json body;
+  if (Error e = ParseBody(r, {"address", "port", "nonce", "bytes"}, &body)) return *e;
+  std::string address, nonce;
+  int64_t port = 0, bytes = kMeasureBytesDefault;
+  if (Error e = GetString(body, "address", &address)) return *e;
+  if (!config::ParseIPv4(address)) {
+    return Fail(400, "must be a dotted-quad IPv4 address, got " + Quote(address), "address");
+  }
+  if (Error e = GetInt(body, "port", true, 1, 65535, &port)) return *e;
+  if (Error e = GetString(body, "nonce", &nonce)) return *e;
+  if (!IsLowerHex(nonce, 2 * kNonceBytes)) {
+    return Fail(400, "must be the " + std::to_string(2 * kNonceBytes) +
+                         " lowercase hex characters measure/listen answered",
+                "nonce");
+  }
+  if (Error e = GetInt(body, "bytes", false, kMeasureBytesMin, kMeasureBytesMax, &bytes)) {
+    return *e;
+  }
+  std::unique_lock<std::mutex> running(run_mu_, std::try_to_lock);
+  if (!running.owns_lock()) return Fail(429, "a measurement is already running on this host");
+  {
+    std::lock_guard<std::mutex> c(counters_mu_);
+    ++counters_.measure_runs;
+  }
+  const std::string target = address + ":" + std::to_string(port);
+  auto failed = [&](const std::string& why) {
+    Log(2, "agent: measurement against " + target + " failed: " + why);
+    return Fail(502, "measurement against " + target + " failed: " + why);
+  };
+  const int64_t deadline = SteadyMs() + kMeasureTimeoutMs;
+  Fd sock(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (sock.get() < 0) return failed("socket: " + ErrnoText(errno));
+  int one = 1;
+  (void)setsockopt(sock.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, address.c_str(), &sa.sin_addr);
+  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 &&
+      errno != EINPROGRESS) {
+    return failed("connect: " + ErrnoText(errno));
+  }
+  if (Status st = WaitFd(sock.get(), POLLOUT, deadline, &stopping_); !st.ok()) {
+    return failed("connect: " + st.message());
+  }
+  int err = 0;
+  socklen_t len = sizeof err;
+  (void)getsockopt(sock.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err != 0) return failed("connect: " + ErrnoText(err));
+  if (Status st = WriteFull(sock.get(), nonce.data(), nonce.size(), deadline, &stopping_);
+      !st.ok()) {
+    return failed("nonce: " + st.message());
+  }
+  std::vector<double> rtts;
+  for (int i = 0; i < kMeasurePings; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    char b = static_cast<char>('0' + i);
+    Status st = WriteFull(sock.get(), &b, 1, deadline, &stopping_);
+    char echo = 0;
+    if (st.ok()) st = ReadFull(sock.get(), &echo, 1, deadline, &stopping_);
+    if (!st.ok()) {
+      return failed("ping " + std::to_string(i + 1) + ": " + st.message() +
+                    (st.message() == "closed" ? " (wrong nonce, or the listener expired)" : ""));
+    }
+    if (echo != b) return failed("ping " + std::to_string(i + 1) + ": wrong echo");
+    rtts.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(rtts.begin(), rtts.end());
+  const double rtt_ms = (rtts[kMeasurePings / 2 - 1] + rtts[kMeasurePings / 2]) / 2;
+  const auto t_start = std::chrono::steady_clock::now();
+  std::vector<char> chunk(kStreamChunkBytes, 'x');
+  uint64_t sent = 0;
+  const auto want = static_cast<uint64_t>(bytes);
+  while (sent < want) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk.size(), want - sent));
+    Status st = WriteFull(sock.get(), chunk.data(), n, deadline, &stopping_);
+    if (!st.ok()) return failed("stream after " + std::to_string(sent) + " bytes: " + st.message());
+    sent += n;
+  }
+  (void)::shutdown(sock.get(), SHUT_WR);
+  unsigned char ack[8];
+  if (Status st = ReadFull(sock.get(), reinterpret_cast<char*>(ack), sizeof ack, deadline,
+                           &stopping_);
+      !st.ok()) {
+    return failed("acknowledgement: " + st.message());
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  uint64_t counted = 0;
+  for (unsigned char c : ack) counted = (counted << 8) | c;
+  if (counted != sent) {
+    return failed("the listener counted " + std::to_string(counted) + " of " +
+                  std::to_string(sent) + " bytes");
+  }
+  const double mbps = seconds > 0 ? static_cast<double>(counted) * 8 / seconds / 1e6 : 0.0;
+  Log(1, "agent: measured the link to " + target + ": rtt " + std::to_string(rtt_ms) + " ms, " +
+             std::to_string(mbps) + " Mbit/s (" + std::to_string(counted) + " bytes)");
+  return ApiResponse{200, json{{"rtt_ms", rtt_ms}, {"mbps", mbps}, {"bytes", counted}}};
+}
+
+}  // namespace tandem::daemon

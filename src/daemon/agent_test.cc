@@ -1,0 +1,436 @@
+// The agent (docs/CONSOLE.md, "Hosts: pairing and the agent channel"):
+// pairing (right token -> key once; wrong token 401, nothing changes; a
+// second pairing 409; the rate limit 429; bad bodies 400 naming the field),
+// the facts document, the pairing string, and a link measurement over
+// loopback. Handle() is called directly; one test goes through HTTPS.
+#include "daemon/agent.h"
+
+#include <gtest/gtest.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+
+#include "api/httplib.h"
+#include "console/password.h"
+#include "console/tls.h"
+#include "os/files.h"
+
+namespace tandem::daemon {
+namespace {
+
+using console::ApiRequest;
+using console::ApiResponse;
+using nlohmann::json;
+
+class FakeClock : public os::Clock {
+ public:
+  int64_t NowMs() const override { return now_ms.load(); }
+  int64_t WallMs() const override { return 1'800'000'000'000 + now_ms.load(); }
+  std::atomic<int64_t> now_ms{1000};
+};
+
+std::string ReadText(const std::string& path) {
+  auto r = os::ReadFile(path, 1 << 20);
+  return r.ok() ? *r : std::string();
+}
+
+// Every file of a directory tree with its contents: "nothing changed".
+std::string TreeSnapshot(const std::string& dir) {
+  std::string out;
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) out += f + "\n" + ReadText(f) + "\n";
+  return out;
+}
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/tandem_agent_test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    state_ = dir_ + "/agent";
+    ASSERT_TRUE(os::MakeDirs(dir_ + "/packages").ok());
+    ASSERT_TRUE(os::MakeDirs(dir_ + "/store").ok());
+  }
+  void TearDown() override {
+    agent_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  AgentOptions Options() {
+    AgentOptions o;
+    o.state_dir = state_;
+    o.packages_dir = dir_ + "/packages";
+    o.store_dir = dir_ + "/store";
+    o.listen_host = "127.0.0.1";
+    o.listen_port = 0;
+    o.host_name = "alpha";
+    o.cluster = json{{"name", "lab"}, {"role", "primary"}, {"peer", "127.0.0.2"}};
+    o.ha_status = [] {
+      return json{{"ok", true}, {"local", {{"status", "ACTIVE"}}}};
+    };
+    o.clock = &clock_;
+    o.log = [this](int level, const std::string& m) {
+      std::lock_guard<std::mutex> l(log_mu_);
+      log_ += std::to_string(level) + " " + m + "\n";
+    };
+    return o;
+  }
+  void StartAgent() {
+    agent_ = std::make_unique<Agent>(Options());
+    Status st = agent_->Start();
+    ASSERT_TRUE(st.ok()) << st.message();
+  }
+  std::string Token() {
+    auto s = PairingString(state_, "alpha", "127.0.0.1");
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    if (!s.ok()) return "";
+    return s->substr(4, 64);
+  }
+  ApiResponse Call(const std::string& method, const std::string& path, const std::string& body = "",
+                   const std::string& key = "") {
+    ApiRequest r;
+    r.method = method;
+    r.path = path;
+    r.body = body;
+    if (!body.empty()) r.content_type = "application/json";
+    if (!key.empty()) r.authorization = "Bearer " + key;
+    r.remote = "127.0.0.1";
+    return agent_->Handle(r);
+  }
+  ApiResponse PairWith(const std::string& token, const std::string& console = "cons") {
+    return Call("POST", "/api/v1/agent/pair", json{{"token", token}, {"console", console}}.dump());
+  }
+  std::string PairOk() {
+    ApiResponse a = PairWith(Token());
+    EXPECT_EQ(a.status, 201) << a.body.dump();
+    return a.body.value("key", "");
+  }
+  std::string Log() {
+    std::lock_guard<std::mutex> l(log_mu_);
+    return log_;
+  }
+
+  std::string dir_, state_;
+  FakeClock clock_;
+  std::unique_ptr<Agent> agent_;
+  std::mutex log_mu_;
+  std::string log_;
+};
+
+void ExpectError(const ApiResponse& a, int status, const std::string& code,
+                 const std::string& field = "") {
+  EXPECT_EQ(a.status, status) << a.body.dump();
+  EXPECT_EQ(a.body["error"]["code"], code) << a.body.dump();
+  EXPECT_TRUE(a.body["error"]["message"].is_string()) << a.body.dump();
+  if (field.empty()) {
+    EXPECT_TRUE(a.body["error"]["field"].is_null()) << a.body.dump();
+  } else {
+    EXPECT_EQ(a.body["error"]["field"], field) << a.body.dump();
+  }
+}
+
+TEST_F(AgentTest, PairingStringPinsTheCertificateAndIsStable) {
+  auto s = PairingString(state_, "alpha", "127.0.0.1");
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  ASSERT_EQ(s->size(), 4 + 64 + 1 + 64) << *s;
+  EXPECT_EQ(s->substr(0, 4), "tp1.");
+  EXPECT_EQ((*s)[68], '.');
+  auto fp = console::CertSha256Hex(AgentCertFile(state_));
+  ASSERT_TRUE(fp.ok());
+  EXPECT_EQ(s->substr(69), *fp);
+  EXPECT_EQ(ReadText(PairingTokenFile(state_)), s->substr(4, 64) + "\n");
+  struct stat st {};
+  ASSERT_EQ(::stat(PairingTokenFile(state_).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat(state_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  // Asked again: the same token (the file is reused), the same certificate.
+  auto again = PairingString(state_, "alpha", "127.0.0.1");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *s);
+}
+
+TEST_F(AgentTest, RightTokenPairsOnceAndTheKeyOpensFacts) {
+  StartAgent();
+  const std::string token = Token();
+  ApiResponse a = PairWith(token);
+  ASSERT_EQ(a.status, 201) << a.body.dump();
+  const std::string key = a.body.value("key", "");
+  ASSERT_EQ(key.size(), 64u);
+  EXPECT_EQ(a.body["facts"]["name"], "alpha");
+  // paired.json holds the key's SHA-256 only; the token file is gone.
+  json rec = json::parse(ReadText(PairedFile(state_)));
+  EXPECT_EQ(rec["console"], "cons");
+  EXPECT_EQ(rec["key_sha256"], console::Sha256Hex(key));
+  EXPECT_EQ(rec["paired_at_ms"], clock_.WallMs());
+  EXPECT_EQ(ReadText(PairedFile(state_)).find(key), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(PairingTokenFile(state_)));
+  struct stat st {};
+  ASSERT_EQ(::stat(PairedFile(state_).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  ApiResponse f = Call("GET", "/api/v1/agent/facts", "", key);
+  EXPECT_EQ(f.status, 200) << f.body.dump();
+  EXPECT_EQ(f.body["name"], "alpha");
+  // Wrong key, no key: 401.
+  ExpectError(Call("GET", "/api/v1/agent/facts", "", std::string(64, 'a')), 401,
+              "unauthenticated");
+  ExpectError(Call("GET", "/api/v1/agent/facts"), 401, "unauthenticated");
+
+  // The same token again, or any other: 409, nothing changes.
+  const std::string before = TreeSnapshot(state_);
+  ExpectError(PairWith(token), 409, "conflict");
+  ExpectError(PairWith(std::string(64, 'b')), 409, "conflict");
+  EXPECT_EQ(TreeSnapshot(state_), before);
+  // pair-token on a paired host fails, naming the console.
+  auto s = PairingString(state_, "alpha", "127.0.0.1");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("already paired with console cons"), std::string::npos);
+  // Neither the token nor the key was logged.
+  EXPECT_EQ(Log().find(token), std::string::npos) << Log();
+  EXPECT_EQ(Log().find(key), std::string::npos) << Log();
+  EXPECT_NE(Log().find("paired with console cons"), std::string::npos) << Log();
+  EXPECT_EQ(agent_->counters().pairings, 1u);
+
+  // Unpair: the key no longer works; a new token pairs again.
+  auto u = Unpair(state_);
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(*u, "cons");
+  ExpectError(Call("GET", "/api/v1/agent/facts", "", key), 401, "unauthenticated");
+  std::string key2 = PairOk();
+  EXPECT_NE(key2, key);
+}
+
+TEST_F(AgentTest, WrongTokenIsRefusedAndChangesNothing) {
+  StartAgent();
+  const std::string token = Token();
+  const std::string before = TreeSnapshot(state_);
+  std::string wrong = token;
+  wrong[0] = wrong[0] == 'a' ? 'b' : 'a';
+  ExpectError(PairWith(wrong), 401, "unauthenticated");
+  EXPECT_EQ(TreeSnapshot(state_), before);
+  EXPECT_EQ(agent_->counters().pair_failures, 1u);
+  EXPECT_EQ(Log().find(wrong), std::string::npos);
+  EXPECT_EQ(Log().find(token), std::string::npos);
+  // The right one still pairs.
+  EXPECT_EQ(PairWith(token).status, 201);
+}
+
+TEST_F(AgentTest, NoTokenIssuedIsRefused) {
+  StartAgent();
+  ExpectError(PairWith(std::string(64, 'c')), 401, "unauthenticated");
+  EXPECT_FALSE(std::filesystem::exists(PairedFile(state_)));
+}
+
+TEST_F(AgentTest, FiveWrongTokensWithinAMinuteRateLimit) {
+  StartAgent();
+  const std::string token = Token();
+  for (int i = 0; i < kPairFailuresMax; ++i) {
+    ExpectError(PairWith(std::string(64, static_cast<char>('a' + i))), 401, "unauthenticated");
+    clock_.now_ms += 1000;
+  }
+  // Even the right token is refused while the limit holds.
+  const std::string before = TreeSnapshot(state_);
+  ExpectError(PairWith(token), 429, "too_many_requests");
+  EXPECT_EQ(TreeSnapshot(state_), before);
+  // Once the first failure is 60 s old, one more attempt is allowed.
+  clock_.now_ms += kPairFailureWindowMs - kPairFailuresMax * 1000;
+  EXPECT_EQ(PairWith(token).status, 201);
+}
+
+TEST_F(AgentTest, BadBodiesNameTheField) {
+  StartAgent();
+  const std::string token = Token();
+  const std::string before = TreeSnapshot(state_);
+  struct Case {
+    std::string body;
+    int status;
+    std::string code, field;
+  } cases[] = {
+      {"not json", 400, "invalid_argument", ""},
+      {"[1]", 400, "invalid_argument", ""},
+      {json{{"console", "cons"}}.dump(), 400, "invalid_argument", "token"},
+      {json{{"token", token}}.dump(), 400, "invalid_argument", "console"},
+      {json{{"token", 5}, {"console", "cons"}}.dump(), 400, "invalid_argument", "token"},
+      {json{{"token", "short"}, {"console", "cons"}}.dump(), 400, "invalid_argument", "token"},
+      {json{{"token", token}, {"console", "bad name!"}}.dump(), 400, "invalid_argument",
+       "console"},
+      {json{{"token", token}, {"console", ""}}.dump(), 400, "invalid_argument", "console"},
+      {json{{"token", token}, {"console", "c"}, {"extra", 1}}.dump(), 400, "invalid_argument",
+       "extra"},
+      {"{\"token\":\"" + token + "\",\"console\":\"a\",\"console\":\"b\"}", 400,
+       "invalid_argument", "console"},
+  };
+  for (const Case& c : cases) {
+    ApiResponse a = Call("POST", "/api/v1/agent/pair", c.body);
+    ExpectError(a, c.status, c.code, c.field);
+    // A refusal never echoes the token.
+    EXPECT_EQ(a.body.dump().find(token), std::string::npos) << a.body.dump();
+  }
+  ApiRequest r;
+  r.method = "POST";
+  r.path = "/api/v1/agent/pair";
+  r.body = json{{"token", token}, {"console", "cons"}}.dump();
+  r.content_type = "text/plain";
+  ExpectError(agent_->Handle(r), 415, "unsupported_media_type");
+  r.content_type = "application/json";
+  r.body = std::string(kAgentBodyBytesMax + 1, ' ');
+  ExpectError(agent_->Handle(r), 413, "payload_too_large");
+  EXPECT_EQ(TreeSnapshot(state_), before);
+  EXPECT_EQ(agent_->counters().pair_failures, 0u);  // malformed is not a guess
+
+  // Routing: unknown path 404, wrong method 405, query parameters 400.
+  ExpectError(Call("GET", "/api/v1/agent/nothing"), 404, "not_found");
+  ExpectError(Call("GET", "/api/v1/hosts"), 404, "not_found");
+  ExpectError(Call("GET", "/api/v1/agent/pair"), 405, "method_not_allowed");
+  ExpectError(Call("DELETE", "/api/v1/agent/certificate"), 405, "method_not_allowed");
+  r = ApiRequest{};
+  r.method = "GET";
+  r.path = "/api/v1/agent/certificate";
+  r.params.emplace("x", "1");
+  ExpectError(agent_->Handle(r), 400, "invalid_argument", "x");
+  ApiResponse cert = Call("GET", "/api/v1/agent/certificate");
+  ASSERT_EQ(cert.status, 200);
+  EXPECT_EQ(cert.body["pem"], ReadText(AgentCertFile(state_)));
+}
+
+TEST_F(AgentTest, FactsHaveTheDocumentedShape) {
+  std::ofstream(dir_ + "/packages/b.json") << R"({"name":"dsm-b","version":"1.10.2","kind":"parser"})";
+  std::ofstream(dir_ + "/packages/a.json") << R"({"name":"proto-a","version":"2","kind":"protocol"})";
+  std::ofstream(dir_ + "/packages/bad1.json") << "not json";
+  std::ofstream(dir_ + "/packages/bad2.json") << R"({"name":"x","version":"1.a","kind":"parser"})";
+  std::ofstream(dir_ + "/packages/bad3.json") << R"({"name":"y","version":"1","kind":"rpm"})";
+  std::ofstream(dir_ + "/packages/bad4.json") << R"({"name":"z","version":"1","kind":"parser","x":1})";
+  std::ofstream(dir_ + "/packages/readme.txt") << "not a manifest";
+  StartAgent();
+  json f = agent_->Facts();
+  EXPECT_EQ(f["name"], "alpha");
+  EXPECT_EQ(f["version"], TANDEM_VERSION);
+  ASSERT_EQ(f["packages"].size(), 2u) << f["packages"].dump();
+  EXPECT_EQ(f["packages"][0], (json{{"name", "dsm-b"}, {"version", "1.10.2"}, {"kind", "parser"}}));
+  EXPECT_EQ(f["packages"][1], (json{{"name", "proto-a"}, {"version", "2"}, {"kind", "protocol"}}));
+  for (const char* bad : {"bad1.json", "bad2.json", "bad3.json", "bad4.json"}) {
+    EXPECT_NE(Log().find(bad), std::string::npos) << bad << "\n" << Log();
+  }
+  ASSERT_TRUE(f["interfaces"].is_array());
+  bool lo = false;
+  for (const json& i : f["interfaces"]) {
+    ASSERT_TRUE(i["name"].is_string());
+    ASSERT_TRUE(i["addresses"].is_array());
+    ASSERT_TRUE(i["physical"].is_boolean());
+    ASSERT_TRUE(i["up"].is_boolean());
+    for (const json& a : i["addresses"]) {
+      if (a == "127.0.0.1/8") {
+        lo = true;
+        EXPECT_FALSE(i["physical"].get<bool>());  // loopback has no device
+        EXPECT_EQ(f["management_interface"], i["name"]);
+      }
+    }
+  }
+  EXPECT_TRUE(lo) << f["interfaces"].dump();
+  EXPECT_EQ(f["address"], "127.0.0.1");
+  ASSERT_TRUE(f["store"].is_object());
+  EXPECT_EQ(f["store"]["dir"], dir_ + "/store");
+  EXPECT_GT(f["store"]["bytes_total"].get<uint64_t>(), 0u);
+  EXPECT_LE(f["store"]["bytes_free"].get<uint64_t>(), f["store"]["bytes_total"].get<uint64_t>());
+  EXPECT_TRUE(f["transient"].is_null());
+  EXPECT_EQ(f["external_storage"], false);
+  EXPECT_EQ(f["virtual"], false);
+  EXPECT_EQ(f["cluster"], (json{{"name", "lab"}, {"role", "primary"}, {"peer", "127.0.0.2"}}));
+  EXPECT_EQ(f["ha"], (json{{"ok", true}, {"local", {{"status", "ACTIVE"}}}}));
+  EXPECT_EQ(f.size(), 12u) << f.dump();
+}
+
+TEST_F(AgentTest, MeasureListenAndRunOverLoopback) {
+  StartAgent();
+  const std::string key = PairOk();
+  constexpr int64_t kBytes = 4 << 20;
+  ApiResponse l = Call("POST", "/api/v1/agent/measure/listen", json{{"bytes", kBytes}}.dump(), key);
+  ASSERT_EQ(l.status, 201) << l.body.dump();
+  const int port = l.body["port"].get<int>();
+  const std::string nonce = l.body["nonce"].get<std::string>();
+  EXPECT_GT(port, 0);
+  EXPECT_EQ(nonce.size(), 64u);
+  ApiResponse r = Call("POST", "/api/v1/agent/measure/run",
+                       json{{"address", "127.0.0.1"}, {"port", port}, {"nonce", nonce},
+                            {"bytes", kBytes}}.dump(),
+                       key);
+  ASSERT_EQ(r.status, 200) << r.body.dump();
+  EXPECT_EQ(r.body["bytes"], kBytes);
+  EXPECT_GT(r.body["rtt_ms"].get<double>(), 0.0);
+  EXPECT_GT(r.body["mbps"].get<double>(), 0.0);
+  // The listener counted the same bytes (it acknowledged them).
+  EXPECT_EQ(agent_->counters().measure_bytes_received, static_cast<uint64_t>(kBytes));
+
+  // A wrong nonce: the listener closes; the run fails (502), nothing counted.
+  l = Call("POST", "/api/v1/agent/measure/listen", json{{"bytes", kMeasureBytesMin}}.dump(), key);
+  ASSERT_EQ(l.status, 201);
+  r = Call("POST", "/api/v1/agent/measure/run",
+           json{{"address", "127.0.0.1"}, {"port", l.body["port"]}, {"nonce", std::string(64, 'f')},
+                {"bytes", kMeasureBytesMin}}.dump(),
+           key);
+  ExpectError(r, 502, "measurement_failed");
+  EXPECT_EQ(agent_->counters().measure_bytes_received, static_cast<uint64_t>(kBytes));
+
+  // Validation.
+  ExpectError(Call("POST", "/api/v1/agent/measure/listen", json{{"bytes", 5}}.dump(), key), 400,
+              "invalid_argument", "bytes");
+  ExpectError(Call("POST", "/api/v1/agent/measure/listen", json{{"size", 5}}.dump(), key), 400,
+              "invalid_argument", "size");
+  ExpectError(Call("POST", "/api/v1/agent/measure/listen", json{{"bytes", kBytes}}.dump()), 401,
+              "unauthenticated");
+  json run{{"address", "127.0.0.1"}, {"port", 9}, {"nonce", nonce}, {"bytes", kBytes}};
+  for (auto [field, value] : std::vector<std::pair<std::string, json>>{
+           {"address", "localhost"}, {"port", 0}, {"port", 70000}, {"port", "80"},
+           {"nonce", "xyz"}, {"bytes", kMeasureBytesMax + 1}, {"bytes", 1.5}}) {
+    json b = run;
+    b[field] = value;
+    ExpectError(Call("POST", "/api/v1/agent/measure/run", b.dump(), key), 400, "invalid_argument",
+                field);
+  }
+}
+
+TEST_F(AgentTest, PairsOverHttpsWithThePinnedCertificate) {
+  StartAgent();
+  const std::string token = Token();
+  httplib::SSLClient cli("127.0.0.1", agent_->port());
+  X509_STORE* store = X509_STORE_new();
+  {
+    std::string pem = ReadText(AgentCertFile(state_));
+    BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+    X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    ASSERT_NE(cert, nullptr);
+    X509_STORE_add_cert(store, cert);
+    X509_free(cert);
+    BIO_free(bio);
+  }
+  cli.set_ca_cert_store(store);
+  cli.enable_server_certificate_verification(true);
+  cli.set_connection_timeout(10, 0);
+  cli.set_read_timeout(10, 0);
+  auto res = cli.Post("/api/v1/agent/pair", json{{"token", token}, {"console", "c1"}}.dump(),
+                      "application/json");
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 201) << res->body;
+  EXPECT_EQ(res->get_header_value("Cache-Control"), "no-store");
+  json a = json::parse(res->body);
+  httplib::Headers h{{"Authorization", "Bearer " + a.value("key", "")}};
+  res = cli.Get("/api/v1/agent/facts", h);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(json::parse(res->body)["name"], "alpha");
+  EXPECT_NE(agent_->MetricsText().find("tandem_agent_pairings_total 1\n"), std::string::npos)
+      << agent_->MetricsText();
+}
+
+}  // namespace
+}  // namespace tandem::daemon
