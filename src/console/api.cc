@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "console/api_internal.h"
+#include "console/json_body.h"
 #include "os/files.h"
 
 namespace tandem::console {
@@ -90,61 +91,20 @@ bool IsHexToken(std::string_view s) {
   return true;
 }
 
-std::string TypeName(const json& v) {
-  switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::object: return "an object";
-    case json::value_t::array: return "an array";
-    case json::value_t::string: return "a string";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return "an integer";
-    case json::value_t::number_float: return "a number";
-    default: return "something else";
-  }
-}
+std::string TypeName(const json& v) { return JsonTypeName(v); }
 
 // The JSON body of a call that takes one: a JSON object of known fields,
-// no key given twice.
+// no key given twice (console/json_body.h).
 Error ParseBody(const ApiRequest& r, std::initializer_list<std::string_view> known, json* out,
                 size_t max_bytes) {
-  if (r.body.size() > max_bytes) {
-    return Fail(413, "the body is larger than " + std::to_string(max_bytes) + " bytes");
+  if (auto e = ParseJsonBody(r.content_type, r.body, known, max_bytes, Quote, out)) {
+    return Fail(e->status, e->message, e->field);
   }
-  std::string_view ct = r.content_type;
-  if (ct.substr(0, 16) != "application/json" || (ct.size() > 16 && ct[16] != ';')) {
-    return Fail(415, "the body must be JSON (Content-Type: application/json), got " +
-                         (ct.empty() ? std::string("no Content-Type") : Quote(ct)));
-  }
-  std::vector<std::set<std::string>> seen;
-  std::string duplicate;
-  json::parser_callback_t cb = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) seen.emplace_back();
-    if (event == json::parse_event_t::object_end && !seen.empty()) seen.pop_back();
-    if (event == json::parse_event_t::key && !seen.empty() &&
-        !seen.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
-      duplicate = parsed.get<std::string>();
-    }
-    return true;
-  };
-  json body = json::parse(r.body, cb, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return Fail(400, "the body is not valid JSON");
-  if (!body.is_object()) return Fail(400, "the body must be a JSON object, got " + TypeName(body));
-  if (!duplicate.empty()) return Fail(400, "field given more than once", duplicate);
-  for (const auto& [key, value] : body.items()) {
-    bool found = false;
-    for (std::string_view k : known) found = found || key == k;
-    if (!found) return Fail(400, "unknown field", key);
-  }
-  *out = std::move(body);
   return std::nullopt;
 }
 
 Error GetString(const json& body, const std::string& key, std::string* out) {
-  auto it = body.find(key);
-  if (it == body.end()) return Fail(400, "required field is missing", key);
-  if (!it->is_string()) return Fail(400, "must be a string, got " + TypeName(*it), key);
-  *out = it->get<std::string>();
+  if (auto e = GetJsonString(body, key, out)) return Fail(e->status, e->message, e->field);
   return std::nullopt;
 }
 
@@ -197,6 +157,23 @@ Error ParamInt(const std::map<std::string, std::string>& params, const std::stri
   }
   *out = v;
   return std::nullopt;
+}
+
+Error PageParams(const std::map<std::string, std::string>& params, int64_t limit_default,
+                 int64_t limit_max, int64_t* limit, int64_t* before) {
+  *limit = limit_default;
+  *before = INT64_MAX;
+  if (Error e = ParamInt(params, "limit", 1, limit_max, limit)) return e;
+  return ParamInt(params, "before", 1, INT64_MAX / 16, before);
+}
+
+Error ListRows(Stmt& s, const std::function<json(const Stmt&)>& entry, json* entries) {
+  for (;;) {
+    auto row = s.Step();
+    if (!row.ok()) return Internal(row.status());
+    if (!*row) return std::nullopt;
+    entries->push_back(entry(s));
+  }
 }
 
 ApiResponse Internal(const Status& st) { return Fail(500, "database: " + st.message()); }
@@ -633,9 +610,8 @@ ApiResponse Api::CreateUser(const ApiRequest& r, const Caller&, Audit* audit) {
 ApiResponse Api::ListAudit(const ApiRequest& r) {
   std::map<std::string, std::string> params;
   if (Error e = CheckParams(r, {"limit", "before"}, &params)) return *e;
-  int64_t limit = kAuditPageDefault, before = INT64_MAX;
-  if (Error e = ParamInt(params, "limit", 1, kAuditPageMax, &limit)) return *e;
-  if (Error e = ParamInt(params, "before", 1, INT64_MAX / 16, &before)) return *e;
+  int64_t limit = 0, before = 0;
+  if (Error e = PageParams(params, kAuditPageDefault, kAuditPageMax, &limit, &before)) return *e;
   std::lock_guard<std::mutex> l(db_.mu());
   auto s = db_.Prepare(
       "SELECT id, at_ms, user, remote, action, target, result, status FROM audit "
@@ -643,19 +619,20 @@ ApiResponse Api::ListAudit(const ApiRequest& r) {
   if (!s.ok()) return Internal(s.status());
   s->Bind(1, before).Bind(2, limit);
   json entries = json::array();
-  for (;;) {
-    auto row = s->Step();
-    if (!row.ok()) return Internal(row.status());
-    if (!*row) break;
-    entries.push_back({{"id", s->Int(0)},
-                       {"at", Rfc3339Ms(s->Int(1))},
-                       {"user", s->Text(2)},
-                       {"remote", s->Text(3)},
-                       {"action", s->Text(4)},
-                       {"target", s->Text(5)},
-                       {"result", s->Text(6)},
-                       {"status", s->Int(7)}});
-  }
+  Error e = ListRows(
+      *s,
+      [](const Stmt& q) {
+        return json{{"id", q.Int(0)},
+                    {"at", Rfc3339Ms(q.Int(1))},
+                    {"user", q.Text(2)},
+                    {"remote", q.Text(3)},
+                    {"action", q.Text(4)},
+                    {"target", q.Text(5)},
+                    {"result", q.Text(6)},
+                    {"status", q.Int(7)}};
+      },
+      &entries);
+  if (e) return *e;
   return ApiResponse{200, json{{"entries", entries}}};
 }
 

@@ -1044,6 +1044,28 @@ Result<int64_t> ClusterId(Db& db, const std::string& name) {
   return *row ? s->Int(0) : int64_t{0};
 }
 
+// The id of the cluster `name`: a 404 when there is none, a 500 on a database
+// error.
+Error FindCluster(Db& db, const std::string& name, int64_t* id) {
+  auto found = ClusterId(db, name);
+  if (!found.ok()) return Internal(found.status());
+  if (*found == 0) return Fail(404, "no cluster named " + Quote(name));
+  *id = *found;
+  return std::nullopt;
+}
+
+// The statement `sql` (?1: the cluster id) for cluster `id`, stepped to its
+// row (an error if there is none).
+Result<Stmt> ClusterRow(Db& db, int64_t id, const char* sql) {
+  auto s = db.Prepare(sql);
+  if (!s.ok()) return s.status();
+  s->Bind(1, id);
+  auto row = s->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return Status::Error("cluster vanished");
+  return std::move(*s);
+}
+
 }  // namespace
 
 ApiResponse Api::ListClusters() {
@@ -1070,10 +1092,9 @@ ApiResponse Api::ListClusters() {
 ApiResponse Api::GetCluster(const std::string& name) {
   const std::vector<LicenseKey> keys = LicenseKeysNow();
   std::lock_guard<std::mutex> l(db_.mu());
-  auto id = ClusterId(db_, name);
-  if (!id.ok()) return Internal(id.status());
-  if (*id == 0) return Fail(404, "no cluster named " + Quote(name));
-  auto j = ClusterJson(db_, *id, keys, NowMs());
+  int64_t id = 0;
+  if (Error e = FindCluster(db_, name, &id)) return *e;
+  auto j = ClusterJson(db_, id, keys, NowMs());
   if (!j.ok()) return Internal(j.status());
   return ApiResponse{200, json{{"cluster", *j}}};
 }
@@ -1214,16 +1235,13 @@ ApiResponse Api::EditCluster(const std::string& name, const ApiRequest& r, Audit
   Transaction t(db_);
   Status st = t.Begin();
   if (!st.ok()) return Internal(st);
-  auto cid = ClusterId(db_, name);
-  if (!cid.ok()) return Internal(cid.status());
-  if (*cid == 0) return Fail(404, "no cluster named " + Quote(name));
-  auto s = db_.Prepare(
+  int64_t cid = 0;
+  if (Error e = FindCluster(db_, name, &cid)) return *e;
+  auto s = ClusterRow(
+      db_, cid,
       "SELECT c.vip, c.primary_ip, c.primary_host_id, c.secondary_host_id, c.options_json, "
       "l.license_id FROM clusters c LEFT JOIN licenses l ON l.id = c.license_id WHERE c.id = ?1");
   if (!s.ok()) return Internal(s.status());
-  s->Bind(1, *cid);
-  auto row = s->Step();
-  if (!row.ok() || !*row) return Internal(row.ok() ? Status::Error("cluster vanished") : row.status());
   const std::string vip = s->Text(0), primary_ip = s->Text(1), old_options_text = s->Text(4);
   const int64_t primary_id = s->IsNull(2) ? 0 : s->Int(2), secondary_id = s->IsNull(3) ? 0 : s->Int(3);
   const std::string old_license = s->Text(5);
@@ -1269,7 +1287,7 @@ ApiResponse Api::EditCluster(const std::string& name, const ApiRequest& r, Audit
     if (!diff.empty()) {
       auto up = db_.Prepare("UPDATE clusters SET options_json = ?1 WHERE id = ?2");
       if (!up.ok()) return Internal(up.status());
-      if (st = up->Bind(1, after.dump()).Bind(2, *cid).Run(); !st.ok()) return Internal(st);
+      if (st = up->Bind(1, after.dump()).Bind(2, cid).Run(); !st.ok()) return Internal(st);
       changes.push_back("cluster " + name + ": advanced options changed: " + diff);
     }
   }
@@ -1299,7 +1317,7 @@ ApiResponse Api::EditCluster(const std::string& name, const ApiRequest& r, Audit
       if (!up.ok()) return Internal(up.status());
       if (row_id != 0) up->Bind(1, row_id);
       else up->BindNull(1);
-      if (st = up->Bind(2, *cid).Run(); !st.ok()) return Internal(st);
+      if (st = up->Bind(2, cid).Run(); !st.ok()) return Internal(st);
       changes.push_back("cluster " + name + ": license " + (lic.empty() ? "removed" : lic + " assigned") +
                         (old_license.empty() ? "" : " (was " + old_license + ")"));
     }
@@ -1307,7 +1325,7 @@ ApiResponse Api::EditCluster(const std::string& name, const ApiRequest& r, Audit
   for (const std::string& what : changes) {
     if (st = AddPendingChange(db_, now, what); !st.ok()) return Internal(st);
   }
-  auto j = ClusterJson(db_, *cid, keys, now);
+  auto j = ClusterJson(db_, cid, keys, now);
   if (!j.ok()) return Internal(j.status());
   audit->result = changes.empty() ? "ok (no change)" : "ok";
   audit->status = 200;
@@ -1324,16 +1342,12 @@ ApiResponse Api::DisconnectSecondary(const std::string& name, Audit* audit) {
   Transaction t(db_);
   Status st = t.Begin();
   if (!st.ok()) return Internal(st);
-  auto cid = ClusterId(db_, name);
-  if (!cid.ok()) return Internal(cid.status());
-  if (*cid == 0) return Fail(404, "no cluster named " + Quote(name));
-  auto s = db_.Prepare(
-      "SELECT vip, primary_ip, primary_host_id, secondary_host_id, secondary_original_name "
-      "FROM clusters WHERE id = ?1");
+  int64_t cid = 0;
+  if (Error e = FindCluster(db_, name, &cid)) return *e;
+  auto s = ClusterRow(db_, cid,
+                      "SELECT vip, primary_ip, primary_host_id, secondary_host_id, "
+                      "secondary_original_name FROM clusters WHERE id = ?1");
   if (!s.ok()) return Internal(s.status());
-  s->Bind(1, *cid);
-  auto row = s->Step();
-  if (!row.ok() || !*row) return Internal(row.ok() ? Status::Error("cluster vanished") : row.status());
   const std::string vip = s->Text(0), primary_ip = s->Text(1), original = s->Text(4);
   const int64_t primary_id = s->IsNull(2) ? 0 : s->Int(2);
   if (s->IsNull(3)) {
@@ -1365,7 +1379,7 @@ ApiResponse Api::DisconnectSecondary(const std::string& name, Audit* audit) {
       "UPDATE clusters SET secondary_host_id = NULL, secondary_original_name = NULL, primary_ip = vip "
       "WHERE id = ?1");
   if (!uc.ok()) return Internal(uc.status());
-  if (st = uc->Bind(1, *cid).Run(); !st.ok()) return Internal(st);
+  if (st = uc->Bind(1, cid).Run(); !st.ok()) return Internal(st);
   for (const std::string& what :
        {"cluster " + name + ": secondary " + (*sh)->name + " disconnected; " + pname +
             " runs unprotected and takes the VIP " + vip + " back as its address (was " + primary_ip + ")",
@@ -1373,7 +1387,7 @@ ApiResponse Api::DisconnectSecondary(const std::string& name, Audit* audit) {
             " and restarts its services as a stand-alone host; nothing stored is removed"}) {
     if (st = AddPendingChange(db_, now, what); !st.ok()) return Internal(st);
   }
-  auto j = ClusterJson(db_, *cid, keys, now);
+  auto j = ClusterJson(db_, cid, keys, now);
   if (!j.ok()) return Internal(j.status());
   audit->result = "ok";
   audit->status = 200;

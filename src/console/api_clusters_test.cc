@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "console/api.h"
+#include "console/api_test_support.h"
 #include "console/fake_agent_client.h"
 #include "console/license.h"
 #include "os/files.h"
@@ -18,14 +19,6 @@ namespace {
 
 using nlohmann::json;
 
-class FakeClock final : public os::Clock {
- public:
-  int64_t NowMs() const override { return now_ms; }
-  int64_t WallMs() const override { return now_ms; }
-  std::atomic<int64_t> now_ms{1796205600000};  // 2026-12-02T10:00:00Z
-};
-
-constexpr ScryptParams kFast{10, 8, 1};
 constexpr int64_t kDayMs = 86400000;
 constexpr const char* kAlphaAgent = "198.18.0.1:7790";
 constexpr const char* kBetaAgent = "198.18.0.2:7790";
@@ -60,35 +53,24 @@ json HostFacts(const std::string& name, const std::string& address) {
               {"ha", nullptr}};
 }
 
-class ClustersTest : public ::testing::Test {
+class ClustersTest : public test_support::ApiFixture {
  protected:
+  ClustersTest() : ApiFixture("console-clusters") {}
+
   void SetUp() override {
-    auto db = Db::Open(dir_ / "console.db");
-    ASSERT_TRUE(db.ok()) << db.status().message();
-    db_ = std::move(*db);
-    bool created = false;
-    ASSERT_TRUE(EnsureInitialAdmin(*db_, dir_ / "admin.password", kFast, clock_.WallMs(), &created).ok());
-    ASSERT_TRUE(EnsureConsoleHost(*db_, "console-1", "198.18.0.100", clock_.WallMs()).ok());
-    auto pw = os::ReadFile(dir_ / "admin.password", 1024);
-    ASSERT_TRUE(pw.ok());
+    ASSERT_NO_FATAL_FAILURE(OpenDb("198.18.0.100"));
     ASSERT_TRUE(os::MakeDirs(dir_ / "keys", 0700).ok());
     auto key = GenerateLicenseKey();
     ASSERT_TRUE(key.ok()) << key.status().message();
     key_ = *key;
     ASSERT_TRUE(os::WriteFileAtomic(dir_ / "keys/vendor.pem", key_.public_pem, 0644).ok());
-    ApiOptions o;
+    ApiOptions o = Options();
     o.session_ttl_s = 30 * 86400;
-    o.clock = &clock_;
-    o.kdf = kFast;
-    o.log = [this](int, const std::string& m) {
-      std::lock_guard<std::mutex> l(log_mu_);
-      log_ += m + "\n";
-    };
     o.agents = &agents_;
     o.console_name = "console-1";
     o.license_keys_dir = dir_ / "keys";
     api_ = std::make_unique<Api>(*db_, o);
-    admin_ = Login("admin", pw->substr(0, pw->size() - 1));
+    admin_ = Login("admin", admin_password_);
     ASSERT_EQ(Call("POST", "/api/v1/users", admin_,
                    json{{"name", "vera"}, {"password", "viewer password 1"}, {"role", "viewer"}}.dump())
                   .status,
@@ -146,26 +128,6 @@ class ClustersTest : public ::testing::Test {
     auto r = s->Step();
     EXPECT_TRUE(r.ok() && *r);
     return s->Int(0);
-  }
-
-  ApiResponse Call(const std::string& method, const std::string& path, const std::string& token,
-                   const std::string& body = "") {
-    ApiRequest r;
-    r.method = method;
-    r.path = path;
-    r.authorization = "Bearer " + token;
-    r.body = body;
-    r.content_type = body.empty() ? "" : "application/json";
-    r.remote = "127.0.0.1";
-    return api_->Handle(r);
-  }
-
-  std::string Login(const std::string& user, const std::string& password) {
-    ApiRequest r{"POST", "/api/v1/sessions", {}, "", "application/json",
-                 json{{"user", user}, {"password", password}}.dump(), "127.0.0.1"};
-    ApiResponse resp = api_->Handle(r);
-    EXPECT_EQ(resp.status, 201) << resp.body.dump();
-    return resp.body.value("token", "");
   }
 
   std::string License(const std::string& id, int64_t expires_at_ms, const std::string& private_pem = "") {
@@ -271,15 +233,9 @@ class ClustersTest : public ::testing::Test {
     return out;
   }
 
-  TempDir dir_{"console-clusters"};
-  FakeClock clock_;
   FakeAgentClient agents_;
   LicenseKeyPair key_;
-  std::unique_ptr<Db> db_;
-  std::unique_ptr<Api> api_;
   std::string admin_, viewer_;
-  std::mutex log_mu_;
-  std::string log_;
 };
 
 // ---- creation ----

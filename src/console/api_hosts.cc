@@ -92,6 +92,19 @@ ApiResponse Refused(const std::string& message) {
   return ApiError(409, "pairing_refused", message, "pairing_token");
 }
 
+
+// The host named `name` (kHostColumns), stepped to its row; nullopt if there
+// is none.
+Result<std::optional<Stmt>> HostNamed(Db& db, const std::string& name) {
+  auto s = db.Prepare(std::string("SELECT ") + kHostColumns +
+                      " FROM hosts h LEFT JOIN clusters c ON c.id = h.cluster_id WHERE h.name = ?1");
+  if (!s.ok()) return s.status();
+  s->Bind(1, name);
+  auto row = s->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::optional<Stmt>();
+  return std::optional<Stmt>(std::move(*s));
+}
 }  // namespace
 
 ApiResponse Api::ListHosts() {
@@ -100,25 +113,17 @@ ApiResponse Api::ListHosts() {
                        " FROM hosts h LEFT JOIN clusters c ON c.id = h.cluster_id ORDER BY h.id");
   if (!s.ok()) return Internal(s.status());
   json hosts = json::array();
-  for (;;) {
-    auto row = s->Step();
-    if (!row.ok()) return Internal(row.status());
-    if (!*row) break;
-    hosts.push_back(HostJson(*s, /*full_facts=*/false));
-  }
+  Error e = ListRows(*s, [](const Stmt& q) { return HostJson(q, /*full_facts=*/false); }, &hosts);
+  if (e) return *e;
   return ApiResponse{200, json{{"hosts", hosts}}};
 }
 
 ApiResponse Api::GetHost(const std::string& name) {
   std::lock_guard<std::mutex> l(db_.mu());
-  auto s = db_.Prepare(std::string("SELECT ") + kHostColumns +
-                       " FROM hosts h LEFT JOIN clusters c ON c.id = h.cluster_id WHERE h.name = ?1");
+  auto s = HostNamed(db_, name);
   if (!s.ok()) return Internal(s.status());
-  s->Bind(1, name);
-  auto row = s->Step();
-  if (!row.ok()) return Internal(row.status());
-  if (!*row) return Fail(404, "no host named " + Quote(name));
-  return ApiResponse{200, json{{"host", HostJson(*s, /*full_facts=*/true)}}};
+  if (!*s) return Fail(404, "no host named " + Quote(name));
+  return ApiResponse{200, json{{"host", HostJson(**s, /*full_facts=*/true)}}};
 }
 
 ApiResponse Api::AddHost(const ApiRequest& r, Audit* audit) {
@@ -256,14 +261,10 @@ ApiResponse Api::AddHost(const ApiRequest& r, Audit* audit) {
   audit->result = "ok";
   audit->status = 201;
   if (st = InsertAudit(*audit); !st.ok()) return Internal(st);
-  auto s = db_.Prepare(std::string("SELECT ") + kHostColumns +
-                       " FROM hosts h LEFT JOIN clusters c ON c.id = h.cluster_id WHERE h.name = ?1");
+  auto s = HostNamed(db_, name);
   if (!s.ok()) return Internal(s.status());
-  s->Bind(1, name);
-  auto row = s->Step();
-  if (!row.ok()) return Internal(row.status());
-  if (!*row) return Fail(500, "the new host vanished");
-  json host = HostJson(*s, /*full_facts=*/false);
+  if (!*s) return Fail(500, "the new host vanished");
+  json host = HostJson(**s, /*full_facts=*/false);
   if (st = t.Commit(); !st.ok()) return Internal(st);
   Log(1, "console: paired host " + name + " (agent " + address + ", status " + status + ")");
   return ApiResponse{201, json{{"host", host}}};
@@ -310,31 +311,26 @@ ApiResponse Api::DeploymentStatus() {
     std::string name, status;
   };
   std::map<int64_t, std::map<std::string, Member>> members;  // cluster id -> role -> host
-  for (;;) {
-    auto row = s->Step();
-    if (!row.ok()) return Internal(row.status());
-    if (!*row) break;
-    json h = HostJson(*s, /*full_facts=*/false);
-    if (!s->IsNull(11) && h["cluster_role"].is_string()) {
-      members[s->Int(11)][h["cluster_role"].get<std::string>()] =
+  auto host = [&members](const Stmt& q) {
+    json h = HostJson(q, /*full_facts=*/false);
+    if (!q.IsNull(11) && h["cluster_role"].is_string()) {
+      members[q.Int(11)][h["cluster_role"].get<std::string>()] =
           Member{h["name"].get<std::string>(), h["status"].get<std::string>()};
     }
-    hosts.push_back(json{{"name", h["name"]},
-                         {"role", h["role"]},
-                         {"cluster", h["cluster"]},
-                         {"cluster_role", h["cluster_role"]},
-                         {"status", h["status"]},
-                         {"status_reason", h["status_reason"]},
-                         {"facts_at", h["facts_at"]}});
-  }
+    return json{{"name", h["name"]},
+                {"role", h["role"]},
+                {"cluster", h["cluster"]},
+                {"cluster_role", h["cluster_role"]},
+                {"status", h["status"]},
+                {"status_reason", h["status_reason"]},
+                {"facts_at", h["facts_at"]}};
+  };
+  if (Error e = ListRows(*s, host, &hosts)) return *e;
   auto cs = db_.Prepare("SELECT id, name, vip FROM clusters ORDER BY id");
   if (!cs.ok()) return Internal(cs.status());
   json clusters = json::array();
-  for (;;) {
-    auto row = cs->Step();
-    if (!row.ok()) return Internal(row.status());
-    if (!*row) break;
-    const auto& m = members[cs->Int(0)];
+  auto cluster = [&members](const Stmt& c) {
+    const auto& m = members[c.Int(0)];
     auto side = [&m](const char* role) -> json {
       auto it = m.find(role);
       if (it == m.end()) return json{{"host", nullptr}, {"status", kStatusUnknown}};
@@ -343,21 +339,23 @@ ApiResponse Api::DeploymentStatus() {
     const json primary = side("primary"), secondary = side("secondary");
     const ha::HostStatus p = ParseStoredStatus(primary["status"].get<std::string>());
     const ha::HostStatus q = ParseStoredStatus(secondary["status"].get<std::string>());
-    clusters.push_back(json{{"name", cs->Text(1)},
-                            {"vip", cs->Text(2)},
-                            {"primary", primary},
-                            {"secondary", secondary},
-                            {"possible_action", ha::PossibleAction(p, q)}});
-  }
+    return json{{"name", c.Text(1)},
+                {"vip", c.Text(2)},
+                {"primary", primary},
+                {"secondary", secondary},
+                {"possible_action", ha::PossibleAction(p, q)}};
+  };
+  if (Error e = ListRows(*cs, cluster, &clusters)) return *e;
   return ApiResponse{200, json{{"hosts", hosts}, {"clusters", clusters}}};
 }
 
 ApiResponse Api::ListHistory(const ApiRequest& r) {
   std::map<std::string, std::string> params;
   if (Error e = CheckParams(r, {"limit", "before", "host"}, &params)) return *e;
-  int64_t limit = kHistoryPageDefault, before = INT64_MAX;
-  if (Error e = ParamInt(params, "limit", 1, kHistoryPageMax, &limit)) return *e;
-  if (Error e = ParamInt(params, "before", 1, INT64_MAX / 16, &before)) return *e;
+  int64_t limit = 0, before = 0;
+  if (Error e = PageParams(params, kHistoryPageDefault, kHistoryPageMax, &limit, &before)) {
+    return *e;
+  }
   auto host = params.find("host");
   if (host != params.end() && !IsValidUserName(host->second)) {
     return Fail(400, "must be a host name (1 to 64 characters from A-Z a-z 0-9 _ . -), got " +
@@ -372,19 +370,20 @@ ApiResponse Api::ListHistory(const ApiRequest& r) {
   s->Bind(1, before).Bind(2, limit);
   if (host != params.end()) s->Bind(3, host->second); else s->BindNull(3);
   json entries = json::array();
-  for (;;) {
-    auto row = s->Step();
-    if (!row.ok()) return Internal(row.status());
-    if (!*row) break;
-    entries.push_back({{"id", s->Int(0)},
-                       {"at", Rfc3339Ms(s->Int(1))},
-                       {"kind", s->Text(2)},
-                       {"host", s->Text(3)},
-                       {"cluster", s->IsNull(4) ? json(nullptr) : json(s->Text(4))},
-                       {"old_status", s->Text(5)},
-                       {"new_status", s->Text(6)},
-                       {"reason", s->Text(7)}});
-  }
+  Error e = ListRows(
+      *s,
+      [](const Stmt& q) {
+        return json{{"id", q.Int(0)},
+                    {"at", Rfc3339Ms(q.Int(1))},
+                    {"kind", q.Text(2)},
+                    {"host", q.Text(3)},
+                    {"cluster", q.IsNull(4) ? json(nullptr) : json(q.Text(4))},
+                    {"old_status", q.Text(5)},
+                    {"new_status", q.Text(6)},
+                    {"reason", q.Text(7)}};
+      },
+      &entries);
+  if (e) return *e;
   return ApiResponse{200, json{{"entries", entries}}};
 }
 

@@ -12,6 +12,7 @@
 
 #include "console/agent_client.h"
 #include "console/api.h"
+#include "console/api_test_support.h"
 #include "console/console.h"
 #include "console/fake_agent_client.h"
 #include "console/poller.h"
@@ -25,14 +26,7 @@ namespace {
 
 using nlohmann::json;
 
-class FakeClock final : public os::Clock {
- public:
-  int64_t NowMs() const override { return now_ms; }
-  int64_t WallMs() const override { return now_ms; }
-  std::atomic<int64_t> now_ms{1796205600000};  // 2026-12-02T10:00:00Z
-};
-
-constexpr ScryptParams kFast{10, 8, 1};
+using test_support::kFast;
 const std::string kToken1(64, 'a');
 const std::string kToken2(64, 'b');
 const std::string kKey1 = "1111111111111111111111111111111111111111111111111111111111111111";
@@ -67,25 +61,17 @@ json HaFacts(const std::string& name, const std::string& cluster, const std::str
               {"ha", {{"local", {{"name", name}, {"status", status}, {"reason", "test says " + status}}}}}};
 }
 
-class HostsTest : public ::testing::Test {
+class HostsTest : public test_support::ApiFixture {
  protected:
+  HostsTest() : ApiFixture("console-hosts") {}
+
   void SetUp() override {
-    auto db = Db::Open(dir_ / "console.db");
-    ASSERT_TRUE(db.ok()) << db.status().message();
-    db_ = std::move(*db);
-    bool created = false;
-    ASSERT_TRUE(EnsureInitialAdmin(*db_, dir_ / "admin.password", kFast, clock_.WallMs(), &created).ok());
-    ASSERT_TRUE(EnsureConsoleHost(*db_, "console-1", "127.0.0.1", clock_.WallMs()).ok());
-    auto pw = os::ReadFile(dir_ / "admin.password", 1024);
-    ASSERT_TRUE(pw.ok());
-    ApiOptions options;
-    options.clock = &clock_;
-    options.kdf = kFast;
-    options.log = [this](int, const std::string& m) { Logged(m); };
+    ASSERT_NO_FATAL_FAILURE(OpenDb("127.0.0.1"));
+    ApiOptions options = Options();
     options.agents = &agents_;
     options.console_name = "console-1";
     api_ = std::make_unique<Api>(*db_, std::move(options));
-    admin_ = Login("admin", pw->substr(0, pw->size() - 1));
+    admin_ = Login("admin", admin_password_);
     ASSERT_EQ(Call("POST", "/api/v1/users", admin_,
                    json{{"name", "vera"}, {"password", "viewer-password-1"}, {"role", "viewer"}}.dump())
                   .status,
@@ -105,34 +91,6 @@ class HostsTest : public ::testing::Test {
     h.key = kKey2;
     h.facts["name"] = "web-2";
     agents_.hosts["127.0.0.3:7790"] = h;
-  }
-
-  void Logged(const std::string& m) {
-    std::lock_guard<std::mutex> l(log_mu_);
-    log_ += m + "\n";
-  }
-  std::string Log() {
-    std::lock_guard<std::mutex> l(log_mu_);
-    return log_;
-  }
-
-  ApiResponse Call(const std::string& method, const std::string& path, const std::string& token,
-                   const std::string& body = "", std::multimap<std::string, std::string> params = {}) {
-    ApiRequest r;
-    r.method = method;
-    r.path = path;
-    r.params = std::move(params);
-    if (!token.empty()) r.authorization = "Bearer " + token;
-    r.body = body;
-    r.content_type = body.empty() ? "" : "application/json";
-    r.remote = "127.0.0.1";
-    return api_->Handle(r);
-  }
-
-  std::string Login(const std::string& user, const std::string& password) {
-    ApiResponse r = Call("POST", "/api/v1/sessions", "", json{{"user", user}, {"password", password}}.dump());
-    EXPECT_EQ(r.status, 201) << r.body.dump();
-    return r.body.value("token", "");
   }
 
   ApiResponse Pair(const std::string& address, const std::string& token, const std::string& sha,
@@ -199,15 +157,9 @@ class HostsTest : public ::testing::Test {
     agents_.hosts[address].facts = facts;
   }
 
-  TempDir dir_{"console-hosts"};
-  FakeClock clock_;
   FakeAgentClient agents_;
-  std::unique_ptr<Db> db_;
-  std::unique_ptr<Api> api_;
   std::string admin_, viewer_;
   Cert cert_a_, cert_b_;
-  std::mutex log_mu_;
-  std::string log_;
 };
 
 TEST_F(HostsTest, PairingStoresTheHostWithoutEverShowingTheTokenOrKey) {
@@ -448,7 +400,7 @@ TEST_F(HostsTest, PollerRecordsStatusChangesAndFailovers) {
     agents_.hosts["127.0.0.2:7790"].reachable = false;
   }
   ASSERT_TRUE(poller->PollOnce().ok());
-  hist = Call("GET", "/api/v1/history", admin_, "", {{"host", "c1-primary"}});
+  hist = Call("GET", "/api/v1/history", admin_, "", "", {{"host", "c1-primary"}});
   ASSERT_EQ(hist.body["entries"].size(), 3u) << hist.body.dump();
   EXPECT_EQ(hist.body["entries"][0]["old_status"], "Failed");
   EXPECT_EQ(hist.body["entries"][0]["new_status"], "Unknown");
@@ -465,7 +417,7 @@ TEST_F(HostsTest, PollerRecordsStatusChangesAndFailovers) {
   SetHa("127.0.0.2:7790", HaFacts("c1-primary", "c1", "primary", "ACTIVE"));
   SetHa("127.0.0.3:7790", HaFacts("c1-secondary", "c1", "secondary", "STANDBY"));
   ASSERT_TRUE(poller->PollOnce().ok());
-  hist = Call("GET", "/api/v1/history", admin_, "", {{"limit", "1"}});
+  hist = Call("GET", "/api/v1/history", admin_, "", "", {{"limit", "1"}});
   EXPECT_EQ(hist.body["entries"][0]["reason"], "failover: c1-primary active, was c1-secondary");
 
   // A fresh poller (a console restart) knows the last active host from the database.
@@ -473,7 +425,7 @@ TEST_F(HostsTest, PollerRecordsStatusChangesAndFailovers) {
   SetHa("127.0.0.3:7790", HaFacts("c1-secondary", "c1", "secondary", "ACTIVE"));
   auto again = MakePoller();
   ASSERT_TRUE(again->PollOnce().ok());
-  hist = Call("GET", "/api/v1/history", admin_, "", {{"limit", "1"}});
+  hist = Call("GET", "/api/v1/history", admin_, "", "", {{"limit", "1"}});
   EXPECT_EQ(hist.body["entries"][0]["reason"], "failover: c1-secondary active, was c1-primary");
   // Nothing the poller wrote holds the agent keys.
   EXPECT_EQ(Log().find(kKey1), std::string::npos);
@@ -516,7 +468,7 @@ TEST_F(HostsTest, HistoryPages) {
   for (int page = 0; page < 10; ++page) {
     std::multimap<std::string, std::string> params{{"limit", "4"}};
     if (before) params.emplace("before", std::to_string(before));
-    ApiResponse r = Call("GET", "/api/v1/history", viewer_, "", params);
+    ApiResponse r = Call("GET", "/api/v1/history", viewer_, "", "", params);
     ASSERT_EQ(r.status, 200);
     if (r.body["entries"].empty()) break;
     EXPECT_LE(r.body["entries"].size(), 4u);
@@ -525,12 +477,12 @@ TEST_F(HostsTest, HistoryPages) {
   }
   ASSERT_EQ(ids.size(), 6u);
   for (size_t i = 1; i < ids.size(); ++i) EXPECT_LT(ids[i], ids[i - 1]);  // newest first
-  ApiResponse web2 = Call("GET", "/api/v1/history", viewer_, "", {{"host", "web-2"}});
+  ApiResponse web2 = Call("GET", "/api/v1/history", viewer_, "", "", {{"host", "web-2"}});
   EXPECT_EQ(web2.body["entries"].size(), 1u);
-  EXPECT_EQ(Call("GET", "/api/v1/history", viewer_, "", {{"limit", "0"}}).status, 400);
-  EXPECT_EQ(Call("GET", "/api/v1/history", viewer_, "", {{"limit", "1001"}}).status, 400);
-  EXPECT_EQ(Call("GET", "/api/v1/history", viewer_, "", {{"host", "a b"}}).body["error"]["field"], "host");
-  EXPECT_EQ(Call("GET", "/api/v1/history", viewer_, "", {{"x", "1"}}).body["error"]["field"], "x");
+  EXPECT_EQ(Call("GET", "/api/v1/history", viewer_, "", "", {{"limit", "0"}}).status, 400);
+  EXPECT_EQ(Call("GET", "/api/v1/history", viewer_, "", "", {{"limit", "1001"}}).status, 400);
+  EXPECT_EQ(Call("GET", "/api/v1/history", viewer_, "", "", {{"host", "a b"}}).body["error"]["field"], "host");
+  EXPECT_EQ(Call("GET", "/api/v1/history", viewer_, "", "", {{"x", "1"}}).body["error"]["field"], "x");
   EXPECT_EQ(Call("GET", "/api/v1/history", "").status, 401);
 }
 

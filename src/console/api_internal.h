@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <optional>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "console/api.h"
+#include "console/db.h"
 
 namespace tandem::console::api_internal {
 
@@ -42,6 +44,15 @@ Error CheckParams(const ApiRequest& r, std::initializer_list<std::string_view> k
 // An optional integer query parameter in [lo, hi] (*out unchanged if absent).
 Error ParamInt(const std::map<std::string, std::string>& params, const std::string& key,
                int64_t lo, int64_t hi, int64_t* out);
+// The paging parameters of a list newest first by id: "limit" in
+// [1, limit_max] (default limit_default) and "before" (only ids below it;
+// default all).
+Error PageParams(const std::map<std::string, std::string>& params, int64_t limit_default,
+                 int64_t limit_max, int64_t* limit, int64_t* before);
+// Appends an entry made by `entry` for every row of the bound statement `s`
+// to the array *entries; a failed step is a 500.
+Error ListRows(Stmt& s, const std::function<nlohmann::json(const Stmt&)>& entry,
+               nlohmann::json* entries);
 // Route matching: a "{name}" segment of `pattern` matches any one non-empty
 // segment of `path`, which goes to *name.
 bool MatchRoute(std::string_view pattern, std::string_view path, std::string* name);

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <random>
 
+#include "console/api_test_support.h"
 #include "os/files.h"
 #include "util/temp_dir.h"
 
@@ -14,58 +15,18 @@ namespace {
 
 using nlohmann::json;
 
-class FakeClock final : public os::Clock {
- public:
-  int64_t NowMs() const override { return now_ms; }
-  int64_t WallMs() const override { return now_ms; }
-  std::atomic<int64_t> now_ms{1796205600000};  // 2026-12-02T10:00:00Z
-};
-
-constexpr ScryptParams kFast{10, 8, 1};
+using test_support::kFast;
 constexpr int64_t kTtlS = 600;
 
-class ApiTest : public ::testing::Test {
+class ApiTest : public test_support::ApiFixture {
  protected:
+  ApiTest() : ApiFixture("console-api") {}
+
   void SetUp() override {
-    auto db = Db::Open(dir_ / "console.db");
-    ASSERT_TRUE(db.ok()) << db.status().message();
-    db_ = std::move(*db);
-    bool created = false;
-    ASSERT_TRUE(EnsureInitialAdmin(*db_, dir_ / "admin.password", kFast, clock_.WallMs(), &created).ok());
-    ASSERT_TRUE(created);
-    ASSERT_TRUE(EnsureConsoleHost(*db_, "console-1", "127.0.0.1", clock_.WallMs()).ok());
-    auto pw = os::ReadFile(dir_ / "admin.password", 1024);
-    ASSERT_TRUE(pw.ok());
-    admin_password_ = pw->substr(0, pw->size() - 1);
-    ApiOptions options;
+    ASSERT_NO_FATAL_FAILURE(OpenDb("127.0.0.1"));
+    ApiOptions options = Options();
     options.session_ttl_s = kTtlS;
-    options.clock = &clock_;
-    options.kdf = kFast;
-    options.log = [this](int, const std::string& m) {
-      std::lock_guard<std::mutex> l(log_mu_);
-      log_ += m + "\n";
-    };
     api_ = std::make_unique<Api>(*db_, std::move(options));
-  }
-
-  ApiResponse Call(const std::string& method, const std::string& path, const std::string& token = "",
-                   const std::string& body = "", const std::string& content_type = "application/json",
-                   std::multimap<std::string, std::string> params = {}) {
-    ApiRequest r;
-    r.method = method;
-    r.path = path;
-    r.params = std::move(params);
-    if (!token.empty()) r.authorization = "Bearer " + token;
-    r.body = body;
-    r.content_type = body.empty() ? "" : content_type;
-    r.remote = "127.0.0.1";
-    return api_->Handle(r);
-  }
-
-  std::string Login(const std::string& user, const std::string& password) {
-    ApiResponse r = Call("POST", "/api/v1/sessions", "", json{{"user", user}, {"password", password}}.dump());
-    EXPECT_EQ(r.status, 201) << r.body.dump();
-    return r.body.value("token", "");
   }
 
   // Every row of every table but the audit: what a refused call must not change.
@@ -116,13 +77,6 @@ class ApiTest : public ::testing::Test {
     EXPECT_EQ(AuditRows(), audit_before + (audited ? 1 : 0)) << what;
   }
 
-  TempDir dir_{"console-api"};
-  FakeClock clock_;
-  std::unique_ptr<Db> db_;
-  std::unique_ptr<Api> api_;
-  std::string admin_password_;
-  std::mutex log_mu_;
-  std::string log_;
 };
 
 TEST_F(ApiTest, InitialAdminPasswordFileIsPrivateAndCreatedOnce) {

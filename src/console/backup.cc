@@ -7,6 +7,8 @@
 #include <set>
 #include <vector>
 
+#include "console/password.h"
+
 namespace tandem::console {
 namespace {
 
@@ -73,16 +75,6 @@ std::optional<std::vector<unsigned char>> Unbase64(const std::string& in) {
   if (in.size() >= 2 && in[in.size() - 2] == '=') --len;
   out.resize(len);
   return out;
-}
-
-std::string Hex(const unsigned char* p, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < n; ++i) {
-    s += kDigits[p[i] >> 4];
-    s += kDigits[p[i] & 15];
-  }
-  return s;
 }
 
 std::optional<std::vector<unsigned char>> Unhex(const std::string& s, size_t bytes) {

@@ -50,6 +50,8 @@ struct ConsoleOptions {
   AgentClient* agents = nullptr;
 };
 
+class HttpsServer;
+
 class Console {
  public:
   explicit Console(ConsoleOptions options);
@@ -74,7 +76,6 @@ class Console {
   std::string MetricsText() const { return api_ ? api_->MetricsText() : std::string(); }
 
  private:
-  struct Server;
   void Log(int level, const std::string& m) const {
     if (options_.log) options_.log(level, m);
   }
@@ -85,7 +86,7 @@ class Console {
   std::unique_ptr<Api> api_;
   std::unique_ptr<AgentClient> own_agents_;  // the HTTPS client, unless options_.agents
   std::unique_ptr<Poller> poller_;
-  std::unique_ptr<Server> server_;
+  std::unique_ptr<HttpsServer> server_;
 };
 
 }  // namespace tandem::console

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "console/password.h"
 #include "os/files.h"
 
 namespace tandem::console {
@@ -38,16 +39,6 @@ struct MdCtxFree {
 using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
 using Bio = std::unique_ptr<BIO, BioFree>;
 using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
-
-std::string Hex(const unsigned char* p, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < n; ++i) {
-    out += kDigits[p[i] >> 4];
-    out += kDigits[p[i] & 15];
-  }
-  return out;
-}
 
 Pkey ReadPem(const std::string& pem, bool is_private) {
   Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));

@@ -15,17 +15,6 @@ constexpr size_t kSaltBytes = 16;
 constexpr size_t kKeyBytes = 32;
 constexpr size_t kSaltBytesMax = 64;
 
-std::string Hex(const unsigned char* p, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string s;
-  s.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    s += kDigits[p[i] >> 4];
-    s += kDigits[p[i] & 15];
-  }
-  return s;
-}
-
 bool Unhex(std::string_view s, std::vector<unsigned char>* out) {
   if (s.size() % 2 != 0) return false;
   out->clear();
@@ -141,6 +130,17 @@ Result<bool> VerifyPassword(std::string_view password, std::string_view stored) 
   bool match = CRYPTO_memcmp(got, want.data(), kKeyBytes) == 0;
   OPENSSL_cleanse(got, sizeof got);
   return match;
+}
+
+std::string Hex(const unsigned char* p, size_t n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    s += kDigits[p[i] >> 4];
+    s += kDigits[p[i] & 15];
+  }
+  return s;
 }
 
 Result<std::string> RandomHex(size_t n) {

@@ -40,6 +40,8 @@ Result<std::string> HashPasswordPbkdf2(std::string_view password, int iterations
 // algorithm, parameters out of range, bad hex) is an error, never a match.
 Result<bool> VerifyPassword(std::string_view password, std::string_view stored);
 
+// `n` bytes at `p` as 2n lowercase hex characters.
+std::string Hex(const unsigned char* p, size_t n);
 // `n` random bytes from OpenSSL's CSPRNG, hex-encoded (2n characters).
 Result<std::string> RandomHex(size_t n);
 // A random password of `chars` characters from [A-Za-z0-9] (unbiased).

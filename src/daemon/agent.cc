@@ -1,8 +1,5 @@
 #include "daemon/agent.h"
 
-#include "api/bounded_pool.h"
-#include "api/httplib.h"
-
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -10,7 +7,6 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -29,6 +25,8 @@
 
 #include "api/http.h"
 #include "config/config.h"
+#include "console/https_server.h"
+#include "console/json_body.h"
 #include "console/password.h"
 #include "console/tls.h"
 #include "os/files.h"
@@ -38,11 +36,11 @@ namespace tandem::daemon {
 using console::ApiError;
 using console::ApiRequest;
 using console::ApiResponse;
+using console::JsonTypeName;
 using nlohmann::json;
 
 namespace {
 
-constexpr int kStartWaitPolls = 5000;  // 1 ms each
 constexpr size_t kTransportBodyBytesMax = 4 * kAgentBodyBytesMax;
 constexpr size_t kSmallFileBytesMax = 64 * 1024;
 constexpr int64_t kPollSliceMs = 200;  // stop flag checked at least this often
@@ -106,59 +104,18 @@ std::string Quote(std::string_view s) {
   return out + (s.size() > 80 ? "...\"" : "\"");
 }
 
-std::string TypeName(const json& v) {
-  switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::object: return "an object";
-    case json::value_t::array: return "an array";
-    case json::value_t::string: return "a string";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return "an integer";
-    case json::value_t::number_float: return "a number";
-    default: return "something else";
-  }
-}
-
-// The JSON object body of a POST: known fields only, none twice.
+// The JSON object body of a POST: known fields only, none twice
+// (console/json_body.h).
 Error ParseBody(const ApiRequest& r, std::initializer_list<std::string_view> known, json* out) {
-  if (r.body.size() > kAgentBodyBytesMax) {
-    return Fail(413, "the body is larger than " + std::to_string(kAgentBodyBytesMax) + " bytes");
+  if (auto e = console::ParseJsonBody(r.content_type, r.body, known, kAgentBodyBytesMax, Quote,
+                                      out)) {
+    return Fail(e->status, e->message, e->field);
   }
-  std::string_view ct = r.content_type;
-  if (ct.substr(0, 16) != "application/json" || (ct.size() > 16 && ct[16] != ';')) {
-    return Fail(415, "the body must be JSON (Content-Type: application/json), got " +
-                         (ct.empty() ? std::string("no Content-Type") : Quote(ct)));
-  }
-  std::vector<std::set<std::string>> seen;
-  std::string duplicate;
-  json::parser_callback_t cb = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) seen.emplace_back();
-    if (event == json::parse_event_t::object_end && !seen.empty()) seen.pop_back();
-    if (event == json::parse_event_t::key && !seen.empty() &&
-        !seen.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
-      duplicate = parsed.get<std::string>();
-    }
-    return true;
-  };
-  json body = json::parse(r.body, cb, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return Fail(400, "the body is not valid JSON");
-  if (!body.is_object()) return Fail(400, "the body must be a JSON object, got " + TypeName(body));
-  if (!duplicate.empty()) return Fail(400, "field given more than once", duplicate);
-  for (const auto& [key, value] : body.items()) {
-    if (std::find(known.begin(), known.end(), key) == known.end()) {
-      return Fail(400, "unknown field", key);
-    }
-  }
-  *out = std::move(body);
   return std::nullopt;
 }
 
 Error GetString(const json& body, const std::string& key, std::string* out) {
-  auto it = body.find(key);
-  if (it == body.end()) return Fail(400, "required field is missing", key);
-  if (!it->is_string()) return Fail(400, "must be a string, got " + TypeName(*it), key);
-  *out = it->get<std::string>();
+  if (auto e = console::GetJsonString(body, key, out)) return Fail(e->status, e->message, e->field);
   return std::nullopt;
 }
 
@@ -170,7 +127,9 @@ Error GetInt(const json& body, const std::string& key, bool required, int64_t lo
     return required ? Error(Fail(400, "required field is missing", key)) : std::nullopt;
   }
   const std::string range = "an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
-  if (!it->is_number_integer()) return Fail(400, "must be " + range + ", got " + TypeName(*it), key);
+  if (!it->is_number_integer()) {
+    return Fail(400, "must be " + range + ", got " + JsonTypeName(*it), key);
+  }
   const bool neg = it->is_number_integer() && !it->is_number_unsigned() && it->get<int64_t>() < 0;
   if (neg || (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(hi)) ||
       it->get<int64_t>() < lo || it->get<int64_t>() > hi) {
@@ -322,13 +281,6 @@ bool Exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-void Send(httplib::Response& res, const ApiResponse& r) {
-  res.status = r.status;
-  res.set_header("Cache-Control", "no-store");
-  if (r.status == 401) res.set_header("WWW-Authenticate", "Bearer");
-  res.set_content(r.body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
-                  "application/json");
-}
 
 }  // namespace
 
@@ -508,13 +460,6 @@ json InterfacesJson() { return InterfacesJsonOf(ListInterfaces()); }
 
 // ---- the agent ----
 
-struct Agent::Server {
-  Server(const std::string& cert, const std::string& key) : https(cert.c_str(), key.c_str()) {}
-  httplib::SSLServer https;
-  std::thread thread;
-  int port = 0;
-};
-
 struct Agent::Listener {
   Fd sock;
   std::string nonce;
@@ -541,66 +486,30 @@ Status Agent::Start() {
     Log(1, "agent: generated a self-signed TLS certificate " + cert_file() +
                (fp.ok() ? " (SHA-256 " + *fp + ")" : std::string()));
   }
-  const std::string address = o.listen_host + ":" + std::to_string(o.listen_port);
-  auto server = std::make_unique<Server>(cert_file(), AgentKeyFile(o.state_dir));
-  httplib::SSLServer& s = server->https;
-  if (!s.is_valid()) {
-    return Status::Error("agent: cannot use the TLS certificate " + cert_file() + " and key " +
-                         AgentKeyFile(o.state_dir) +
-                         " (unreadable, not PEM, or not a matching pair)");
-  }
-  SSL_CTX_set_min_proto_version(s.ssl_context(), TLS1_2_VERSION);
-  s.new_task_queue = [] { return new api::BoundedPool(kAgentThreads, kAgentQueueMax); };
-  s.set_read_timeout(kAgentReadTimeoutS, 0);
-  s.set_write_timeout(kAgentReadTimeoutS, 0);
-  s.set_keep_alive_timeout(kAgentKeepAliveS);
-  s.set_payload_max_length(kTransportBodyBytesMax);
-  s.set_socket_options([](int sock) {
-    int yes = 1;
-    (void)setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
-  auto serve = [this](const httplib::Request& req, httplib::Response& res) {
-    ApiRequest r;
-    r.method = req.method;
-    r.path = req.path;
-    for (const auto& [k, v] : req.params) r.params.emplace(k, v);
-    r.authorization = req.get_header_value("Authorization");
-    r.content_type = req.get_header_value("Content-Type");
-    r.body = req.body;
-    r.remote = req.remote_addr;
-    Send(res, Handle(r));
-  };
-  for (auto route : {&httplib::Server::Get, &httplib::Server::Post, &httplib::Server::Put,
-                     &httplib::Server::Delete, &httplib::Server::Patch}) {
-    (s.*route)(".*", serve);
-  }
-  s.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
-    if (!res.body.empty()) return;  // an answer of Handle's own
+  console::HttpsServerOptions https;
+  https.name = "agent";
+  https.cert = cert_file();
+  https.key = AgentKeyFile(o.state_dir);
+  https.host = o.listen_host;
+  https.port = o.listen_port;
+  https.threads = kAgentThreads;
+  https.queue_max = kAgentQueueMax;
+  https.timeout_s = kAgentReadTimeoutS;
+  https.keep_alive_s = kAgentKeepAliveS;
+  https.transport_body_max = kTransportBodyBytesMax;
+  auto on_error = [this](const ApiRequest&, int status) {
     {
       std::lock_guard<std::mutex> l(counters_mu_);
       ++counters_.requests;
-      ++(res.status >= 500 ? counters_.errors : counters_.refused);
+      ++(status >= 500 ? counters_.errors : counters_.refused);
     }
-    Send(res, ApiError(res.status, CodeOf(res.status),
-                       "request refused by the HTTP layer (status " +
-                           std::to_string(res.status) + ")"));
-  });
-  if (o.listen_port == 0) {
-    server->port = s.bind_to_any_port(o.listen_host);
-    if (server->port <= 0) return Status::Error("agent.listen " + address + ": cannot bind");
-  } else {
-    if (!s.bind_to_port(o.listen_host, o.listen_port)) {
-      return Status::Error("agent.listen " + address +
-                           ": cannot bind (address in use or not local?)");
-    }
-    server->port = o.listen_port;
-  }
-  Server* raw = server.get();
-  server->thread = std::thread([raw] { raw->https.listen_after_bind(); });
-  for (int i = 0; i < kStartWaitPolls && !raw->https.is_running(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  server_ = std::move(server);
+    return ApiError(status, CodeOf(status),
+                    "request refused by the HTTP layer (status " + std::to_string(status) + ")");
+  };
+  auto server = console::HttpsServer::Start(
+      https, [this](const ApiRequest& r) { return Handle(r); }, on_error);
+  if (!server.ok()) return server.status();
+  server_ = std::move(server).value();
   auto paired = ReadPairing(o.state_dir);
   std::string state = !paired.ok()        ? paired.status().message()
                       : paired->has_value() ? "paired with console " + (*paired)->console
@@ -610,7 +519,7 @@ Status Agent::Start() {
   return Status::Ok();
 }
 
-uint16_t Agent::port() const { return server_ ? static_cast<uint16_t>(server_->port) : 0; }
+uint16_t Agent::port() const { return server_ ? static_cast<uint16_t>(server_->port()) : 0; }
 
 std::string Agent::url() const {
   return "https://" + options_.listen_host + ":" + std::to_string(port());
@@ -619,8 +528,7 @@ std::string Agent::url() const {
 void Agent::Stop() {
   stopping_ = true;
   if (server_) {
-    server_->https.stop();
-    if (server_->thread.joinable()) server_->thread.join();
+    server_->Stop();
     server_.reset();
   }
   ReapListeners(/*all=*/true);

@@ -41,6 +41,10 @@
 #include "os/clock.h"
 #include "util/status.h"
 
+namespace tandem::console {
+class HttpsServer;
+}  // namespace tandem::console
+
 namespace tandem::daemon {
 
 inline constexpr size_t kAgentThreads = 4;
@@ -167,7 +171,6 @@ class Agent {
   std::string MetricsText() const;
 
  private:
-  struct Server;
   struct Listener;
 
   console::ApiResponse Route(const console::ApiRequest& r);
@@ -183,7 +186,7 @@ class Agent {
   }
 
   AgentOptions options_;
-  std::unique_ptr<Server> server_;
+  std::unique_ptr<console::HttpsServer> server_;
 
   std::mutex pair_mu_;  // one pairing at a time
   std::deque<int64_t> pair_failures_ms_;  // GUARDED_BY(pair_mu_), monotonic

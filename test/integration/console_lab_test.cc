@@ -35,7 +35,7 @@ class ConsoleLabTest : public ::testing::Test {
     ASSERT_FALSE(dir_.empty());
   }
   void TearDown() override {
-    if (up_) (void)lab::Down(dir_);
+    if (up_) (void)lab::Down(dir_ + "/lab");
     if (HasFailure()) std::cerr << LabLogTails(dir_);
     std::filesystem::remove_all(dir_);
   }
@@ -151,14 +151,14 @@ class ConsoleLabTest : public ::testing::Test {
 TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
   lab::LabOptions o = FastLabOptions(dir_ + "/lab");
   o.console = true;
-  o.managed = 2;
+  o.managed = 3;
   auto up = lab::Up(o);
   ASSERT_TRUE(up.ok()) << up.status().message();
   up_ = true;
   lab_ = *up;
   url_ = lab_["api"]["url"];
   cert_ = lab_["api"]["tls_cert"];
-  ASSERT_EQ(lab_["managed_hosts"].size(), 2u);
+  ASSERT_EQ(lab_["managed_hosts"].size(), 3u);
   json all_hosts = lab_["hosts"];
   for (const json& m : lab_["managed_hosts"]) all_hosts.push_back(m);
   for (const json& h : all_hosts) {
@@ -179,6 +179,7 @@ TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
   const json& secondary = lab_["hosts"][1];
   const json& m1 = lab_["managed_hosts"][0];
   const json& m2 = lab_["managed_hosts"][1];
+  const json& m3 = lab_["managed_hosts"][2];
   // The primary runs the console, which recorded itself as lab-primary: its
   // agent takes that name from its facts, and the name is taken. The agent
   // has used its token by then (run `tandemd unpair`, pair again with a name).
@@ -194,7 +195,7 @@ TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
   }
   Answer pp = Pair(primary, "lab-primary-agent");
   ASSERT_EQ(pp.status, 201) << pp.body.dump();
-  for (const json* h : {&secondary, &m1, &m2}) {
+  for (const json* h : {&secondary, &m1, &m2, &m3}) {
     Answer a = Pair(*h);
     ASSERT_EQ(a.status, 201) << a.body.dump();
     EXPECT_EQ(a.body["host"]["name"], (*h)["name"]);
@@ -212,7 +213,7 @@ TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
 
   // The poller's facts: the version, and the HA status of the lab's hosts.
   const json hosts = Call("GET", "/api/v1/hosts", token_).body["hosts"];
-  ASSERT_EQ(hosts.size(), 5u) << hosts.dump();  // the console's own row and the four agents
+  ASSERT_EQ(hosts.size(), 6u) << hosts.dump();  // the console's own row and the five agents
   std::string version;
   for (const json& h : hosts) {
     if (h["role"] == "console") continue;
@@ -226,14 +227,19 @@ TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
     std::map<std::string, std::string> status;
     for (const json& h : st["hosts"]) status[h["name"]] = h["status"];
     return status["lab-primary-agent"] == "Active" && status["lab-secondary"] == "Standby" &&
-           status["lab-managed-1"] == "Unclustered" && status["lab-managed-2"] == "Unclustered";
+           status["lab-managed-1"] == "Unclustered" && status["lab-managed-2"] == "Unclustered" &&
+           status["lab-managed-3"] == "Unclustered";
   })) << Call("GET", "/api/v1/status", token_).body.dump();
   {
     json st = Call("GET", "/api/v1/status", token_).body;
     // The lab's HA pair reports its roles (its cluster is not the console's).
     for (const json& h : st["hosts"]) {
-      if (h["name"] == "lab-primary-agent") EXPECT_EQ(h["cluster_role"], "primary") << h.dump();
-      if (h["name"] == "lab-secondary") EXPECT_EQ(h["cluster_role"], "secondary") << h.dump();
+      if (h["name"] == "lab-primary-agent") {
+        EXPECT_EQ(h["cluster_role"], "primary") << h.dump();
+      }
+      if (h["name"] == "lab-secondary") {
+        EXPECT_EQ(h["cluster_role"], "secondary") << h.dump();
+      }
       if (h["role"] == "managed" && h["name"].get<std::string>().starts_with("lab-managed")) {
         EXPECT_TRUE(h["cluster_role"].is_null()) << h.dump();
       }
@@ -396,9 +402,6 @@ TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
   ExpectRefused("secondary in a cluster", "POST", clusters,
                 create("lab-secondary", "lab-managed-1-secondary", subnet + ".31"), 409,
                 "secondary_in_cluster", "secondary");
-  ExpectRefused("undeployed changes", "POST", clusters,
-                create("lab-secondary", "lab-primary-agent", subnet + ".31"), 409,
-                "undeployed_changes");
   ExpectRefused("license held", "DELETE", "/api/v1/licenses/ha-lab-001", nullptr, 409,
                 "license_in_use");
 
@@ -474,6 +477,19 @@ TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
   EXPECT_TRUE(WaitForFacts("lab-managed-1-secondary", [](const json& h) {
     return h["status"] == "Unclustered";
   })) << Host("lab-managed-1-secondary").dump();
+
+  // ---- disconnecting the secondary (R-CL-5) ----
+  Answer gone = Call("DELETE", path + "/secondary", token_);
+  ASSERT_EQ(gone.status, 200) << gone.body.dump();
+  EXPECT_EQ(gone.body["host"], "lab-managed-2");
+  EXPECT_EQ(gone.body["cluster"]["status"], "Unprotected") << gone.body.dump();
+  EXPECT_EQ(gone.body["cluster"]["ips"]["primary"], m1["address"]);  // the VIP again
+  EXPECT_EQ(gone.body["cluster"]["license"]["id"], "ha-lab-001");
+  ExpectRefused("no secondary", "DELETE", path + "/secondary", nullptr, 409, "no_secondary");
+  // Two free managed hosts whose facts pass every check, but the
+  // configuration is not deployed yet (R-CL-3).
+  ExpectRefused("undeployed changes", "POST", clusters,
+                create("lab-managed-2", "lab-managed-3", subnet + ".31"), 409, "undeployed_changes");
 }
 
 }  // namespace
