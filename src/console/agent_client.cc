@@ -141,10 +141,11 @@ class Call {
     cli.set_keep_alive(false);
     httplib::Headers headers;
     if (!bearer.empty()) headers.emplace("Authorization", "Bearer " + bearer);
-    httplib::Result res = method == "GET"
-                              ? cli.Get(path, headers)
-                              : cli.Post(path, headers, body ? body->dump() : std::string("{}"),
-                                         "application/json");
+    const std::string payload = body ? body->dump() : std::string("{}");
+    httplib::Result res = method == "GET"      ? cli.Get(path, headers)
+                          : method == "DELETE" ? cli.Delete(path, headers)
+                          : method == "PUT"    ? cli.Put(path, headers, payload, "application/json")
+                                               : cli.Post(path, headers, payload, "application/json");
     if (!res) {
       const httplib::Error err = res.error();
       if (pin_.rejected || err == httplib::Error::SSLServerVerification) {
@@ -224,6 +225,19 @@ class HttpsAgentClient : public AgentClient {
     const json body{{"address", address}, {"port", port}, {"nonce", nonce}, {"bytes", bytes}};
     return Call(agent.address, agent.cert_pem, kAgentMeasureTimeoutMs)
         .Run("POST", "/api/v1/agent/measure/run", agent.key, &body);
+  }
+
+  Result<json> Invoke(const AgentEndpoint& agent, const std::string& method, const std::string& path,
+                      const json& body, int64_t timeout_ms) override {
+    if (method != "GET" && method != "POST" && method != "PUT" && method != "DELETE") {
+      return Status::Error("agent " + agent.address + ": unsupported method " + method);
+    }
+    if (!path.starts_with("/api/v1/agent/")) {
+      return Status::Error("agent " + agent.address + ": not an agent path: " + path);
+    }
+    const bool with_body = method == "POST" || method == "PUT";
+    return Call(agent.address, agent.cert_pem, timeout_ms)
+        .Run(method, path, agent.key, with_body ? &body : nullptr);
   }
 };
 

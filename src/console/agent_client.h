@@ -51,6 +51,13 @@ class AgentClient {
   virtual Result<nlohmann::json> MeasureRun(const AgentEndpoint& agent, const std::string& address,
                                             int64_t port, const std::string& nonce,
                                             int64_t bytes) = 0;
+  // Any other call of the agent API: `method` "GET", "POST", "PUT" or
+  // "DELETE", `path` under /api/v1/agent/, `body` a JSON object (ignored for
+  // GET and DELETE). Answer: the agent's JSON object (2xx). Errors as the
+  // other calls' (see AgentUnreachable).
+  virtual Result<nlohmann::json> Invoke(const AgentEndpoint& agent, const std::string& method,
+                                        const std::string& path, const nlohmann::json& body,
+                                        int64_t timeout_ms) = 0;
 };
 
 inline constexpr int64_t kAgentCallTimeoutMs = 5000;    // every call but measure/run

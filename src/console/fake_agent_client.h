@@ -3,6 +3,7 @@
 // every call is recorded. Not thread-safe beyond its mutex-guarded state.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -25,9 +26,15 @@ class FakeAgentClient : public AgentClient {
     bool fail_facts = false;    // true: Facts answers 401 (the agent refused the key)
   };
 
+  // Invoke: a handler per "METHOD /api/v1/agent/path" (called with the
+  // host's entry and the body, under `mu`); a call with no handler answers
+  // "agent ADDR answered 404: no such path".
+  using Handler = std::function<Result<nlohmann::json>(Host&, const nlohmann::json&)>;
+
   std::mutex mu;
   std::map<std::string, Host> hosts;  // by address
-  std::vector<std::string> calls;     // "facts 127.0.0.1:7790", ...
+  std::vector<std::string> calls;     // "facts 127.0.0.1:7790", "PUT /api/v1/agent/x 127.0.0.1:7790", ...
+  std::map<std::string, Handler> handlers;
 
   Result<std::string> FetchCertificate(const std::string& address) override {
     std::lock_guard<std::mutex> l(mu);
@@ -72,6 +79,17 @@ class FakeAgentClient : public AgentClient {
     if (h == nullptr) return Status::Error("agent " + a.address + " unreachable");
     (void)nonce;
     return nlohmann::json{{"rtt_ms", h->rtt_ms}, {"mbps", h->mbps}, {"bytes", bytes}};
+  }
+  Result<nlohmann::json> Invoke(const AgentEndpoint& a, const std::string& method, const std::string& path,
+                                const nlohmann::json& body, int64_t timeout_ms) override {
+    std::lock_guard<std::mutex> l(mu);
+    (void)timeout_ms;
+    calls.push_back(method + " " + path + " " + a.address);
+    Host* h = Authorized(a);
+    if (h == nullptr) return Status::Error("agent " + a.address + " unreachable");
+    auto it = handlers.find(method + " " + path);
+    if (it == handlers.end()) return Status::Error("agent " + a.address + " answered 404: no such path");
+    return it->second(*h, body);
   }
 
  private:

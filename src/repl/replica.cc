@@ -1140,10 +1140,19 @@ void Replica::SendChangeList(const std::map<std::string, std::set<uint64_t>>& li
 void Replica::ResetSyncProgress(uint64_t total_bytes) {
   sync_total_bytes_ = total_bytes;
   sync_done_bytes_ = 0;
-  sync_started_ms_ = tokens_ms_ = clock_.NowMs();
-  tokens_ = 0;
+  sync_started_ms_ = clock_.NowMs();
+  StartTokenBucket();
   writeback_path_.clear();
   writeback_bytes_ = 0;
+}
+
+// The bucket starts with 10 ms worth of tokens (at least two chunks), so a
+// sync sends at once instead of waiting for the first refill tick: a small
+// resync is over in a few ticks, and 10 ms of burst is 1% of a 1 s sync
+// at the configured rate.
+void Replica::StartTokenBucket() {
+  tokens_ms_ = clock_.NowMs();
+  tokens_ = std::max(static_cast<double>(opts_.sync_rate_bytes) / 100.0, 2.0 * kChunkBytes);
 }
 
 Generations Replica::Advertised() const { return full_sync_wanted_ ? Wiped() : gens_; }
@@ -1785,8 +1794,8 @@ Status Replica::StartVerify() {
   auto total = store_.TotalBytes();
   verify_total_bytes_ = total.ok() ? *total : 0;
   verify_done_bytes_ = 0;
-  sync_started_ms_ = tokens_ms_ = clock_.NowMs();
-  tokens_ = 0;
+  sync_started_ms_ = clock_.NowMs();
+  StartTokenBucket();
   SetState(ReplState::kVerifySource);
   Log(kWarn, "online verify begins: " + std::to_string(verify_files_.size()) + " files");
   return Status::Ok();

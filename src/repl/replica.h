@@ -200,6 +200,7 @@ class Replica {
   void BeginSyncSource(bool full);
   void BeginSyncTarget(bool full);
   void ResetSyncProgress(uint64_t total_bytes);
+  void StartTokenBucket();
   // The generations shown to the peer and used in the decision: none while
   // a full sync is wanted (invalidate), so both sides decide a full sync
   // from the peer (rule 2).

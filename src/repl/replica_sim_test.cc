@@ -61,7 +61,8 @@
 // a rename may be uncommitted there (Crash).
 //
 // Seeds: 1..500 by default; TANDEM_SIM_SEEDS=N for more (starting at
-// TANDEM_SIM_FIRST_SEED, default 1); TANDEM_SIM_SEED=S replays one. A
+// TANDEM_SIM_FIRST_SEED, default 1; TANDEM_SIM_PART=k/n runs the k-th of n
+// interleaved parts of them); TANDEM_SIM_SEED=S replays one. A
 // failure prints seed=S, the step and the last events (TANDEM_SIM_TRACE=N
 // keeps N of them and traces every acknowledgement; TANDEM_SIM_WATCH=path
 // traces one store file on both hosts).
@@ -1396,8 +1397,22 @@ void RunSeeds(const std::string& label, SimConfig cfg, uint64_t count) {
   if (const char* one = std::getenv("TANDEM_SIM_SEED"); one != nullptr && *one != '\0') {
     seeds.push_back(std::strtoull(one, nullptr, 0));
   } else {
+    // TANDEM_SIM_PART=k/n runs every n-th seed from the k-th (0-based), so
+    // that n processes share one range (ctest runs the parts side by side).
+    uint64_t part = 0, parts = 1;
+    if (const char* p = std::getenv("TANDEM_SIM_PART"); p != nullptr && *p != '\0') {
+      char* end = nullptr;
+      part = std::strtoull(p, &end, 10);
+      parts = end != nullptr && *end == '/' ? std::strtoull(end + 1, nullptr, 10) : 0;
+      if (parts == 0 || part >= parts) {
+        ADD_FAILURE() << "TANDEM_SIM_PART=" << p << ": expected k/n with 0 <= k < n";
+        return;
+      }
+    }
     uint64_t first = EnvU64("TANDEM_SIM_FIRST_SEED", 1);
-    for (uint64_t s = first; s < first + count; ++s) seeds.push_back(s);
+    for (uint64_t s = first; s < first + count; ++s) {
+      if ((s - first) % parts == part) seeds.push_back(s);
+    }
   }
   SimStats total;
   std::vector<uint64_t> failed;
