@@ -26,6 +26,7 @@ constexpr int64_t kQuietTrimMs = 500;  // no writes this long: trim the activity
 // A sync target hands received data to write-back in slices of this size
 // (and at the end of each file).
 constexpr uint64_t kWritebackSliceBytes = 4u * 1024 * 1024;
+constexpr uint64_t kWritebackRunMin = 1024 * 1024;  // shorter runs get no write-back hint
 // Appends record up to this many chunks ahead of where they write (4 MiB,
 // DRBD's activity-log extent), bounded by the activity log's size.
 constexpr uint64_t kAheadChunksMax = 64;
@@ -1141,6 +1142,7 @@ void Replica::ResetSyncProgress(uint64_t total_bytes) {
   sync_total_bytes_ = total_bytes;
   sync_done_bytes_ = 0;
   sync_started_ms_ = clock_.NowMs();
+  sync_requests_in_ms_ = sync_data_out_ms_ = sync_first_data_ms_ = sync_last_data_ms_ = -1;
   StartTokenBucket();
   writeback_path_.clear();
   writeback_bytes_ = 0;
@@ -1158,10 +1160,6 @@ void Replica::StartTokenBucket() {
 Generations Replica::Advertised() const { return full_sync_wanted_ ? Wiped() : gens_; }
 
 void Replica::BeginSyncTarget(bool full) {
-  if (disk_ != DiskState::kInconsistent && !SetDisk(DiskState::kInconsistent)) return;
-  full_sync_ = full;
-  ResetSyncProgress(0);
-  SetState(ReplState::kSyncTarget);
   std::map<std::string, std::set<uint64_t>> list;
   if (full) {
     auto files = store_.List();
@@ -1173,7 +1171,16 @@ void Replica::BeginSyncTarget(bool full) {
   } else {
     list = changes_.Pinned();
   }
+  // The requests go out before the replica is marked Inconsistent on disk,
+  // so that the source reads and sends while the metadata is flushed here.
+  // Nothing it sends is applied before that flush is done: the data comes
+  // in through the event loop, after this function has returned.
   SendChangeList(list, 0);
+  if (!transport_) return;  // the send failed and disconnected
+  if (disk_ != DiskState::kInconsistent && !SetDisk(DiskState::kInconsistent)) return;
+  full_sync_ = full;
+  ResetSyncProgress(0);
+  SetState(ReplState::kSyncTarget);
 }
 
 void Replica::OnSyncRequest(const SyncRequest& r) {
@@ -1283,6 +1290,7 @@ void Replica::PumpSync() {
   if (sync_work_.empty() && peer_requests_done_ && !sync_sent_done_) {
     if (state_ == ReplState::kSyncSource) {
       sync_sent_done_ = true;
+      sync_data_out_ms_ = clock_.NowMs() - sync_started_ms_;
       SendFrame(FrameType::kSyncDone, SyncDone{sync_done_bytes_, 0});
     } else if (state_ == ReplState::kMerging) {
       sync_sent_done_ = true;
@@ -1314,6 +1322,8 @@ void Replica::OnSyncData(const SyncData& d) {
   }
   counters_.sync_bytes_received += d.data.size();
   sync_done_bytes_ += d.data.size();
+  sync_last_data_ms_ = clock_.NowMs() - sync_started_ms_;
+  if (sync_first_data_ms_ < 0) sync_first_data_ms_ = sync_last_data_ms_;
   if (!d.data.empty()) {
     const bool file_end = d.chunk_index == LastChunk(d.file_size);
     HintWriteback(d.path, d.chunk_index * kChunkBytes, d.data.size(), file_end);
@@ -1331,14 +1341,22 @@ void Replica::HintWriteback(const std::string& path, uint64_t offset, uint64_t l
                             bool file_end) {
   if (!opts_.start_writeback) return;
   if (writeback_bytes_ > 0 && (path != writeback_path_ || offset != writeback_from_ + writeback_bytes_)) {
-    FlushWritebackHint();
+    // A run that ends before a slice is full: scattered chunks (a resync)
+    // are not worth a hint each (a job on the I/O pool per chunk); the
+    // final commit flushes them. Long runs were hinted slice by slice.
+    if (writeback_bytes_ >= kWritebackRunMin) FlushWritebackHint();
+    writeback_bytes_ = 0;
   }
   if (writeback_bytes_ == 0) {
     writeback_path_ = path;
     writeback_from_ = offset;
   }
   writeback_bytes_ += length;
-  if (file_end || writeback_bytes_ >= kWritebackSliceBytes) FlushWritebackHint();
+  if (writeback_bytes_ >= kWritebackSliceBytes || (file_end && writeback_bytes_ >= kWritebackRunMin)) {
+    FlushWritebackHint();
+  } else if (file_end) {
+    writeback_bytes_ = 0;
+  }
 }
 
 void Replica::FlushWritebackHint() {
@@ -1353,6 +1371,7 @@ void Replica::OnSyncDone(const SyncDone& d) {
     case ReplState::kSyncSource:
       if (!peer_requests_done_) {
         peer_requests_done_ = true;
+        sync_requests_in_ms_ = clock_.NowMs() - sync_started_ms_;
       } else if (sync_sent_done_) {
         FinishSyncSource();
       } else {
@@ -1441,7 +1460,9 @@ void Replica::FinishSyncTarget() {
   counters_.syncs_completed++;
   int64_t took = clock_.NowMs() - sync_started_ms_;
   last_sync_ = "received " + std::to_string(sync_done_bytes_) + " bytes in " +
-               std::to_string(took) + " ms (final commit " + std::to_string(commit_ms) +
+               std::to_string(took) + " ms (data from +" + std::to_string(sync_first_data_ms_) +
+               " to +" + std::to_string(sync_last_data_ms_) + " ms, final commit " +
+               std::to_string(commit_ms) +
                " ms, then metadata " + std::to_string(clock_.NowMs() - commit_from_ms - commit_ms) +
                " ms)";
   Log(kWarn, "sync from " + PeerName() + " finished: " + last_sync_ + "; generations " +
@@ -1472,7 +1493,9 @@ void Replica::FinishSyncSource() {
   }
   counters_.syncs_completed++;
   int64_t took = clock_.NowMs() - sync_started_ms_;
-  last_sync_ = "sent " + std::to_string(sync_done_bytes_) + " bytes in " + std::to_string(took) + " ms";
+  last_sync_ = "sent " + std::to_string(sync_done_bytes_) + " bytes in " + std::to_string(took) +
+               " ms (requests in by +" + std::to_string(sync_requests_in_ms_) + " ms, data out by +" +
+               std::to_string(sync_data_out_ms_) + " ms)";
   Log(kWarn, "sync to " + PeerName() + " finished: " + last_sync_ + "; generations " +
                  ToString(gens_));
   peer_->gen_current = gens_.current;

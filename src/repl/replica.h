@@ -317,6 +317,11 @@ class Replica {
   uint64_t sync_total_bytes_ = 0, sync_done_bytes_ = 0;
   int64_t sync_started_ms_ = 0;
   double tokens_ = 0;
+  // Milestones of the current sync, ms after sync_started_ms_ (-1: not
+  // yet), reported in last_sync_: source, the target's requests all in and
+  // the last data sent; target, the first and the last data received.
+  int64_t sync_requests_in_ms_ = -1, sync_data_out_ms_ = -1;
+  int64_t sync_first_data_ms_ = -1, sync_last_data_ms_ = -1;
   int64_t tokens_ms_ = 0;
   std::map<std::string, std::set<uint64_t>> peer_changes_;  // split brain: the peer's list
   uint64_t peer_flags_ = 0;

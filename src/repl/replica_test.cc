@@ -836,6 +836,19 @@ TEST(ReplicaRealDiskTest, GroupCommitOnAnIoPoolAndASyncWithWritebackHints) {
   auto b = Snapshot(fs, pair.opts(1).store_dir);
   EXPECT_EQ(a.size(), 19u);
   EXPECT_TRUE(a == b);
+
+  // A resync of scattered chunks gives no hints (one pool job per chunk
+  // would cost more than it saves; the final commit flushes them).
+  pair.Cut();
+  uint64_t before = hinted.load();
+  for (int f = 0; f < 3; ++f) {
+    WriteSync(pair, 0, WriteAtOp("pre/" + std::to_string(f), uint64_t{1} << 20, std::vector<uint8_t>(64 << 10, 'x')));
+  }
+  pair.Connect();
+  pair.Run();
+  ASSERT_EQ(pair.r(1).state(), ReplState::kEstablished);
+  EXPECT_EQ(hinted.load(), before);
+  EXPECT_TRUE(Snapshot(fs, pair.opts(0).store_dir) == Snapshot(fs, pair.opts(1).store_dir));
 }
 
 }  // namespace
