@@ -9,7 +9,12 @@
 //     volume-socket connection with one request in flight, each to its own
 //     file), replicated and on the same primary with its peer stopped;
 //  4. resync after changing 1% of the store vs the full sync;
-//  5. peak RSS (VmHWM) of both tandemd.
+//  5. peak RSS (VmHWM) of both tandemd;
+//  6. the disk's own capacity for the write pattern of 3, without Tandem:
+//     N threads each appending 4 KiB to its own file with fdatasync, for
+//     N = 1, 16 and 32 (32 = both hosts' 16 writers at once: in this lab
+//     the two replicas share one disk, which bounds the replicated/local
+//     ratio of 3 by fsyncs_per_s(32) / (2 * fsyncs_per_s(16))).
 // Every figure is measured in the run; every wait is bounded; the lab is
 // stopped (lab::Down) on every path, and the bulky store data removed.
 #include <fcntl.h>
@@ -661,6 +666,67 @@ Result<json> Bench::TimedSync(uint64_t expect_bytes, bool sample_disk) {
 // Changes 1% of the store's bytes through the volume: write_at of 64 KiB of
 // new random data at distinct random 64 KiB-aligned offsets of the fill's
 // files (the secondary is stopped: the primary records them for the resync).
+// `threads` threads, each appending 4 KiB blocks with fdatasync to its own
+// new file under `dir`, for `seconds`: fdatasyncs per second in all.
+static Result<double> FlushRate(const std::string& dir, int threads, double seconds) {
+  std::vector<uint64_t> counts(static_cast<size_t>(threads), 0);
+  std::vector<std::string> errors(static_cast<size_t>(threads));
+  const double end = SteadyNowS() + seconds;
+  std::vector<std::thread> ts;
+  for (int i = 0; i < threads; ++i) {
+    ts.emplace_back([&, i] {
+      std::string path = dir + "/f" + std::to_string(threads) + "-" + std::to_string(i);
+      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+      if (fd < 0) {
+        errors[static_cast<size_t>(i)] = path + ": " + std::strerror(errno);
+        return;
+      }
+      std::vector<char> block(4096, static_cast<char>('a' + i % 26));
+      while (SteadyNowS() < end) {
+        if (::write(fd, block.data(), block.size()) != static_cast<ssize_t>(block.size()) || ::fdatasync(fd) != 0) {
+          errors[static_cast<size_t>(i)] = path + ": " + std::strerror(errno);
+          break;
+        }
+        counts[static_cast<size_t>(i)]++;
+      }
+      ::close(fd);
+    });
+  }
+  for (auto& t : ts) t.join();
+  for (const std::string& e : errors) {
+    if (!e.empty()) return Status::Error("disk flush capacity: " + e);
+  }
+  uint64_t total = 0;
+  for (uint64_t c : counts) total += c;
+  return static_cast<double>(total) / seconds;
+}
+
+static Result<json> DiskFlushCapacity(const std::string& dir, double seconds) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::Error("disk flush capacity: " + dir + ": " + ec.message());
+  json r = {{"how", "N threads, each appending 4 KiB + fdatasync to its own file in the lab directory, " +
+                        std::to_string(static_cast<int>(seconds * 1000)) + " ms each; no Tandem"},
+            {"seconds_each", seconds}};
+  std::map<int, double> rate;
+  for (int n : {1, 16, 32}) {
+    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
+    auto x = FlushRate(dir, n, seconds);
+    if (!x.ok()) {
+      fs::remove_all(dir, ec);
+      return x.status();
+    }
+    rate[n] = *x;
+    r["threads_" + std::to_string(n) + "_fsyncs_per_s"] = RoundTo(*x, 0);
+  }
+  fs::remove_all(dir, ec);
+  r["shared_disk_bound_16_writers"] = RoundTo(rate[32] / std::max(1.0, 2.0 * rate[16]), 3);
+  r["bound_how"] = "both replicas share this disk: 16 writers on each host need the flushes of 32 "
+                   "files at once, so replicated/local at 16 writers cannot exceed "
+                   "fsyncs_per_s(32) / (2 * fsyncs_per_s(16)) here; on two hosts each has its own disk";
+  return r;
+}
+
 Result<json> Bench::ChangeOnePercent() {
   uint64_t chunks_per_file = kFileBytes / kChunk;  // whole chunks only
   uint64_t total_chunks = chunks_per_file * fill_files_.size();
@@ -1024,6 +1090,13 @@ Result<json> Bench::Run() {
     TANDEM_RETURN_IF_ERROR(WaitPeerGone());
   }
   Settle();
+
+  // ---- 6. The disk's flush capacity for that pattern (no Tandem).
+  {
+    auto cap = DiskFlushCapacity(p_.dir + "/fsync-capacity", o_.quick ? 1.0 : 2.0);
+    if (!cap.ok()) return cap.status();
+    out["disk_fsync_capacity"] = *cap;
+  }
 
   // ---- 2. Rate limit at 100 MB/s (full sync of a new disk again).
   {
