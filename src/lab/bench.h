@@ -58,6 +58,37 @@ class BenchSignalScope {
   Saved* saved_;
 };
 bool BenchInterruptRequested();
+
+// A host of a benchmark's two-host lab (bench_repl.cc, bench_ingest.cc):
+// stopped and started again by the benchmark, its peak RSS noted over its
+// incarnations.
+struct BenchHost {
+  std::string which;  // "primary" | "secondary"
+  std::string dir, config, control, volume, store, meta;
+  int pid = 0;
+  int64_t peak_rss_kib = 0;  // the largest over its incarnations
+};
+
+inline constexpr int64_t kBenchStatusTimeoutMs = 2000;  // one control-socket call
+inline constexpr int64_t kBenchStopWaitMs = 15000;      // SIGTERM, then SIGKILL
+inline constexpr int64_t kBenchPollMs = 20;
+
+// Notes the host's current peak RSS (VmHWM) into peak_rss_kib.
+void NoteRss(BenchHost& h);
+// The host's `status` answer / its "replication" object.
+Result<nlohmann::json> HostStatus(const BenchHost& h);
+Result<nlohmann::json> HostReplication(const BenchHost& h);
+// Both replicas Established and UpToDate with the same generations.
+bool ReplicasInSync(const nlohmann::json& a, const nlohmann::json& b);
+// Waits (polling, at most `ms`) until the two hosts are in sync / until the
+// primary no longer sees its peer. Stops early on SIGINT (BenchInterrupted).
+Status WaitInSync(const BenchHost& p, const BenchHost& s, int64_t ms);
+Status WaitPeerGone(const BenchHost& p, int64_t ms);
+// SIGTERM (SIGKILL after kBenchStopWaitMs: an error), then the pid is
+// cleared in the lab's lab.json so that `lab down` never signals a reused
+// pid. / `tandem lab start` of the host.
+Status StopBenchHost(const std::string& lab_dir, BenchHost& h);
+Status StartBenchHost(const std::string& lab_dir, BenchHost& h);
 // An error once SIGINT/SIGTERM arrived, else Ok.
 Status BenchInterrupted();
 

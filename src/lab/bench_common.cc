@@ -1,6 +1,7 @@
 // Helpers shared by the benchmarks (lab/bench.h): clocks, latency statistics,
 // peak memory, the machine's description and waiting for a settled lab.
 #include <signal.h>
+#include <sys/wait.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -17,6 +18,8 @@
 
 #include "api/control.h"
 #include "lab/bench.h"
+#include "lab/lab.h"
+#include "os/files.h"
 
 namespace tandem::lab {
 
@@ -186,6 +189,93 @@ int WaitActiveStandby(const json& lab, int64_t ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return -1;
+}
+
+// ---- Lab hosts of the benchmarks ----
+
+void NoteRss(BenchHost& h) {
+  if (h.pid > 0) h.peak_rss_kib = std::max(h.peak_rss_kib, PeakRssKib(h.pid));
+}
+
+Result<nlohmann::json> HostStatus(const BenchHost& h) {
+  auto r = api::Call(h.control, nlohmann::json{{"cmd", "status"}}, kBenchStatusTimeoutMs);
+  if (!r.ok()) return r.status();
+  if (!r->value("ok", false)) return Status::Error(h.which + ": status: " + r->value("error", "?"));
+  return *r;
+}
+
+Result<nlohmann::json> HostReplication(const BenchHost& h) {
+  auto r = HostStatus(h);
+  if (!r.ok()) return r.status();
+  if (!r->contains("replication") || !(*r)["replication"].is_object()) {
+    return Status::Error(h.which + ": the status has no replication object");
+  }
+  return (*r)["replication"];
+}
+
+bool ReplicasInSync(const nlohmann::json& a, const nlohmann::json& b) {
+  return a.value("replication", "") == "Established" && b.value("replication", "") == "Established" &&
+         a.value("disk", "") == "UpToDate" && b.value("disk", "") == "UpToDate" &&
+         a.value("generations", "") == b.value("generations", "");
+}
+
+Status WaitInSync(const BenchHost& p, const BenchHost& s, int64_t ms) {
+  nlohmann::json last_a, last_b;
+  for (double end = SteadyNowS() + static_cast<double>(ms) / 1000.0; SteadyNowS() < end;) {
+    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
+    auto a = HostReplication(p), b = HostReplication(s);
+    if (a.ok() && b.ok()) {
+      if (ReplicasInSync(*a, *b)) return Status::Ok();
+      last_a = *a;
+      last_b = *b;
+    }
+    SleepMs(kBenchPollMs);
+  }
+  return Status::Error("the hosts did not get in sync within " + std::to_string(ms) +
+                       " ms; primary: " + last_a.dump() + " secondary: " + last_b.dump());
+}
+
+Status WaitPeerGone(const BenchHost& p, int64_t ms) {
+  for (double end = SteadyNowS() + static_cast<double>(ms) / 1000.0; SteadyNowS() < end;) {
+    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
+    auto a = HostReplication(p);
+    if (a.ok() && !(*a)["peer"].value("connected", true) && !a->value("protected", true)) {
+      return Status::Ok();
+    }
+    SleepMs(kBenchPollMs);
+  }
+  return Status::Error("the primary still sees its peer connected after the secondary stopped");
+}
+
+Status StopBenchHost(const std::string& lab_dir, BenchHost& h) {
+  if (h.pid <= 0) return Status::Ok();
+  NoteRss(h);
+  ::kill(h.pid, SIGTERM);
+  double end = SteadyNowS() + static_cast<double>(kBenchStopWaitMs) / 1000.0;
+  for (;;) {
+    int ws = 0;
+    pid_t r = ::waitpid(h.pid, &ws, WNOHANG);
+    if (r == h.pid || (r < 0 && errno == ECHILD && ::kill(h.pid, 0) != 0)) break;
+    if (SteadyNowS() > end) {
+      ::kill(h.pid, SIGKILL);
+      ::waitpid(h.pid, &ws, 0);
+      h.pid = 0;
+      return Status::Error(h.which + " tandemd ignored SIGTERM (killed); see " + h.dir + "/tandemd.log");
+    }
+    SleepMs(5);
+  }
+  h.pid = 0;
+  auto lab = Describe(lab_dir);
+  if (!lab.ok()) return lab.status();
+  (*lab)["hosts"][h.which == "primary" ? 0 : 1]["pid"] = 0;
+  return os::WriteFileAtomic(lab_dir + "/lab.json", lab->dump(2) + "\n", 0644);
+}
+
+Status StartBenchHost(const std::string& lab_dir, BenchHost& h) {
+  auto pid = StartHost(lab_dir, h.which);
+  if (!pid.ok()) return pid.status().Prefix("starting " + h.which + ": ");
+  h.pid = *pid;
+  return Status::Ok();
 }
 
 }  // namespace tandem::lab

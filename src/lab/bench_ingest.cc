@@ -62,9 +62,7 @@ namespace {
 constexpr size_t kMessageBytes = 256;             // every message, without framing
 constexpr size_t kRelpWindow = 1024;              // RELP transactions in flight
 constexpr int64_t kPollMs = 20;                   // polling the targets' counts
-constexpr int64_t kStatusTimeoutMs = 2000;        // one control-socket call
 constexpr int64_t kSearchTimeoutMs = 120000;      // one search
-constexpr int64_t kStopWaitMs = 15000;            // SIGTERM, then SIGKILL
 constexpr int64_t kSettleMs = 120000;             // in sync / peer gone
 constexpr int kSocketTimeoutS = 30;               // one blocked send/recv
 constexpr double kIdleEndS = 3.0;                 // no progress this long: the run is over
@@ -687,11 +685,7 @@ class Rsyslog {
 
 // ---- The lab ---------------------------------------------------------------
 
-struct Host {
-  std::string which, dir, config, control;
-  int pid = 0;
-  int64_t peak_rss_kib = 0;
-};
+using Host = BenchHost;
 
 class Bench {
  public:
@@ -702,13 +696,6 @@ class Bench {
 
  private:
   Status Setup();
-  Result<json> Status_(const Host& h);
-  Result<json> Repl(const Host& h);
-  Status WaitInSync();
-  Status WaitPeerGone();
-  Status StopHost(Host& h);
-  Status StartHost(Host& h);
-  void NoteRss(Host& h);
   Target TandemTarget(const std::string& name);
   Result<json> SearchSuite();
   Result<json> StreamSuite();
@@ -724,82 +711,6 @@ class Bench {
   Messages messages_{0};
   Rsyslog rsyslog_;
 };
-
-Result<json> Bench::Status_(const Host& h) {
-  auto r = api::Call(h.control, json{{"cmd", "status"}}, kStatusTimeoutMs);
-  if (!r.ok()) return r.status();
-  if (!r->value("ok", false)) return Status::Error(h.which + ": status: " + r->value("error", "?"));
-  return *r;
-}
-
-Result<json> Bench::Repl(const Host& h) {
-  auto r = Status_(h);
-  if (!r.ok()) return r.status();
-  if (!(*r)["replication"].is_object()) return Status::Error(h.which + ": no replication status");
-  return (*r)["replication"];
-}
-
-Status Bench::WaitInSync() {
-  json a, b;
-  for (double end = SteadyNowS() + kSettleMs / 1000.0; SteadyNowS() < end; SleepMs(kPollMs)) {
-    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
-    auto ra = Repl(p_), rb = Repl(s_);
-    if (!ra.ok() || !rb.ok()) continue;
-    a = *ra;
-    b = *rb;
-    if (a.value("replication", "") == "Established" && b.value("replication", "") == "Established" &&
-        a.value("disk", "") == "UpToDate" && b.value("disk", "") == "UpToDate" &&
-        a.value("generations", "") == b.value("generations", "")) {
-      return Status::Ok();
-    }
-  }
-  return Status::Error("the hosts did not get in sync; primary: " + a.dump() + " secondary: " + b.dump());
-}
-
-Status Bench::WaitPeerGone() {
-  for (double end = SteadyNowS() + kSettleMs / 1000.0; SteadyNowS() < end; SleepMs(kPollMs)) {
-    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
-    auto a = Repl(p_);
-    if (a.ok() && !(*a)["peer"].value("connected", true) && !a->value("protected", true)) return Status::Ok();
-  }
-  return Status::Error("the primary still sees its peer after the secondary stopped");
-}
-
-void Bench::NoteRss(Host& h) {
-  if (h.pid > 0) h.peak_rss_kib = std::max(h.peak_rss_kib, ProcStatusKib(h.pid, "VmHWM:"));
-}
-
-Status Bench::StopHost(Host& h) {
-  if (h.pid <= 0) return Status::Ok();
-  NoteRss(h);
-  ::kill(h.pid, SIGTERM);
-  double end = SteadyNowS() + kStopWaitMs / 1000.0;
-  for (;;) {
-    int ws = 0;
-    pid_t r = ::waitpid(h.pid, &ws, WNOHANG);
-    if (r == h.pid || (r < 0 && errno == ECHILD && ::kill(h.pid, 0) != 0)) break;
-    if (SteadyNowS() > end) {
-      ::kill(h.pid, SIGKILL);
-      ::waitpid(h.pid, &ws, 0);
-      h.pid = 0;
-      return Status::Error(h.which + " tandemd ignored SIGTERM (killed); see " + h.dir + "/tandemd.log");
-    }
-    SleepMs(5);
-  }
-  h.pid = 0;
-  // lab.json keeps no stale pid: `lab down` must never signal a reused one.
-  auto lab = Describe(o_.dir);
-  if (!lab.ok()) return lab.status();
-  (*lab)["hosts"][h.which == "primary" ? 0 : 1]["pid"] = 0;
-  return os::WriteFileAtomic(o_.dir + "/lab.json", lab->dump(2) + "\n", 0644);
-}
-
-Status Bench::StartHost(Host& h) {
-  auto pid = lab::StartHost(o_.dir, h.which);
-  if (!pid.ok()) return pid.status().Prefix("starting " + h.which + ": ");
-  h.pid = *pid;
-  return Status::Ok();
-}
 
 Status Bench::Setup() {
   if (::access("/usr/sbin/rsyslogd", X_OK) != 0 || FindModule("imrelp").empty()) {
@@ -836,14 +747,14 @@ Status Bench::Setup() {
   // The collector runs on the active host (the primary) once it took over.
   for (double end = SteadyNowS() + 30; ; SleepMs(50)) {
     TANDEM_RETURN_IF_ERROR(BenchInterrupted());
-    auto st = Status_(p_);
+    auto st = HostStatus(p_);
     if (st.ok() && (*st)["collector"].is_object() && (*st)["collector"].value("running", false)) break;
     if (SteadyNowS() > end) {
       return Status::Error("the primary's collector is not running: " + (st.ok() ? (*st)["collector"].dump()
                                                                                    : st.status().message()));
     }
   }
-  return WaitInSync();
+  return WaitInSync(p_, s_, kSettleMs);
 }
 
 Target Bench::TandemTarget(const std::string& name) {
@@ -855,7 +766,7 @@ Target Bench::TandemTarget(const std::string& name) {
   t.relp = relp_;
   t.pid = p_.pid;
   t.count = [this](const std::string&) -> Result<uint64_t> {
-    auto st = Status_(p_);
+    auto st = HostStatus(p_);
     if (!st.ok()) return st.status();
     const json& c = (*st)["collector"];
     if (!c.is_object() || !c.value("running", false)) return Status::Error("the collector is not running: " + c.dump());
@@ -1016,22 +927,22 @@ Result<json> Bench::StreamSuite() {
     loads.push_back(LoadAverage());
     // Tandem replicated, then the primary alone, then rsyslog both ways:
     // back to back, so every target sees the same machine.
-    TANDEM_RETURN_IF_ERROR(WaitInSync());
+    TANDEM_RETURN_IF_ERROR(WaitInSync(p_, s_, kSettleMs));
     auto a = StreamPair(TandemTarget("tandem_replicated"), n);
     if (!a.ok()) return a.status();
     {
-      auto st = Repl(p_);
+      auto st = HostReplication(p_);
       if (!st.ok()) return st.status();
       if (!st->value("protected", false)) return Status::Error("replicated runs: the primary lost its peer");
     }
     runs["tandem_replicated"].push_back(*a);
-    TANDEM_RETURN_IF_ERROR(StopHost(s_));
-    TANDEM_RETURN_IF_ERROR(WaitPeerGone());
+    TANDEM_RETURN_IF_ERROR(StopBenchHost(o_.dir, s_));
+    TANDEM_RETURN_IF_ERROR(WaitPeerGone(p_, kSettleMs));
     auto b = StreamPair(TandemTarget("tandem_single"), n);
     if (!b.ok()) return b.status();
     runs["tandem_single"].push_back(*b);
     NoteRss(p_);
-    TANDEM_RETURN_IF_ERROR(StartHost(s_));
+    TANDEM_RETURN_IF_ERROR(StartBenchHost(o_.dir, s_));
     for (bool synced : {false, true}) {
       TANDEM_RETURN_IF_ERROR(rsyslog_.Start(o_.dir + "/rsyslog", synced));
       auto c = StreamPair(rsyslog_.AsTarget(), n);
@@ -1105,7 +1016,7 @@ Result<json> Bench::UdpSuite() {
       if ((*r)["lost"].get<uint64_t>() == 0) best = std::max(best, rate);
     }
     TANDEM_RETURN_IF_ERROR(rsyslog_.Stop());
-    TANDEM_RETURN_IF_ERROR(WaitInSync());
+    TANDEM_RETURN_IF_ERROR(WaitInSync(p_, s_, kSettleMs));
     json tr = json::array();
     uint64_t loss_at_best = 0;
     for (double rate : rates) {
@@ -1152,7 +1063,7 @@ Result<json> Bench::Run() {
 
   // Bytes per event as the collector stored the ingest (its own counters).
   {
-    auto st = Status_(p_);
+    auto st = HostStatus(p_);
     if (!st.ok()) return st.status();
     const json& s = (*st)["collector"]["store"];
     uint64_t b = s.value("bytes_written", uint64_t{0}), r = s.value("records_written", uint64_t{0});
@@ -1169,7 +1080,7 @@ Result<json> Bench::Run() {
   NoteRss(p_);
   const double after_ingest_mib = static_cast<double>(p_.peak_rss_kib) / 1024.0;
   load["before_search"] = LoadAverage();
-  TANDEM_RETURN_IF_ERROR(WaitInSync());
+  TANDEM_RETURN_IF_ERROR(WaitInSync(p_, s_, kSettleMs));
   auto search = SearchSuite();
   if (!search.ok()) return search.status();
   out["search"] = *search;

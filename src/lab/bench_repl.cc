@@ -61,8 +61,6 @@ constexpr uint64_t kMB = 1000 * 1000;             // MB/s as in sync_rate_mb
 constexpr uint64_t kChunk = 64 * 1024;            // the replication chunk (repl/frame.h)
 constexpr uint64_t kFileBytes = 8 * kMB;          // size of each store file of the fill
 constexpr int64_t kPollMs = 20;                   // status polling while waiting
-constexpr int64_t kStatusTimeoutMs = 2000;        // one control-socket call
-constexpr int64_t kStopWaitMs = 15000;            // SIGTERM, then SIGKILL
 constexpr int kSocketTimeoutS = 30;               // one volume request
 constexpr int64_t kSettleMs = 60000;              // in sync / peer gone
 constexpr int64_t kSnapshotSettleMs = 300;        // the daemon's status snapshot is <= 200 ms old
@@ -274,12 +272,7 @@ Result<int> WaitChild(pid_t pid, double timeout_s, const std::string& what) {
   }
 }
 
-struct Host {
-  std::string which;  // "primary" | "secondary"
-  std::string dir, config, control, volume, store, meta;
-  int pid = 0;
-  int64_t peak_rss_kib = 0;  // the largest over its incarnations
-};
+using Host = BenchHost;
 
 class Bench {
  public:
@@ -292,12 +285,6 @@ class Bench {
 
  private:
   Status Setup();
-  Result<json> Repl(const Host& h);
-  static bool InSync(const json& a, const json& b);
-  Status WaitInSync(int64_t ms);
-  Status WaitPeerGone();
-  Status StopHost(Host& h);
-  Status StartHost(Host& h);
   Status Wipe(Host& h);
   Result<json> Fill(const std::string& prefix, int files, uint64_t bytes_per_file, uint64_t seed);
   Result<json> CopyBaseline();
@@ -308,9 +295,6 @@ class Bench {
   Result<json> WriteSuite();
   Status EnsureSecondaryUp();
   void Settle();
-  void NoteRss(Host& h) {
-    if (h.pid > 0) h.peak_rss_kib = std::max(h.peak_rss_kib, PeakRssKib(h.pid));
-  }
 
   ReplBenchOptions o_;
   std::mt19937_64 rng_;
@@ -320,83 +304,6 @@ class Bench {
   std::vector<std::string> fill_files_;
   bool lab_up_ = false;
 };
-
-Result<json> Bench::Repl(const Host& h) {
-  auto r = api::Call(h.control, json{{"cmd", "status"}}, kStatusTimeoutMs);
-  if (!r.ok()) return r.status();
-  if (!r->contains("replication") || !(*r)["replication"].is_object()) {
-    return Status::Error(h.which + ": the status has no replication object");
-  }
-  return (*r)["replication"];
-}
-
-bool Bench::InSync(const json& a, const json& b) {
-  return a.value("replication", "") == "Established" && b.value("replication", "") == "Established" &&
-         a.value("disk", "") == "UpToDate" && b.value("disk", "") == "UpToDate" &&
-         a.value("generations", "") == b.value("generations", "");
-}
-
-Status Bench::WaitInSync(int64_t ms) {
-  json last_a, last_b;
-  for (double end = SteadyNowS() + static_cast<double>(ms) / 1000.0; SteadyNowS() < end;) {
-    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
-    auto a = Repl(p_), b = Repl(s_);
-    if (a.ok() && b.ok()) {
-      if (InSync(*a, *b)) return Status::Ok();
-      last_a = *a;
-      last_b = *b;
-    }
-    SleepMs(kPollMs);
-  }
-  return Status::Error("the hosts did not get in sync within " + std::to_string(ms) +
-                       " ms; primary: " + last_a.dump() + " secondary: " + last_b.dump());
-}
-
-Status Bench::WaitPeerGone() {
-  for (double end = SteadyNowS() + static_cast<double>(kSettleMs) / 1000.0; SteadyNowS() < end;) {
-    TANDEM_RETURN_IF_ERROR(BenchInterrupted());
-    auto a = Repl(p_);
-    if (a.ok() && !(*a)["peer"].value("connected", true) && !(*a).value("protected", true)) {
-      return Status::Ok();
-    }
-    SleepMs(kPollMs);
-  }
-  return Status::Error("the primary still sees its peer connected after the secondary stopped");
-}
-
-Status Bench::StopHost(Host& h) {
-  if (h.pid <= 0) return Status::Ok();
-  NoteRss(h);
-  ::kill(h.pid, SIGTERM);
-  double end = SteadyNowS() + static_cast<double>(kStopWaitMs) / 1000.0;
-  for (;;) {
-    int ws = 0;
-    pid_t r = ::waitpid(h.pid, &ws, WNOHANG);
-    if (r == h.pid || (r < 0 && errno == ECHILD && ::kill(h.pid, 0) != 0)) break;
-    if (SteadyNowS() > end) {
-      ::kill(h.pid, SIGKILL);
-      ::waitpid(h.pid, &ws, 0);
-      h.pid = 0;
-      return Status::Error(h.which + " tandemd ignored SIGTERM for " + std::to_string(kStopWaitMs) +
-                           " ms (killed); see " + h.dir + "/tandemd.log");
-    }
-    SleepMs(5);
-  }
-  h.pid = 0;
-  // lab.json keeps no stale pid: `lab down` must never signal a process
-  // that reused it.
-  auto lab = Describe(o_.dir);
-  if (!lab.ok()) return lab.status();
-  (*lab)["hosts"][h.which == "primary" ? 0 : 1]["pid"] = 0;
-  return os::WriteFileAtomic(o_.dir + "/lab.json", lab->dump(2) + "\n", 0644);
-}
-
-Status Bench::StartHost(Host& h) {
-  auto pid = lab::StartHost(o_.dir, h.which);
-  if (!pid.ok()) return pid.status().Prefix("starting " + h.which + ": ");
-  h.pid = *pid;
-  return Status::Ok();
-}
 
 // A new disk: the store and the replica's metadata (generations, journal).
 Status Bench::Wipe(Host& h) {
@@ -551,7 +458,7 @@ Result<json> Bench::CopyBaseline() {
 // `sample_disk`: also follow the bytes allocated in the secondary's store
 // directory, for a steady-state rate seen from outside the daemons.
 Result<json> Bench::TimedSync(uint64_t expect_bytes, bool sample_disk) {
-  auto before = Repl(p_);
+  auto before = HostReplication(p_);
   if (!before.ok()) return before.status();
   uint64_t sent0 = (*before)["counters"].value("sync_bytes_sent", uint64_t{0});
   uint64_t syncs0 = (*before)["counters"].value("syncs_completed", uint64_t{0});
@@ -563,7 +470,7 @@ Result<json> Bench::TimedSync(uint64_t expect_bytes, bool sample_disk) {
   double timeout_s = 120.0 + static_cast<double>(expect_bytes) / (10.0 * kMB);
   double p_cpu0 = CpuSeconds(p_.pid);
   double t0 = SteadyNowS();
-  TANDEM_RETURN_IF_ERROR(StartHost(s_));
+  TANDEM_RETURN_IF_ERROR(StartBenchHost(o_.dir, s_));
   json a, b;
   for (;;) {
     TANDEM_RETURN_IF_ERROR(BenchInterrupted());
@@ -579,7 +486,7 @@ Result<json> Bench::TimedSync(uint64_t expect_bytes, bool sample_disk) {
                            "); see " + s_.dir + "/tandemd.log");
     }
     NoteRss(s_);
-    auto ra = Repl(p_), rb = Repl(s_);
+    auto ra = HostReplication(p_), rb = HostReplication(s_);
     if (sample_disk) samples.emplace_back(t, AllocatedBytes(s_.store));
     if (ra.ok() && rb.ok()) {
       a = *ra;
@@ -591,7 +498,7 @@ Result<json> Bench::TimedSync(uint64_t expect_bytes, bool sample_disk) {
         }
         seen_states.insert(x->value("replication", ""));
       }
-      if (InSync(a, b)) break;
+      if (ReplicasInSync(a, b)) break;
     }
     SleepMs(kPollMs);
   }
@@ -600,7 +507,7 @@ Result<json> Bench::TimedSync(uint64_t expect_bytes, bool sample_disk) {
   NoteRss(p_);
   NoteRss(s_);
   SleepMs(kSnapshotSettleMs);
-  auto after = Repl(p_);
+  auto after = HostReplication(p_);
   if (!after.ok()) return after.status();
   uint64_t sent = (*after)["counters"].value("sync_bytes_sent", uint64_t{0}) - sent0;
   uint64_t syncs = (*after)["counters"].value("syncs_completed", uint64_t{0}) - syncs0;
@@ -639,7 +546,7 @@ Result<json> Bench::TimedSync(uint64_t expect_bytes, bool sample_disk) {
     r["sync_phase_mb_per_s"] = RoundTo(MbPerS(n, std::max(s, 0.001)), 1);
     r["startup_and_connect_s"] = RoundTo(std::max(0.0, wall - s), 3);
   }
-  auto sec = Repl(s_);
+  auto sec = HostReplication(s_);
   if (sec.ok()) r["secondary_last_sync"] = sec->value("last_sync", "");
   if (sample_disk && samples.size() >= 4) {
     uint64_t first = samples.front().second, last_b = AllocatedBytes(s_.store);
@@ -807,7 +714,7 @@ Result<json> Bench::RunWriters(size_t block, int writers, double seconds, const 
   }
   ready.wait();
   SleepMs(kSnapshotSettleMs);
-  auto before = Repl(p_);
+  auto before = HostReplication(p_);
   double t0 = SteadyNowS();
   deadline.store(t0 + seconds);
   go.count_down();
@@ -823,7 +730,7 @@ Result<json> Bench::RunWriters(size_t block, int writers, double seconds, const 
     if (error.empty() && !out.error.empty()) error = out.error;
   }
   SleepMs(kSnapshotSettleMs);
-  auto after = Repl(p_);
+  auto after = HostReplication(p_);
   // Remove the benchmark's files (through the volume) so the store keeps its size.
   {
     VolumeConn c;
@@ -859,8 +766,8 @@ Result<json> Bench::RunWriters(size_t block, int writers, double seconds, const 
 
 // The secondary running and in sync (started if it was stopped).
 Status Bench::EnsureSecondaryUp() {
-  if (s_.pid <= 0) TANDEM_RETURN_IF_ERROR(StartHost(s_));
-  return WaitInSync(kSettleMs);
+  if (s_.pid <= 0) TANDEM_RETURN_IF_ERROR(StartBenchHost(o_.dir, s_));
+  return WaitInSync(p_, s_, kSettleMs);
 }
 
 // Before a measured run: write back whatever the filesystem still holds
@@ -900,10 +807,10 @@ Result<json> Bench::WriteSuite() {
       if (!(*r)["primary"].value("protected", false)) {
         return Status::Error("replicated writes: the primary lost its peer during the run");
       }
-      TANDEM_RETURN_IF_ERROR(StopHost(s_));
-      TANDEM_RETURN_IF_ERROR(WaitPeerGone());
+      TANDEM_RETURN_IF_ERROR(StopBenchHost(o_.dir, s_));
+      TANDEM_RETURN_IF_ERROR(WaitPeerGone(p_, kSettleMs));
       Settle();
-      auto st = Repl(p_);
+      auto st = HostReplication(p_);
       if (!st.ok()) return st.status();
       if (st->value("protected", true)) {
         return Status::Error("local writes: the primary is still protected by its peer: " + st->dump());
@@ -964,16 +871,16 @@ Result<json> Bench::Run() {
   TANDEM_RETURN_IF_ERROR(Setup());
   json out = {{"bench", "repl"}, {"quick", o_.quick}, {"dir", o_.dir}};
   json load = {{"start", LoadAverage()}};
-  TANDEM_RETURN_IF_ERROR(WaitInSync(kSettleMs));
+  TANDEM_RETURN_IF_ERROR(WaitInSync(p_, s_, kSettleMs));
   {
-    auto st = Repl(p_);
+    auto st = HostReplication(p_);
     if (!st.ok()) return st.status();
     out["protocol"] = st->value("protocol", "?");
   }
 
   // ---- 1. Full sync of a new disk, rate limit lifted, vs cp -r.
-  TANDEM_RETURN_IF_ERROR(StopHost(s_));
-  TANDEM_RETURN_IF_ERROR(WaitPeerGone());
+  TANDEM_RETURN_IF_ERROR(StopBenchHost(o_.dir, s_));
+  TANDEM_RETURN_IF_ERROR(WaitPeerGone(p_, kSettleMs));
   int files = static_cast<int>(std::max<uint64_t>(1, store_bytes_ / kFileBytes));
   uint64_t per_file = store_bytes_ / static_cast<uint64_t>(files);
   if (per_file != kFileBytes) return Status::Error("--store-mb must be a multiple of 8");
@@ -988,8 +895,8 @@ Result<json> Bench::Run() {
       ratio_wall, ratio_phase;
   for (int rep = 0; rep < reps; ++rep) {
     if (rep > 0) {
-      TANDEM_RETURN_IF_ERROR(StopHost(s_));
-      TANDEM_RETURN_IF_ERROR(WaitPeerGone());
+      TANDEM_RETURN_IF_ERROR(StopBenchHost(o_.dir, s_));
+      TANDEM_RETURN_IF_ERROR(WaitPeerGone(p_, kSettleMs));
     }
     Settle();
     auto cp = CopyBaseline();
@@ -1055,8 +962,8 @@ Result<json> Bench::Run() {
   double full_wall_s = Median(full_wall), full_phase_s = full_phase.empty() ? 0 : Median(full_phase);
 
   // ---- 4. Resync after a 1% change (same store, now in sync).
-  TANDEM_RETURN_IF_ERROR(StopHost(s_));
-  TANDEM_RETURN_IF_ERROR(WaitPeerGone());
+  TANDEM_RETURN_IF_ERROR(StopBenchHost(o_.dir, s_));
+  TANDEM_RETURN_IF_ERROR(WaitPeerGone(p_, kSettleMs));
   auto change = ChangeOnePercent();
   if (!change.ok()) return change.status();
   Settle();
@@ -1086,8 +993,8 @@ Result<json> Bench::Run() {
   if (!writes.ok()) return writes.status();
   out["writes"] = *writes;
   if (s_.pid > 0) {
-    TANDEM_RETURN_IF_ERROR(StopHost(s_));
-    TANDEM_RETURN_IF_ERROR(WaitPeerGone());
+    TANDEM_RETURN_IF_ERROR(StopBenchHost(o_.dir, s_));
+    TANDEM_RETURN_IF_ERROR(WaitPeerGone(p_, kSettleMs));
   }
   Settle();
 
@@ -1108,11 +1015,11 @@ Result<json> Bench::Run() {
       if (!pad.ok()) return pad.status();
       rate_store += kFileBytes * static_cast<uint64_t>(pad_files);
     }
-    auto set = api::Call(p_.control, json{{"cmd", "sync-rate"}, {"mb_per_s", kRateTestMbPerS}}, kStatusTimeoutMs);
+    auto set = api::Call(p_.control, json{{"cmd", "sync-rate"}, {"mb_per_s", kRateTestMbPerS}}, kBenchStatusTimeoutMs);
     if (!set.ok()) return set.status();
     if (!set->value("ok", false)) return Status::Error("sync-rate refused: " + set->value("error", "?"));
     SleepMs(kSnapshotSettleMs);
-    auto st = Repl(p_);
+    auto st = HostReplication(p_);
     if (!st.ok()) return st.status();
     if (st->value("sync_rate_bytes_per_s", uint64_t{0}) != kRateTestMbPerS * kMB) {
       return Status::Error("the primary did not take the sync rate: " + st->dump());
