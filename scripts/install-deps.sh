@@ -15,6 +15,8 @@ PACKAGES=(
   nfdump libglib2.0-0 libivykis0 libjson-c5 libnet1 libpcre3 libwrap0 libcap2
   # libFuzzer (scripts/fuzz.sh)
   clang-14 libclang-rt-14-dev
+  # the browser of the web page's end-to-end test (test/web, docs/WEB.md)
+  chromium
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -41,4 +43,14 @@ if [ ! -x "$LOGGEN_ROOT/usr/bin/loggen" ]; then
   (cd "$tmp" && chmod 755 . && apt-get download syslog-ng-core)
   $SUDO mkdir -p "$LOGGEN_ROOT"
   $SUDO dpkg -x "$tmp"/syslog-ng-core_*.deb "$LOGGEN_ROOT"
+fi
+
+# Node.js and npm for the web page's end-to-end test (test/web): Debian's
+# packages unless a node with npm is already installed (e.g. NodeSource's,
+# which bundles npm and conflicts with Debian's npm package).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "install-deps: installing nodejs npm" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi

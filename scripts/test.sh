@@ -21,10 +21,10 @@ BUILD_TYPE=Debug scripts/build.sh "$dir" -DTANDEM_WERROR=ON -DTANDEM_SANITIZE=ON
   -DCMAKE_CXX_FLAGS_DEBUG="-Og -g1"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 echo "== unit tests and simulations ($TANDEM_SIM_SEEDS seeds) =="
-ctest --test-dir "$dir" --output-on-failure -j2 -E '^integration_test_'
-echo "== integration tests =="
-# The integration shards run one after the other: side by side, two
-# sanitized labs on two cores starve each other's heartbeats.
-ctest --test-dir "$dir" --output-on-failure -j1 -R '^integration_test_'
+ctest --test-dir "$dir" --output-on-failure -j2 -E '^(integration_test_|web_test$)'
+echo "== integration and browser tests =="
+# These run labs one at a time: side by side, two sanitized labs on two
+# cores starve each other's heartbeats.
+ctest --test-dir "$dir" --output-on-failure -j1 -R '^(integration_test_|web_test$)'
 echo "== fuzzing (bounded) =="
 FUZZ_SECONDS="${FUZZ_SECONDS:-15}" scripts/fuzz.sh

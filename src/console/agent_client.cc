@@ -19,7 +19,9 @@ namespace {
 
 constexpr std::string_view kPairingPrefix = "tp1.";
 constexpr size_t kHexLen = 64;
-constexpr size_t kAgentAnswerBytesMax = 1 << 20;  // facts and certificates are far smaller
+// A package download (4 MiB payload, base64, docs/formats/packages.md) is
+// the largest answer; facts and certificates are far smaller.
+constexpr size_t kAgentAnswerBytesMax = 8u << 20;
 
 struct BioFree {
   void operator()(BIO* b) const { BIO_free(b); }

@@ -327,17 +327,20 @@ ApiResponse Api::Route(const ApiRequest& r, Audit* audit) {
                                          {"/api/v1/audit", "GET"},
                                          {"/api/v1/hosts", "GET, POST"},
                                          {"/api/v1/hosts/{name}", "GET, DELETE"},
+                                         {"/api/v1/hosts/{name}/actions", "POST"},
                                          {"/api/v1/status", "GET"},
                                          {"/api/v1/history", "GET"},
                                          {"/api/v1/clusters", "GET, POST"},
                                          {"/api/v1/clusters/{name}", "GET, PATCH"},
                                          {"/api/v1/clusters/{name}/secondary", "DELETE"},
+                                         {"/api/v1/clusters/{name}/upgrade", "POST"},
                                          {"/api/v1/licenses", "GET, POST"},
                                          {"/api/v1/licenses/{name}", "GET, DELETE"},
                                          {"/api/v1/settings", "GET"},
                                          {"/api/v1/settings/{name}", "PUT"},
                                          {"/api/v1/backup", "POST"},
-                                         {"/api/v1/restore", "POST"}};
+                                         {"/api/v1/restore", "POST"},
+                                         {"/api/v1/deploy", "GET, POST"}};
   const RouteDef* route = nullptr;
   std::string name;  // the {name} segment of the matched route, if it has one
   for (const RouteDef& d : kRoutes) {
@@ -360,6 +363,14 @@ ApiResponse Api::Route(const ApiRequest& r, Audit* audit) {
   };
   if (rp == "/api/v1/backup" && m == "POST") return admin ? Backup(r, audit) : admin_only();
   if (rp == "/api/v1/restore" && m == "POST") return admin ? Restore(r, audit) : admin_only();
+  if (rp == "/api/v1/deploy") {
+    if (m == "GET") {
+      std::map<std::string, std::string> params;
+      if (Error e = CheckParams(r, {}, &params)) return *e;
+      return DeployStatus();
+    }
+    if (m == "POST") return admin ? Deploy(r, audit) : admin_only();
+  }
   if (p == "/api/v1/sessions/current") {
     if (m == "GET") {
       std::map<std::string, std::string> params;
@@ -390,12 +401,16 @@ ApiResponse Api::Route(const ApiRequest& r, Audit* audit) {
       return GetHost(name);
     }
     if (m == "DELETE") return admin ? DeleteHost(name, audit) : admin_only();
+  } else if (rp == "/api/v1/hosts/{name}/actions" && m == "POST") {
+    return admin ? HostAction(name, r, c.user, audit) : admin_only();
   } else if (rp == "/api/v1/status" && m == "GET") {
     std::map<std::string, std::string> params;
     if (Error e = CheckParams(r, {}, &params)) return *e;
     return DeploymentStatus();
   } else if (rp == "/api/v1/history" && m == "GET") {
     return ListHistory(r);
+  } else if (rp == "/api/v1/clusters/{name}/upgrade") {
+    if (m == "POST") return admin ? UpgradeCluster(name, audit) : admin_only();
   } else if (rp.starts_with("/api/v1/clusters") || rp.starts_with("/api/v1/licenses") ||
              rp.starts_with("/api/v1/settings")) {
     if (auto answer = RouteClusters(r, rp, name, c, audit)) return *answer;

@@ -143,6 +143,10 @@ class Api {
   ApiResponse AddHost(const ApiRequest& r, Audit* audit);
   ApiResponse GetHost(const std::string& name);
   ApiResponse DeleteHost(const std::string& name, Audit* audit);
+  // POST /api/v1/hosts/{name}/actions (console/api_actions.cc): an HA
+  // command run on the host through its agent; `user` the caller.
+  ApiResponse HostAction(const std::string& name, const ApiRequest& r, const std::string& user,
+                         Audit* audit);
   ApiResponse DeploymentStatus();
   ApiResponse ListHistory(const ApiRequest& r);
   // Clusters, licenses and console settings (console/api_clusters.cc):
@@ -162,7 +166,12 @@ class Api {
   ApiResponse AddLicense(const ApiRequest& r, Audit* audit);
   ApiResponse DeleteLicense(const std::string& id, Audit* audit);
   ApiResponse ListSettings();
+  // POST /api/v1/clusters/{name}/upgrade (console/api_upgrade.cc; R-UP-1).
+  ApiResponse UpgradeCluster(const std::string& name, Audit* audit);
   ApiResponse PutSetting(const std::string& key, const ApiRequest& r, Audit* audit);
+  // Deploying the configuration to the hosts' agents (console/api_deploy.cc).
+  ApiResponse Deploy(const ApiRequest& r, Audit* audit);
+  ApiResponse DeployStatus();
   // The configured license keys (read at each call; problems are logged).
   std::vector<LicenseKey> LicenseKeysNow();
   // Records `audit` (under db.mu(), in its own transaction).

@@ -35,6 +35,8 @@ constexpr SettingDef kSettings[] = {
      "the same minimum for virtual appliances (facts.virtual)"},
     {"measure_bytes", 16 << 20, 1 << 20, 256 << 20,
      "bytes streamed by the link measurement at cluster creation (R-CL-4)"},
+    {"auto_push_packages", 1, 0, 1,
+     "R-UP-2: 1: the poller pushes a cluster primary's newer content packages to its secondary"},
 };
 
 const SettingDef* FindSetting(std::string_view key) {

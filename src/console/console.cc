@@ -99,6 +99,7 @@ Status Console::Start() {
   https.timeout_s = kConsoleReadTimeoutS;
   https.keep_alive_s = kConsoleKeepAliveS;
   https.transport_body_max = kTransportBodyBytesMax;
+  https.web_page = true;  // docs/WEB.md
   // Errors cpp-httplib answers itself (a body over kTransportBodyBytesMax,
   // a malformed request): the same JSON form, and audited through the API
   // (an oversized body is handed on empty with the 413 it gets).

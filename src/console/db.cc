@@ -116,6 +116,18 @@ CREATE TABLE pending_changes (
   what TEXT NOT NULL
 );
 )sql"},
+    // Deployment (docs/CONSOLE.md, "Deploying"): the console-wide revision
+    // counter and, per host, the revision its agent last accepted.
+    {4, R"sql(
+CREATE TABLE deploy_state (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  revision INTEGER NOT NULL,
+  deployed_at_ms INTEGER NOT NULL
+);
+ALTER TABLE hosts ADD COLUMN deployed_revision INTEGER;
+ALTER TABLE hosts ADD COLUMN deployed_at_ms INTEGER;
+ALTER TABLE hosts ADD COLUMN deployed_document TEXT;
+)sql"},
 };
 
 int64_t WallMs() {

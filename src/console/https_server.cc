@@ -1,5 +1,7 @@
 #include "console/https_server.h"
 
+#include "console/static_files.h"
+
 #include "api/bounded_pool.h"
 #include "api/httplib.h"
 
@@ -24,6 +26,18 @@ void Send(httplib::Response& res, const ApiResponse& r) {
   if (r.status == 401) res.set_header("WWW-Authenticate", "Bearer");
   res.set_content(r.body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
                   "application/json");
+}
+
+// A file of the web page (or its 404): never cached, not sniffed, and a
+// strict Content-Security-Policy (scripts and styles from the console only).
+void SendStatic(httplib::Response& res, const StaticAnswer& a) {
+  res.status = a.status;
+  res.set_header("Cache-Control", "no-store");
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_header("Content-Security-Policy", kWebCsp);
+  res.set_header("Referrer-Policy", "no-referrer");
+  res.set_header("X-Frame-Options", "DENY");
+  res.set_content(a.body.data(), a.body.size(), a.content_type);
 }
 
 ApiRequest ToApiRequest(const httplib::Request& req) {
@@ -80,7 +94,12 @@ Result<std::unique_ptr<HttpsServer>> HttpsServer::Start(const HttpsServerOptions
     int yes = 1;
     (void)setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
-  auto serve = [handler](const httplib::Request& req, httplib::Response& res) {
+  const bool web_page = o.web_page;
+  auto serve = [handler, web_page](const httplib::Request& req, httplib::Response& res) {
+    if (web_page && req.method == "GET" && IsStaticPath(req.path)) {
+      SendStatic(res, ServeStatic(req.path));
+      return;
+    }
     Send(res, handler(ToApiRequest(req)));
   };
   for (auto route : {&httplib::Server::Get, &httplib::Server::Post, &httplib::Server::Put,

@@ -26,6 +26,9 @@ struct HttpsServerOptions {
   int timeout_s = 5;               // read and write timeout
   int keep_alive_s = 5;
   size_t transport_body_max = 0;   // longer bodies are refused (413) unread
+  // Serve the embedded web page (console/static_files.h) at GET / and
+  // /ui/..., without a session, outside the JSON handler.
+  bool web_page = false;
 };
 
 class HttpsServer {

@@ -30,6 +30,40 @@ std::string ClusterOf(const std::string& recorded, const json& facts) {
   return c != nullptr ? StringMember(*c, "name") : std::string();
 }
 
+// The console's side of R-FO-3 step 5 (docs/CONSOLE.md, "Deploying"): the
+// configuration last deployed to a cluster's new active host (the document
+// its agent accepted, same revision) is sent to it again right after the
+// failover is seen. Outside the round's transaction.
+void PushDeployedConfig(Db& db, AgentClient& agents, const std::vector<std::string>& hosts,
+                        const std::function<void(int, const std::string&)>& log) {
+  for (const std::string& name : hosts) {
+    AgentEndpoint agent;
+    int64_t revision = 0;
+    json document;
+    {
+      std::lock_guard<std::mutex> l(db.mu());
+      auto s = db.Prepare(
+          "SELECT agent_address, agent_cert_pem, agent_key, deployed_revision, deployed_document "
+          "FROM hosts WHERE name = ?1 AND agent_address IS NOT NULL AND deployed_document IS NOT NULL");
+      if (!s.ok()) continue;
+      s->Bind(1, name);
+      auto row = s->Step();
+      if (!row.ok() || !*row) continue;  // never deployed to: nothing to send
+      agent = AgentEndpoint{s->Text(0), s->Text(1), s->Text(2)};
+      revision = s->Int(3);
+      document = json::parse(s->Text(4), nullptr, /*allow_exceptions=*/false);
+    }
+    if (!document.is_object()) continue;
+    auto a = agents.Invoke(agent, "PUT", "/api/v1/agent/config",
+                           json{{"revision", revision}, {"document", document}}, kAgentCallTimeoutMs);
+    if (log) {
+      log(a.ok() ? 1 : 2, "console: host " + name + " became active: configuration revision " +
+                              std::to_string(revision) + " sent again: " +
+                              (a.ok() ? std::string("accepted") : a.status().message()));
+    }
+  }
+}
+
 struct Polled {
   int64_t id = 0;
   std::string name, agent_address, old_status, cluster_recorded;
@@ -136,6 +170,9 @@ Status Poller::PollOnce() {
     loaded_ = true;
   }
 
+  // Facts stored after this by someone else (an upgrade, api_upgrade.cc)
+  // are newer than this round's: such a host is left alone this round.
+  const int64_t round_start = options_.clock->WallMs();
   // The agent calls, a few at a time, outside the database lock.
   std::atomic<size_t> next{0};
   auto work = [&] {
@@ -151,9 +188,31 @@ Status Poller::PollOnce() {
 
   const int64_t now = options_.clock->WallMs();
   std::vector<std::string> lines;
-  std::lock_guard<std::mutex> l(db_.mu());
+  std::vector<UpgradePair> auto_push;  // after the round (R-UP-2)
+  std::vector<std::string> new_actives;  // after a failover (R-FO-3 step 5)
+  std::unique_lock<std::mutex> l(db_.mu());
   Transaction t(db_);
   TANDEM_RETURN_IF_ERROR(t.Begin());
+  // Secondaries behind their primary (R-UP-1), from this round's facts.
+  std::map<int64_t, json> fresh;
+  for (const Polled& p : hosts) {
+    if (p.answer->ok() && (*p.answer)->is_object()) fresh[p.id] = **p.answer;
+  }
+  auto pairs = FindUpgradePairs(db_, fresh);
+  if (!pairs.ok()) return pairs.status();
+  std::map<int64_t, std::pair<UpgradeNeed, const UpgradePair*>> behind;  // by secondary id
+  for (const UpgradePair& pair : *pairs) {
+    UpgradeNeed need = CompareFacts(pair.primary.facts, pair.secondary.facts);
+    if (need.needed()) behind[pair.secondary.id] = {std::move(need), &pair};
+  }
+  int64_t auto_push_on = 1;
+  {
+    auto s = db_.Prepare("SELECT value FROM settings WHERE key = 'auto_push_packages'");
+    if (!s.ok()) return s.status();
+    auto row = s->Step();
+    if (!row.ok()) return row.status();
+    if (*row && s->Text(0) == "0") auto_push_on = 0;
+  }
   auto history = [&](const char* kind, const std::string& host, const std::string& cluster,
                      const std::string& from, const std::string& to,
                      const std::string& reason) -> Status {
@@ -169,12 +228,16 @@ Status Poller::PollOnce() {
   std::map<std::string, std::string> old_status_of;
   for (Polled& p : hosts) {
     // The host may have been deleted or re-paired meanwhile: its row now.
-    auto cur = db_.Prepare("SELECT status FROM hosts WHERE id = ?1 AND agent_address = ?2");
+    auto cur = db_.Prepare(
+        "SELECT status, status_reason, (SELECT MAX(at_ms) FROM host_history "
+        "WHERE host = hosts.name AND new_status = 'Upgrading'), facts_at_ms FROM hosts "
+        "WHERE id = ?1 AND agent_address = ?2");
     if (!cur.ok()) return cur.status();
     cur->Bind(1, p.id).Bind(2, p.agent_address);
     auto row = cur->Step();
     if (!row.ok()) return row.status();
     if (!*row) continue;
+    if (!cur->IsNull(3) && cur->Int(3) > round_start) continue;
     const std::string old_status = cur->Text(0);
     std::string status, reason;
     json facts = p.old_facts;
@@ -182,6 +245,16 @@ Status Poller::PollOnce() {
     if (a.ok() && a->is_object()) {
       facts = *a;
       StatusFromFacts(facts, &status, &reason);
+      auto b = behind.find(p.id);
+      if (old_status == kStatusUpgrading && !cur->IsNull(2) && now - cur->Int(2) < kUpgradingStaleMs) {
+        // The console is pushing packages to it (api_upgrade.cc) and says when it is done.
+        status = kStatusUpgrading;
+        reason = cur->Text(1);
+      } else if (b != behind.end() && status == "Standby") {
+        status = kStatusNeedsUpgrade;
+        reason = "behind primary " + b->second.second->primary.name + ": " + b->second.first.Reason();
+        if (!b->second.first.software && auto_push_on != 0) auto_push.push_back(*b->second.second);
+      }
       auto up = db_.Prepare(
           "UPDATE hosts SET facts_json = ?1, facts_at_ms = ?2, status = ?3, status_reason = ?4 "
           "WHERE id = ?5");
@@ -214,6 +287,7 @@ Status Poller::PollOnce() {
       TANDEM_RETURN_IF_ERROR(
           history("failover", now_active, cluster, old_status_of[now_active], "Active", reason));
       lines.push_back("console: cluster " + cluster + " " + reason);
+      new_actives.push_back(now_active);
     }
     last_active_[cluster] = now_active;
   }
@@ -221,8 +295,37 @@ Status Poller::PollOnce() {
   if (!trim.ok()) return trim.status();
   TANDEM_RETURN_IF_ERROR(trim->Bind(1, kHostHistoryRowsMax).Run());
   TANDEM_RETURN_IF_ERROR(t.Commit());
+  l.unlock();
   for (const std::string& line : lines) Log(1, line);
+  AutoPush(auto_push);
+  PushDeployedConfig(db_, agents_, new_actives, options_.log);
   return Status::Ok();
+}
+
+// R-UP-2: a secondary that lacks only content packages gets them from its
+// primary without being asked (setting auto_push_packages); outside the
+// database lock, after the round.
+void Poller::AutoPush(const std::vector<UpgradePair>& pairs) {
+  for (const UpgradePair& pair : pairs) {
+    const int64_t now = options_.clock->NowMs();
+    auto failed = auto_push_failed_ms_.find(pair.secondary.name);
+    if (failed != auto_push_failed_ms_.end() && now - failed->second < kAutoPushRetryMs) continue;
+    const UpgradeNeed need = CompareFacts(pair.primary.facts, pair.secondary.facts);
+    if (!need.needed() || need.software) continue;
+    UpgradeOutcome o = PushPackages(db_, agents_, pair, need, *options_.clock,
+                                    "automatic: setting auto_push_packages", /*wait=*/false);
+    if (o.error == "busy") continue;  // an upgrade the API asked for runs
+    if (!o.error.empty()) {
+      auto_push_failed_ms_[pair.secondary.name] = now;
+      Log(2, "console: cluster " + pair.cluster + ": automatic package push to " +
+                 pair.secondary.name + " failed (retried in " +
+                 std::to_string(kAutoPushRetryMs / 1000) + " s): " + o.error);
+      continue;
+    }
+    auto_push_failed_ms_.erase(pair.secondary.name);
+    Log(1, "console: cluster " + pair.cluster + ": pushed " + std::to_string(o.pushed.size()) +
+               " content package(s) to " + pair.secondary.name + " automatically; it is " + o.status);
+  }
 }
 
 }  // namespace tandem::console

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -40,6 +41,77 @@ void StatusFromFacts(const nlohmann::json& facts, std::string* status, std::stri
 // A stored status name as an HA status (Unknown and Unclustered, and any
 // name this build does not know, are ha::HostStatus::kUnknown).
 ha::HostStatus ParseStoredStatus(const std::string& status);
+
+// ---- Upgrades and content packages (docs/CONSOLE.md, "Upgrades and
+// content packages"; R-UP-1, R-UP-2; console/api_upgrade.cc) ----
+
+// The console's own statuses of a cluster's secondary: older software or
+// content packages than its primary's; and while the console pushes
+// packages to it. A host stays Upgrading at most kUpgradingStaleMs (a
+// console stopped mid-upgrade): then the poller recomputes its status.
+inline constexpr const char* kStatusNeedsUpgrade = "Needs Upgrade";
+inline constexpr const char* kStatusUpgrading = "Upgrading";
+inline constexpr int64_t kUpgradingStaleMs = 10 * 60000;
+inline constexpr size_t kUpgradeReasonItemsMax = 5;
+inline constexpr int64_t kPackageCallTimeoutMs = 30000;  // one package's GET or PUT
+inline constexpr int64_t kAutoPushRetryMs = 60000;       // after a failed automatic push
+
+// -1, 0 or 1 as dotted-integer version `a` is older than, equal to or newer
+// than `b` ("1.10" > "1.9"; missing parts are 0: "1.0" == "1"). A part that
+// is not a number compares as 0.
+int CompareVersions(const std::string& a, const std::string& b);
+
+// What a secondary lacks against its primary, from both hosts' facts.
+struct UpgradeNeed {
+  bool software = false;  // facts.version older than the primary's
+  std::string primary_version, secondary_version;
+  std::vector<std::string> packages;  // the primary's packages the secondary lacks or has older
+  std::vector<std::string> items;     // "package http 1.2 < 1.3", ..., one per difference
+  bool needed() const { return software || !packages.empty(); }
+  // The status_reason: the first kUpgradeReasonItemsMax items ("; " between)
+  // and "and N more".
+  std::string Reason() const;
+};
+UpgradeNeed CompareFacts(const nlohmann::json& primary, const nlohmann::json& secondary);
+
+// A cluster's member as the console has it.
+struct UpgradeMember {
+  int64_t id = 0;
+  std::string name, status;
+  nlohmann::json facts;  // null when never read
+  AgentEndpoint endpoint;  // address "" : not paired
+};
+struct UpgradePair {
+  std::string cluster;
+  UpgradeMember primary, secondary;
+};
+// The clusters whose two members are paired hosts with facts: those of the
+// clusters table (primary_host_id, secondary_host_id), then the clusters
+// the hosts' facts report ({"name", "role", "peer"}) among hosts in no
+// recorded cluster: one host reporting role primary and one role secondary
+// with the same cluster name (more than one candidate: the one whose facts
+// address is the other's "peer"). `fresh`: facts newer than the stored
+// ones, by host id. REQUIRES: db.mu() held.
+Result<std::vector<UpgradePair>> FindUpgradePairs(Db& db,
+                                                  const std::map<int64_t, nlohmann::json>& fresh);
+
+// Pushes the content packages `need` lists from the pair's primary agent to
+// its secondary's (GET, then PUT /api/v1/agent/packages/{name}): the
+// secondary is Upgrading meanwhile (history rows), its facts are read
+// again, and its status is then its HA status when nothing differs any
+// more, else Needs Upgrade. `by`: who asked, for the history reasons.
+// Answer: the packages pushed. Error: an agent failure naming the host (the
+// secondary is Needs Upgrade then), or a database failure. One upgrade at
+// a time in the process: Error "busy" when `wait` is false and another runs.
+struct UpgradeOutcome {
+  std::vector<std::string> pushed;
+  std::string status, reason;
+  std::string failed_host;  // set on an agent failure
+  std::string error;        // "" : done
+};
+UpgradeOutcome PushPackages(Db& db, AgentClient& agents, const UpgradePair& pair,
+                            const UpgradeNeed& need, const os::Clock& clock, const std::string& by,
+                            bool wait);
 
 struct PollerOptions {
   int64_t interval_ms = kPollIntervalMsDefault;
@@ -75,6 +147,10 @@ class Poller {
   // database at the first round.
   std::map<std::string, std::string> last_active_;
   bool loaded_ = false;
+  // When an automatic package push (R-UP-2) to a secondary failed last
+  // (steady ms by host name): retried after kAutoPushRetryMs.
+  std::map<std::string, int64_t> auto_push_failed_ms_;
+  void AutoPush(const std::vector<UpgradePair>& pairs);
 
   std::mutex mu_;
   std::condition_variable cv_;

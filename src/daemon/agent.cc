@@ -13,6 +13,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -41,7 +43,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr size_t kTransportBodyBytesMax = 4 * kAgentBodyBytesMax;
+constexpr size_t kTransportBodyBytesMax = std::max(4 * kAgentBodyBytesMax, kAgentPackageBodyBytesMax);
 constexpr size_t kSmallFileBytesMax = 64 * 1024;
 constexpr int64_t kPollSliceMs = 200;  // stop flag checked at least this often
 constexpr size_t kStreamChunkBytes = 256 * 1024;
@@ -387,6 +389,24 @@ json StorageJson(const std::string& dir) {
               {"bytes_free", static_cast<uint64_t>(st.f_bavail) * frsize}};
 }
 
+std::string PackageManifestProblem(const json& j) {
+  if (!j.is_object()) return "not a JSON object";
+  if (j.size() != 3 || !j.contains("name") || !j.contains("version") || !j.contains("kind")) {
+    return "expected exactly the fields name, version and kind";
+  }
+  if (!j["name"].is_string() || !IsValidName(j["name"].get<std::string>(), 128) ||
+      j["name"].get<std::string>()[0] == '.') {
+    return "name must be 1 to 128 characters from A-Z a-z 0-9 _ . -, not starting with '.'";
+  }
+  if (!j["version"].is_string() || !IsDottedVersion(j["version"].get<std::string>())) {
+    return "version must be dotted integers (\"1.2.3\")";
+  }
+  if (!j["kind"].is_string() || (j["kind"] != "parser" && j["kind"] != "protocol")) {
+    return "kind must be \"parser\" or \"protocol\"";
+  }
+  return "";
+}
+
 json ReadPackages(const std::string& dir, std::vector<std::string>* warnings) {
   std::vector<std::string> names;
   if (DIR* d = ::opendir(dir.c_str())) {
@@ -413,20 +433,8 @@ json ReadPackages(const std::string& dir, std::vector<std::string>* warnings) {
       continue;
     }
     json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
-    std::string why;
-    if (!j.is_object()) {
-      why = "not a JSON object";
-    } else if (j.size() != 3 || !j.contains("name") || !j.contains("version") ||
-               !j.contains("kind")) {
-      why = "expected exactly the fields name, version and kind";
-    } else if (!j["name"].is_string() || !IsValidName(j["name"].get<std::string>(), 128)) {
-      why = "name must be 1 to 128 characters from A-Z a-z 0-9 _ . -";
-    } else if (!j["version"].is_string() || !IsDottedVersion(j["version"].get<std::string>())) {
-      why = "version must be dotted integers (\"1.2.3\")";
-    } else if (!j["kind"].is_string() ||
-               (j["kind"] != "parser" && j["kind"] != "protocol")) {
-      why = "kind must be \"parser\" or \"protocol\"";
-    } else if (by_name.count(j["name"].get<std::string>()) != 0) {
+    std::string why = PackageManifestProblem(j);
+    if (why.empty() && by_name.count(j["name"].get<std::string>()) != 0) {
       why = "another manifest already names package " + j["name"].get<std::string>();
     }
     if (!why.empty()) {
@@ -574,6 +582,8 @@ ApiResponse Agent::Route(const ApiRequest& r) {
   const std::string_view path = r.path;
   if (path.substr(0, kPrefix.size()) != kPrefix) return Fail(404, "no such resource");
   const std::string_view what = path.substr(kPrefix.size());
+  if (what == "packages" || what.starts_with("packages/")) return Packages(r, what);
+  if (what == "config") return Config(r);
   struct Route {
     std::string_view name, method;
     bool keyed;
@@ -582,7 +592,8 @@ ApiResponse Agent::Route(const ApiRequest& r) {
                                       {"pair", "POST", false},
                                       {"facts", "GET", true},
                                       {"measure/listen", "POST", true},
-                                      {"measure/run", "POST", true}};
+                                      {"measure/run", "POST", true},
+                                      {"ha", "POST", true}};
   const Route* route = nullptr;
   for (const Route& k : kRoutes) {
     if (k.name == what) route = &k;
@@ -604,6 +615,7 @@ ApiResponse Agent::Route(const ApiRequest& r) {
   if (what == "pair") return Pair(r);
   if (what == "facts") return ApiResponse{200, Facts()};
   if (what == "measure/listen") return MeasureListen(r);
+  if (what == "ha") return HaCommand(r);
   return MeasureRun(r);
 }
 
@@ -704,6 +716,17 @@ ApiResponse Agent::Pair(const ApiRequest& r) {
   return ApiResponse{201, json{{"key", key}, {"facts", Facts()}}};
 }
 
+namespace {
+
+// The revision of deployed.json for the facts (null: none, or unreadable).
+json DeployedRevisionOf(const std::string& state_dir) {
+  auto d = ReadDeployedConfig(state_dir);
+  if (!d.ok() || !d->has_value()) return nullptr;
+  return (**d)["revision"];
+}
+
+}  // namespace
+
 json Agent::Facts() const {
   const AgentOptions& o = options_;
   std::vector<std::string> warnings;
@@ -745,7 +768,50 @@ json Agent::Facts() const {
               {"external_storage", o.external_storage},
               {"virtual", o.virtual_appliance},
               {"cluster", o.cluster.is_object() ? o.cluster : json(nullptr)},
-              {"ha", std::move(ha)}};
+              {"ha", std::move(ha)},
+              {"deployed_revision", DeployedRevisionOf(o.state_dir)}};
+}
+
+// ---- HA commands (docs/CONSOLE.md, "Host actions") ----
+
+ApiResponse Agent::HaCommand(const ApiRequest& r) {
+  static constexpr std::string_view kCommands[] = {"takeover", "giveback", "offline", "online",
+                                                   "restore",  "verify",   "connect"};
+  json body;
+  if (Error e = ParseBody(r, {"cmd", "force"}, &body)) return *e;
+  std::string cmd;
+  if (Error e = GetString(body, "cmd", &cmd)) return *e;
+  if (std::find(std::begin(kCommands), std::end(kCommands), cmd) == std::end(kCommands)) {
+    return Fail(400,
+                "must be one of takeover, giveback, offline, online, restore, verify, connect; "
+                "got " + Quote(cmd),
+                "cmd");
+  }
+  json request{{"cmd", cmd}};
+  if (auto f = body.find("force"); f != body.end()) {
+    if (!f->is_boolean()) return Fail(400, "must be true or false, got " + JsonTypeName(*f), "force");
+    if (cmd != "takeover") return Fail(400, "only takeover takes force", "force");
+    request["force"] = f->get<bool>();
+  }
+  if (!options_.ha_command) {
+    return ApiError(409, "not_clustered",
+                    "host " + options_.host_name + " is not in an HA cluster (agent only): " + cmd +
+                        " does not apply");
+  }
+  auto reply = options_.ha_command(request);
+  if (!reply.ok()) {
+    Log(2, "agent: ha " + cmd + ": " + reply.status().message());
+    return ApiError(503, "unavailable",
+                    "the daemon did not answer " + cmd + ": " + reply.status().message());
+  }
+  if (!reply->is_object() || !reply->value("ok", false)) {
+    const json err = reply->is_object() ? reply->value("error", json()) : json();
+    const std::string why = err.is_string() ? err.get<std::string>() : "refused";
+    Log(1, "agent: ha " + cmd + " refused: " + why);
+    return ApiError(409, "refused", why);
+  }
+  Log(1, "agent: ha " + cmd + " accepted (from the console at " + r.remote + ")");
+  return ApiResponse{200, *reply};
 }
 
 // ---- measurement (R-CL-4) ----
@@ -979,6 +1045,399 @@ ApiResponse Agent::MeasureRun(const ApiRequest& r) {
   Log(1, "agent: measured the link to " + target + ": rtt " + std::to_string(rtt_ms) + " ms, " +
              std::to_string(mbps) + " Mbit/s (" + std::to_string(counted) + " bytes)");
   return ApiResponse{200, json{{"rtt_ms", rtt_ms}, {"mbps", mbps}, {"bytes", counted}}};
+}
+
+// ---- content packages (R-UP-1, R-UP-2; docs/formats/packages.md) ----
+
+namespace {
+
+std::string PackageBase64(const std::string& bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(bytes.data()),
+                                static_cast<int>(bytes.size()));
+  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return out;
+}
+
+// Strict base64 (RFC 4648 alphabet, padded, no whitespace); nullopt when
+// `in` is not that.
+std::optional<std::string> PackageUnbase64(std::string_view in) {
+  if (in.size() % 4 != 0) return std::nullopt;
+  for (size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    const bool pad_ok = c == '=' && i + 2 >= in.size() && (i + 1 == in.size() || in[i + 1] == '=');
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+          c == '/' || pad_ok)) {
+      return std::nullopt;
+    }
+  }
+  if (in.empty()) return std::string();
+  std::string out(in.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(in.data()),
+                                static_cast<int>(in.size()));
+  if (n < 0) return std::nullopt;
+  // EVP_DecodeBlock counts padding as zero bytes.
+  size_t len = static_cast<size_t>(n);
+  if (in.back() == '=') --len;
+  if (in.size() >= 2 && in[in.size() - 2] == '=') --len;
+  out.resize(len);
+  return out;
+}
+
+std::string PackageManifestFile(const std::string& dir, const std::string& name) {
+  return dir + "/" + name + ".json";
+}
+std::string PackagePayloadFile(const std::string& dir, const std::string& name) {
+  return dir + "/" + name + ".pkg";
+}
+
+// The payload of package `name`: nullopt when it has none. Error: present
+// but unreadable or over kPackagePayloadBytesMax.
+Result<std::optional<std::string>> ReadPayload(const std::string& dir, const std::string& name) {
+  const std::string path = PackagePayloadFile(dir, name);
+  if (!Exists(path)) return std::optional<std::string>();
+  auto bytes = os::ReadFile(path, kPackagePayloadBytesMax);
+  if (!bytes.ok()) return bytes.status();
+  return std::optional<std::string>(std::move(*bytes));
+}
+
+}  // namespace
+
+ApiResponse Agent::Packages(const ApiRequest& r, std::string_view what) {
+  if (auto e = CheckKey(r)) return *e;
+  const bool one = what != "packages";
+  const std::string name(one ? what.substr(std::string_view("packages/").size()) : "");
+  if (one && (!IsValidName(name, 128) || name[0] == '.')) {
+    return Fail(404, "no such package: a name is 1 to 128 characters from A-Z a-z 0-9 _ . -, not "
+                     "starting with '.'");
+  }
+  if (r.method != "GET" && !(one && r.method == "PUT")) {
+    return Fail(405, std::string("use ") + (one ? "GET or PUT" : "GET") + " for " + r.path);
+  }
+  if (!r.params.empty()) return Fail(400, "unknown query parameter", r.params.begin()->first);
+  if (r.method == "PUT") return PutPackage(r, name);
+  if (!r.body.empty()) return Fail(400, "this call takes no body");
+  const std::string& dir = options_.packages_dir;
+  std::vector<std::string> warnings;
+  const json installed = ReadPackages(dir, &warnings);
+  for (const std::string& w : warnings) Log(2, "agent: " + w);
+  if (!one) {
+    json list = json::array();
+    for (const json& p : installed) {
+      auto payload = ReadPayload(dir, p["name"].get<std::string>());
+      if (!payload.ok()) return Fail(500, payload.status().message());
+      json entry = p;
+      entry["sha256"] = payload->has_value() ? json(console::Sha256Hex(**payload)) : json(nullptr);
+      entry["bytes"] = payload->has_value() ? (*payload)->size() : 0;
+      list.push_back(std::move(entry));
+    }
+    return ApiResponse{200, json{{"packages", std::move(list)}}};
+  }
+  for (const json& p : installed) {
+    if (p["name"] != name) continue;
+    auto payload = ReadPayload(dir, name);
+    if (!payload.ok()) return Fail(500, payload.status().message());
+    const bool has = payload->has_value();
+    return ApiResponse{200, json{{"manifest", p},
+                                 {"payload_base64", has ? json(PackageBase64(**payload)) : json(nullptr)},
+                                 {"sha256", has ? json(console::Sha256Hex(**payload)) : json(nullptr)}}};
+  }
+  return Fail(404, "no package named " + Quote(name) + " is installed");
+}
+
+ApiResponse Agent::PutPackage(const ApiRequest& r, const std::string& name) {
+  json body;
+  if (auto e = console::ParseJsonBody(r.content_type, r.body, {"manifest", "payload_base64", "sha256"},
+                                      kAgentPackageBodyBytesMax, Quote, &body)) {
+    return Fail(e->status, e->message, e->field);
+  }
+  for (const char* key : {"manifest", "payload_base64", "sha256"}) {
+    if (!body.contains(key)) return Fail(400, "required field is missing", key);
+  }
+  const json& manifest = body["manifest"];
+  if (std::string why = PackageManifestProblem(manifest); !why.empty()) {
+    return Fail(400, "not a package manifest: " + why, "manifest");
+  }
+  if (manifest["name"] != name) {
+    return Fail(400, "names package " + Quote(manifest["name"].get<std::string>()) + ", not " +
+                         Quote(name) + " of the path",
+                "manifest");
+  }
+  const json& b64 = body["payload_base64"];
+  const json& sha = body["sha256"];
+  std::optional<std::string> payload;
+  if (b64.is_null()) {
+    if (!sha.is_null()) return Fail(400, "must be null when payload_base64 is null", "sha256");
+  } else {
+    if (!b64.is_string()) {
+      return Fail(400, "must be a base64 string or null, got " + JsonTypeName(b64), "payload_base64");
+    }
+    if (b64.get_ref<const std::string&>().size() > (kPackagePayloadBytesMax + 2) / 3 * 4) {
+      return Fail(400, "the payload is larger than " + std::to_string(kPackagePayloadBytesMax) + " bytes",
+                  "payload_base64");
+    }
+    payload = PackageUnbase64(b64.get_ref<const std::string&>());
+    if (!payload) return Fail(400, "is not valid base64 (RFC 4648, padded)", "payload_base64");
+    if (payload->size() > kPackagePayloadBytesMax) {
+      return Fail(400, "the payload is larger than " + std::to_string(kPackagePayloadBytesMax) + " bytes",
+                  "payload_base64");
+    }
+    if (!sha.is_string() || !IsLowerHex(sha.get<std::string>(), 64)) {
+      return Fail(400, "must be the payload's SHA-256 (64 lowercase hex characters)", "sha256");
+    }
+    const std::string actual = console::Sha256Hex(*payload);
+    if (actual != sha.get<std::string>()) {
+      return Fail(400, "does not match the payload (its SHA-256 is " + actual + ")", "sha256");
+    }
+  }
+  const std::string& dir = options_.packages_dir;
+  if (dir.empty()) return Fail(500, "this agent has no packages directory");
+  std::lock_guard<std::mutex> l(packages_mu_);
+  if (Status st = os::MakeDirs(dir, 0755); !st.ok()) {
+    return Fail(500, "cannot create the packages directory: " + st.message());
+  }
+  // Payload first, then the manifest: a manifest on disk always describes
+  // the payload beside it once both are in place.
+  const std::string payload_file = PackagePayloadFile(dir, name);
+  if (payload) {
+    if (Status st = os::WriteFileAtomic(payload_file, *payload, 0644); !st.ok()) {
+      return Fail(500, "cannot install the payload: " + st.message());
+    }
+  } else if (Exists(payload_file)) {
+    if (::unlink(payload_file.c_str()) != 0) {
+      return Fail(500, payload_file + ": cannot remove the old payload: " + ErrnoText(errno));
+    }
+    Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (d.get() >= 0) (void)::fsync(d.get());
+  }
+  const json clean{{"name", manifest["name"]}, {"version", manifest["version"]}, {"kind", manifest["kind"]}};
+  if (Status st = os::WriteFileAtomic(PackageManifestFile(dir, name), clean.dump(2) + "\n", 0644);
+      !st.ok()) {
+    return Fail(500, "cannot install the manifest: " + st.message());
+  }
+  Log(1, "agent: installed package " + name + " " + clean["version"].get<std::string>() +
+             (payload ? " (" + std::to_string(payload->size()) + " bytes)" : std::string(" (no payload)")) +
+             " from " + r.remote);
+  json answer = clean;
+  answer["sha256"] = payload ? json(console::Sha256Hex(*payload)) : json(nullptr);
+  answer["bytes"] = payload ? payload->size() : 0;
+  return ApiResponse{200, json{{"package", std::move(answer)}}};
+}
+
+// ---- deployed configuration (docs/CONSOLE.md, "Deploying";
+// docs/formats/deployment.md) ----
+
+std::string DeployedConfigFile(const std::string& state_dir) { return state_dir + "/deployed.json"; }
+
+namespace {
+
+constexpr int64_t kRevisionMax = (int64_t{1} << 53) - 1;  // exact in any JSON reader
+constexpr size_t kDeployPeersMax = 64;
+
+bool IsDottedQuad(const std::string& s) {
+  in_addr a{};
+  return s.size() <= 15 && ::inet_pton(AF_INET, s.c_str(), &a) == 1;
+}
+
+// "a.b.c.d" or "a.b.c.d:port".
+bool IsPeerAddress(const std::string& s) {
+  const size_t colon = s.find(':');
+  if (colon == std::string::npos) return IsDottedQuad(s);
+  if (!IsDottedQuad(s.substr(0, colon))) return false;
+  const std::string port = s.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || port[0] == '0') return false;
+  int p = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
+    p = p * 10 + (c - '0');
+  }
+  return p <= 65535;
+}
+
+// Checks that `v` is an object with exactly the keys `keys`.
+Status ExactKeys(const json& v, std::initializer_list<std::string_view> keys, const std::string& at,
+                 std::string* field) {
+  if (!v.is_object()) {
+    *field = at;
+    return Status::Error("must be an object, got " + JsonTypeName(v));
+  }
+  for (const auto& [k, _] : v.items()) {
+    if (std::find(keys.begin(), keys.end(), k) == keys.end()) {
+      *field = at + "." + k;
+      return Status::Error("unknown field");
+    }
+  }
+  for (std::string_view k : keys) {
+    if (!v.contains(std::string(k))) {
+      *field = at + "." + std::string(k);
+      return Status::Error("required field is missing");
+    }
+  }
+  return Status::Ok();
+}
+
+Status IntIn(const json& v, int64_t lo, int64_t hi, const std::string& at, std::string* field) {
+  if (!v.is_number_integer() || v.get<int64_t>() < lo || v.get<int64_t>() > hi ||
+      (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(hi))) {
+    *field = at;
+    return Status::Error("must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                         ", got " + (v.is_number() ? v.dump() : JsonTypeName(v)));
+  }
+  return Status::Ok();
+}
+
+Status NameIn(const json& v, const std::string& at, std::string* field) {
+  if (!v.is_string() || !IsValidName(v.get<std::string>(), kConsoleNameLenMax)) {
+    *field = at;
+    return Status::Error("must be 1 to 64 characters from A-Z a-z 0-9 _ . -");
+  }
+  return Status::Ok();
+}
+
+Status AddressIn(const json& v, bool nullable, const std::string& at, std::string* field) {
+  if ((nullable && v.is_null()) || (v.is_string() && IsDottedQuad(v.get<std::string>()))) {
+    return Status::Ok();
+  }
+  *field = at;
+  return Status::Error(std::string("must be a dotted-quad address") + (nullable ? " or null" : ""));
+}
+
+}  // namespace
+
+Status ValidateDeployDocument(const json& d, int64_t revision, std::string* field) {
+  std::string ignored;
+  std::string* f = field != nullptr ? field : &ignored;
+  TANDEM_RETURN_IF_ERROR(ExactKeys(d, {"revision", "console", "host", "cluster"}, "document", f));
+  if (d["revision"] != json(revision)) {
+    *f = "document.revision";
+    return Status::Error("must equal revision (" + std::to_string(revision) + ")");
+  }
+  TANDEM_RETURN_IF_ERROR(ExactKeys(d["console"], {"name"}, "document.console", f));
+  TANDEM_RETURN_IF_ERROR(NameIn(d["console"]["name"], "document.console.name", f));
+  const json& host = d["host"];
+  TANDEM_RETURN_IF_ERROR(ExactKeys(host, {"name", "role"}, "document.host", f));
+  TANDEM_RETURN_IF_ERROR(NameIn(host["name"], "document.host.name", f));
+  const json& role = host["role"];
+  const bool member = role == "primary" || role == "secondary";
+  if (!member && role != "managed" && role != "console") {
+    *f = "document.host.role";
+    return Status::Error("must be \"managed\", \"console\", \"primary\" or \"secondary\"");
+  }
+  const json& c = d["cluster"];
+  if (c.is_null()) {
+    if (!member) return Status::Ok();
+    *f = "document.cluster";
+    return Status::Error("a primary or secondary host needs its cluster");
+  }
+  if (!member) {
+    *f = "document.cluster";
+    return Status::Error("must be null for a host of role " + role.get<std::string>());
+  }
+  TANDEM_RETURN_IF_ERROR(ExactKeys(
+      c, {"name", "vip", "primary_ip", "secondary_ip", "license_valid", "options"}, "document.cluster", f));
+  TANDEM_RETURN_IF_ERROR(NameIn(c["name"], "document.cluster.name", f));
+  TANDEM_RETURN_IF_ERROR(AddressIn(c["vip"], false, "document.cluster.vip", f));
+  TANDEM_RETURN_IF_ERROR(AddressIn(c["primary_ip"], false, "document.cluster.primary_ip", f));
+  TANDEM_RETURN_IF_ERROR(AddressIn(c["secondary_ip"], true, "document.cluster.secondary_ip", f));
+  if (!c["license_valid"].is_boolean()) {
+    *f = "document.cluster.license_valid";
+    return Status::Error("must be true or false");
+  }
+  const json& o = c["options"];
+  const std::string at = "document.cluster.options";
+  TANDEM_RETURN_IF_ERROR(ExactKeys(
+      o, {"heartbeat_interval_ms", "heartbeat_timeout_ms", "connectivity_peers", "sync_rate_mb",
+          "disable_replication", "crossover_interface", "crossover_primary_ip", "crossover_secondary_ip"},
+      at, f));
+  TANDEM_RETURN_IF_ERROR(IntIn(o["heartbeat_interval_ms"], 10, 600000, at + ".heartbeat_interval_ms", f));
+  TANDEM_RETURN_IF_ERROR(IntIn(o["heartbeat_timeout_ms"], o["heartbeat_interval_ms"].get<int64_t>() + 1,
+                               3600000, at + ".heartbeat_timeout_ms", f));
+  TANDEM_RETURN_IF_ERROR(IntIn(o["sync_rate_mb"], 1, 4096, at + ".sync_rate_mb", f));
+  if (!o["disable_replication"].is_boolean()) {
+    *f = at + ".disable_replication";
+    return Status::Error("must be true or false");
+  }
+  const json& peers = o["connectivity_peers"];
+  if (!peers.is_array() || peers.size() > kDeployPeersMax) {
+    *f = at + ".connectivity_peers";
+    return Status::Error("must be an array of at most " + std::to_string(kDeployPeersMax) + " peers");
+  }
+  for (size_t i = 0; i < peers.size(); ++i) {
+    if (!peers[i].is_string() || !IsPeerAddress(peers[i].get<std::string>())) {
+      *f = at + ".connectivity_peers[" + std::to_string(i) + "]";
+      return Status::Error("must be \"a.b.c.d\" or \"a.b.c.d:port\"");
+    }
+  }
+  const json& xi = o["crossover_interface"];
+  if (!xi.is_null() && !(xi.is_string() && !xi.get<std::string>().empty() && xi.get<std::string>().size() <= 15 &&
+                         IsValidName(xi.get<std::string>(), 15))) {
+    *f = at + ".crossover_interface";
+    return Status::Error("must be an interface name (1 to 15 characters) or null");
+  }
+  TANDEM_RETURN_IF_ERROR(AddressIn(o["crossover_primary_ip"], true, at + ".crossover_primary_ip", f));
+  TANDEM_RETURN_IF_ERROR(AddressIn(o["crossover_secondary_ip"], true, at + ".crossover_secondary_ip", f));
+  if (xi.is_null() != o["crossover_primary_ip"].is_null() || xi.is_null() != o["crossover_secondary_ip"].is_null()) {
+    *f = at + ".crossover_interface";
+    return Status::Error("the crossover interface and its two addresses go together, or none");
+  }
+  return Status::Ok();
+}
+
+Result<std::optional<json>> ReadDeployedConfig(const std::string& state_dir) {
+  const std::string path = DeployedConfigFile(state_dir);
+  if (!Exists(path)) return std::optional<json>();
+  auto text = os::ReadFile(path, 4 * kAgentBodyBytesMax);
+  if (!text.ok()) return text.status();
+  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.value("revision", json()).is_number_integer() ||
+      !j.value("deployed_at_ms", json()).is_number_integer() || !j.value("document", json()).is_object()) {
+    return Status::Error(path + ": malformed (expected {\"revision\", \"deployed_at_ms\", \"document\"})");
+  }
+  return std::optional<json>(std::move(j));
+}
+
+ApiResponse Agent::Config(const ApiRequest& r) {
+  if (auto e = CheckKey(r)) return *e;
+  if (r.method != "GET" && r.method != "PUT") return Fail(405, "use GET or PUT for " + r.path);
+  if (!r.params.empty()) return Fail(400, "unknown query parameter", r.params.begin()->first);
+  const std::string& dir = options_.state_dir;
+  if (r.method == "GET") {
+    if (!r.body.empty()) return Fail(400, "this call takes no body");
+    auto d = ReadDeployedConfig(dir);
+    if (!d.ok()) return Fail(500, d.status().message());
+    if (!d->has_value()) return Fail(404, "no configuration has been deployed to this host");
+    const json& j = **d;
+    return ApiResponse{200, json{{"revision", j["revision"]},
+                                 {"deployed_at", console::Rfc3339Ms(j["deployed_at_ms"].get<int64_t>())},
+                                 {"document", j["document"]}}};
+  }
+  json body;
+  if (Error e = ParseBody(r, {"revision", "document"}, &body)) return *e;
+  int64_t revision = 0;
+  if (Error e = GetInt(body, "revision", true, 1, kRevisionMax, &revision)) return *e;
+  if (!body.contains("document")) return Fail(400, "required field is missing", "document");
+  std::string field;
+  if (Status st = ValidateDeployDocument(body["document"], revision, &field); !st.ok()) {
+    return Fail(400, st.message(), field);
+  }
+  std::lock_guard<std::mutex> l(config_mu_);
+  const int64_t now = options_.clock->WallMs();
+  const json record{{"revision", revision}, {"deployed_at_ms", now}, {"document", body["document"]}};
+  if (Status st = os::WriteFileAtomic(DeployedConfigFile(dir), record.dump() + "\n", 0600); !st.ok()) {
+    return Fail(500, "cannot store the configuration: " + st.message());
+  }
+  Log(1, "agent: configuration revision " + std::to_string(revision) + " deployed by console " +
+             body["document"]["console"]["name"].get<std::string>() + " (from " + r.remote + ")");
+  if (options_.apply_config) {
+    if (Status st = options_.apply_config(body["document"]); !st.ok()) {
+      Log(2, "agent: configuration revision " + std::to_string(revision) + ": cannot apply: " + st.message());
+      return ApiError(500, "apply_failed",
+                      "revision " + std::to_string(revision) + " was stored but not applied: " + st.message());
+    }
+  }
+  return ApiResponse{200, json{{"revision", revision}, {"deployed_at", console::Rfc3339Ms(now)}}};
 }
 
 }  // namespace tandem::daemon

@@ -2,8 +2,9 @@
 // "Hosts: pairing and the agent channel"; R-DEP-1, R-CL-1, R-CL-3, R-CL-4,
 // R-UP-1). An HTTPS server of its own, run by every tandemd with [agent],
 // whatever the host's HA status, through which the console pairs the host
-// (a one-time token printed by `tandemd pair-token`), reads its facts and
-// measures the link between two hosts.
+// (a one-time token printed by `tandemd pair-token`), reads its facts,
+// measures the link between two hosts and copies content packages
+// (docs/formats/packages.md).
 //
 // State directory (0700): tls/cert.pem, tls/key.pem (generated at first
 // start), pairing.token (0600, while not paired), paired.json (0600, once
@@ -32,6 +33,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -65,6 +67,12 @@ inline constexpr int kMeasurePings = 10;
 inline constexpr size_t kMeasureListenersMax = 4;
 inline constexpr size_t kPackagesMax = 1024;            // manifests read, at most
 inline constexpr size_t kPackageManifestBytesMax = 64 * 1024;
+// A package's payload file (<name>.pkg beside <name>.json), at most this.
+inline constexpr size_t kPackagePayloadBytesMax = 4 * 1024 * 1024;
+// PUT /api/v1/agent/packages/{name} only: the payload in base64 plus the
+// manifest and the field names (every other call: kAgentBodyBytesMax).
+inline constexpr size_t kAgentPackageBodyBytesMax =
+    (kPackagePayloadBytesMax + 2) / 3 * 4 + kAgentBodyBytesMax;
 
 struct AgentOptions {
   std::string state_dir;                  // absolute
@@ -83,6 +91,18 @@ struct AgentOptions {
   // The object `ha status --json` prints, or null when it cannot be had in
   // time. Called on the agent's threads; must be thread-safe. Unset: null.
   std::function<nlohmann::json()> ha_status;
+  // POST /api/v1/agent/ha: runs one control-socket command (`request` is
+  // {"cmd", ...}, as `ha` sends it) and answers the daemon's reply
+  // ({"ok": true, ...} or {"ok": false, "error"}); an error when the daemon
+  // did not answer in time. Called on the agent's threads; must be
+  // thread-safe. Unset: the host is not clustered (409 not_clustered).
+  std::function<Result<nlohmann::json>(const nlohmann::json& request)> ha_command;
+  // PUT /api/v1/agent/config: applies a deployed configuration document
+  // (docs/formats/deployment.md), already validated and stored in
+  // deployed.json. Called on an agent thread, one call at a time; must be
+  // thread-safe. An error is answered 500 apply_failed (the document stays
+  // stored). Unset: the document is only stored.
+  std::function<Status(const nlohmann::json& document)> apply_config;
   const os::Clock* clock = &os::RealClock::Get();
   std::function<void(int level, const std::string& message)> log;  // 0 debug .. 3 error
 };
@@ -105,6 +125,16 @@ std::string AgentCertFile(const std::string& state_dir);
 std::string AgentKeyFile(const std::string& state_dir);
 std::string PairingTokenFile(const std::string& state_dir);
 std::string PairedFile(const std::string& state_dir);
+std::string DeployedConfigFile(const std::string& state_dir);  // deployed.json
+
+// The configuration the console last deployed (deployed.json):
+// {"revision", "deployed_at_ms", "document"}, nullopt when none was.
+// Error: unreadable or malformed.
+Result<std::optional<nlohmann::json>> ReadDeployedConfig(const std::string& state_dir);
+// Checks a deployment document (docs/formats/deployment.md) strictly.
+// Error: what is wrong; *field (if given) names the offending field
+// ("document.cluster.options.sync_rate_mb").
+Status ValidateDeployDocument(const nlohmann::json& document, int64_t revision, std::string* field);
 
 // Creates the state directory (0700) and, when missing, the certificate
 // and key: ECDSA P-256, self-signed, subjectAltName the listen address
@@ -139,6 +169,9 @@ nlohmann::json StorageJson(const std::string& dir);
 // ({"name", "version", "kind": "parser"|"protocol"}), sorted by name. A bad
 // manifest is skipped with a warning line in *warnings.
 nlohmann::json ReadPackages(const std::string& dir, std::vector<std::string>* warnings);
+// What is wrong with a package manifest (the checks ReadPackages makes on
+// each), "" when nothing is.
+std::string PackageManifestProblem(const nlohmann::json& manifest);
 
 // This host's interfaces (getifaddrs): [{"name", "addresses": ["a.b.c.d/n"],
 // "physical", "up"}], sorted by name.
@@ -177,6 +210,12 @@ class Agent {
   console::ApiResponse Pair(const console::ApiRequest& r);
   console::ApiResponse MeasureListen(const console::ApiRequest& r);
   console::ApiResponse MeasureRun(const console::ApiRequest& r);
+  // GET packages, GET and PUT packages/{name} (`what`: the path after
+  // /api/v1/agent/; docs/formats/packages.md).
+  console::ApiResponse Packages(const console::ApiRequest& r, std::string_view what);
+  console::ApiResponse PutPackage(const console::ApiRequest& r, const std::string& name);
+  console::ApiResponse HaCommand(const console::ApiRequest& r);
+  console::ApiResponse Config(const console::ApiRequest& r);
   // nullopt when the Bearer key matches paired.json; else the 401.
   std::optional<console::ApiResponse> CheckKey(const console::ApiRequest& r);
   void RunListener(Listener* l);
@@ -192,6 +231,9 @@ class Agent {
   std::deque<int64_t> pair_failures_ms_;  // GUARDED_BY(pair_mu_), monotonic
 
   std::mutex run_mu_;  // one measurement run at a time
+
+  std::mutex config_mu_;  // one PUT /api/v1/agent/config at a time
+  std::mutex packages_mu_;  // one package installation at a time
 
   std::mutex listeners_mu_;
   std::list<std::unique_ptr<Listener>> listeners_;  // GUARDED_BY(listeners_mu_)

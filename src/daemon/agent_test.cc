@@ -6,6 +6,7 @@
 #include "daemon/agent.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <sys/stat.h>
@@ -347,7 +348,8 @@ TEST_F(AgentTest, FactsHaveTheDocumentedShape) {
   EXPECT_EQ(f["virtual"], false);
   EXPECT_EQ(f["cluster"], (json{{"name", "lab"}, {"role", "primary"}, {"peer", "127.0.0.2"}}));
   EXPECT_EQ(f["ha"], (json{{"ok", true}, {"local", {{"status", "ACTIVE"}}}}));
-  EXPECT_EQ(f.size(), 12u) << f.dump();
+  EXPECT_TRUE(f["deployed_revision"].is_null());  // nothing deployed yet
+  EXPECT_EQ(f.size(), 13u) << f.dump();
 }
 
 TEST_F(AgentTest, MeasureListenAndRunOverLoopback) {
@@ -430,6 +432,366 @@ TEST_F(AgentTest, PairsOverHttpsWithThePinnedCertificate) {
   EXPECT_EQ(json::parse(res->body)["name"], "alpha");
   EXPECT_NE(agent_->MetricsText().find("tandem_agent_pairings_total 1\n"), std::string::npos)
       << agent_->MetricsText();
+}
+
+// POST /api/v1/agent/ha (docs/CONSOLE.md, "Host actions"): the command goes
+// to the daemon's control handler as is; its reply is answered 200, its
+// refusal 409 refused; an agent-only host 409 not_clustered.
+TEST_F(AgentTest, HaCommandRunsTheDaemonsHandlerAndMapsItsReply) {
+  std::mutex mu;
+  std::vector<json> seen;
+  AgentOptions o = Options();
+  o.ha_command = [&](const json& request) -> Result<json> {
+    std::lock_guard<std::mutex> l(mu);
+    seen.push_back(request);
+    const std::string cmd = request.value("cmd", "");
+    if (cmd == "takeover") return json{{"ok", false}, {"error", "this host is already ACTIVE"}};
+    if (cmd == "verify") return Status::Error("no answer within 2000 ms");
+    return json{{"ok", true}, {"message", cmd + " accepted"}};
+  };
+  agent_ = std::make_unique<Agent>(std::move(o));
+  const std::string key = PairOk();
+  ASSERT_FALSE(key.empty());
+
+  ApiResponse a = Call("POST", "/api/v1/agent/ha", json{{"cmd", "offline"}}.dump(), key);
+  EXPECT_EQ(a.status, 200) << a.body.dump();
+  EXPECT_EQ(a.body, (json{{"ok", true}, {"message", "offline accepted"}}));
+
+  a = Call("POST", "/api/v1/agent/ha", json{{"cmd", "takeover"}, {"force", true}}.dump(), key);
+  ExpectError(a, 409, "refused");
+  EXPECT_EQ(a.body["error"]["message"], "this host is already ACTIVE");
+
+  a = Call("POST", "/api/v1/agent/ha", json{{"cmd", "verify"}}.dump(), key);
+  ExpectError(a, 503, "unavailable");
+
+  // Bad requests never reach the daemon.
+  const size_t before = seen.size();
+  ExpectError(Call("POST", "/api/v1/agent/ha", json{{"cmd", "status"}}.dump(), key), 400,
+              "invalid_argument", "cmd");
+  ExpectError(Call("POST", "/api/v1/agent/ha", json{{"cmd", 3}}.dump(), key), 400,
+              "invalid_argument", "cmd");
+  ExpectError(Call("POST", "/api/v1/agent/ha", json::object().dump(), key), 400,
+              "invalid_argument", "cmd");
+  ExpectError(Call("POST", "/api/v1/agent/ha", json{{"cmd", "giveback"}, {"force", true}}.dump(),
+                   key),
+              400, "invalid_argument", "force");
+  ExpectError(Call("POST", "/api/v1/agent/ha", json{{"cmd", "online"}, {"x", 1}}.dump(), key), 400,
+              "invalid_argument", "x");
+  ExpectError(Call("GET", "/api/v1/agent/ha", "", key), 405, "method_not_allowed");
+  // No key, a wrong key: 401, nothing run.
+  ExpectError(Call("POST", "/api/v1/agent/ha", json{{"cmd", "offline"}}.dump()), 401,
+              "unauthenticated");
+  ExpectError(Call("POST", "/api/v1/agent/ha", json{{"cmd", "offline"}}.dump(),
+                   std::string(64, 'a')),
+              401, "unauthenticated");
+  std::lock_guard<std::mutex> l(mu);
+  ASSERT_EQ(seen.size(), before);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0], (json{{"cmd", "offline"}}));
+  EXPECT_EQ(seen[1], (json{{"cmd", "takeover"}, {"force", true}}));
+  EXPECT_EQ(seen[2], (json{{"cmd", "verify"}}));
+}
+
+TEST_F(AgentTest, HaCommandOnAnAgentOnlyHostIsNotClustered) {
+  AgentOptions o = Options();
+  o.cluster = nullptr;
+  o.ha_status = nullptr;
+  agent_ = std::make_unique<Agent>(std::move(o));
+  const std::string key = PairOk();
+  ExpectError(Call("POST", "/api/v1/agent/ha", json{{"cmd", "offline"}}.dump(), key), 409,
+              "not_clustered");
+  // Still validated first: a bad command is a 400 there too.
+  ExpectError(Call("POST", "/api/v1/agent/ha", json{{"cmd", "reboot"}}.dump(), key), 400,
+              "invalid_argument", "cmd");
+}
+
+
+// ---- content packages (R-UP-1, R-UP-2) ----
+
+std::string B64(const std::string& bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(bytes.data()),
+                                static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+json PackageBody(const std::string& name, const std::string& version, const std::string& payload) {
+  return json{{"manifest", {{"name", name}, {"version", version}, {"kind", "parser"}}},
+              {"payload_base64", B64(payload)},
+              {"sha256", console::Sha256Hex(payload)}};
+}
+
+TEST_F(AgentTest, PackagesAreListedReadAndInstalled) {
+  StartAgent();
+  const std::string key = PairOk();
+  const std::string pk = dir_ + "/packages";
+  ASSERT_TRUE(os::WriteFileAtomic(pk + "/http.json",
+                                  R"({"name": "http", "version": "1.2", "kind": "protocol"})", 0644)
+                  .ok());
+  std::string bin("GET \x00\x01\xff payload", 18);
+  ASSERT_TRUE(os::WriteFileAtomic(pk + "/http.pkg", bin, 0644).ok());
+  ASSERT_TRUE(os::WriteFileAtomic(pk + "/dns.json",
+                                  R"({"name": "dns", "version": "3", "kind": "parser"})", 0644)
+                  .ok());
+  // Keyed like the facts.
+  ExpectError(Call("GET", "/api/v1/agent/packages"), 401, "unauthenticated");
+  ExpectError(Call("GET", "/api/v1/agent/packages/http", "", std::string(64, 'a')), 401,
+              "unauthenticated");
+
+  ApiResponse list = Call("GET", "/api/v1/agent/packages", "", key);
+  ASSERT_EQ(list.status, 200) << list.body.dump();
+  ASSERT_EQ(list.body["packages"].size(), 2u) << list.body.dump();
+  EXPECT_EQ(list.body["packages"][0],
+            (json{{"name", "dns"}, {"version", "3"}, {"kind", "parser"}, {"sha256", nullptr}, {"bytes", 0}}));
+  EXPECT_EQ(list.body["packages"][1]["name"], "http");
+  EXPECT_EQ(list.body["packages"][1]["sha256"], console::Sha256Hex(bin));
+  EXPECT_EQ(list.body["packages"][1]["bytes"], bin.size());
+
+  ApiResponse one = Call("GET", "/api/v1/agent/packages/http", "", key);
+  ASSERT_EQ(one.status, 200) << one.body.dump();
+  EXPECT_EQ(one.body["manifest"], (json{{"name", "http"}, {"version", "1.2"}, {"kind", "protocol"}}));
+  EXPECT_EQ(one.body["payload_base64"], B64(bin));
+  EXPECT_EQ(one.body["sha256"], console::Sha256Hex(bin));
+  ApiResponse none = Call("GET", "/api/v1/agent/packages/dns", "", key);
+  ASSERT_EQ(none.status, 200) << none.body.dump();
+  EXPECT_TRUE(none.body["payload_base64"].is_null());
+  EXPECT_TRUE(none.body["sha256"].is_null());
+  ExpectError(Call("GET", "/api/v1/agent/packages/smtp", "", key), 404, "not_found");
+  ExpectError(Call("POST", "/api/v1/agent/packages/http", "{}", key), 405, "method_not_allowed");
+  ExpectError(Call("PUT", "/api/v1/agent/packages", "{}", key), 405, "method_not_allowed");
+
+  // PUT what the GET answered (the console's copy between two agents), in a
+  // newer version: installed, then read back the same.
+  const std::string payload(300 * 1024, 'z');
+  ApiResponse put = Call("PUT", "/api/v1/agent/packages/smtp", PackageBody("smtp", "2.0.1", payload).dump(), key);
+  ASSERT_EQ(put.status, 200) << put.body.dump();
+  EXPECT_EQ(put.body["package"]["name"], "smtp");
+  EXPECT_EQ(put.body["package"]["sha256"], console::Sha256Hex(payload));
+  EXPECT_EQ(ReadText(pk + "/smtp.pkg"), payload);
+  EXPECT_EQ(json::parse(ReadText(pk + "/smtp.json")),
+            (json{{"name", "smtp"}, {"version", "2.0.1"}, {"kind", "parser"}}));
+  struct stat st {};
+  ASSERT_EQ(::stat((pk + "/smtp.pkg").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u);
+  ApiResponse back = Call("GET", "/api/v1/agent/packages/smtp", "", key);
+  ASSERT_EQ(back.status, 200);
+  EXPECT_EQ(back.body, PackageBody("smtp", "2.0.1", payload));
+  // The facts report it.
+  json facts = Call("GET", "/api/v1/agent/facts", "", key).body;
+  ASSERT_EQ(facts["packages"].size(), 3u) << facts.dump();
+  EXPECT_EQ(facts["packages"][2]["version"], "2.0.1");
+  // A PUT without a payload replaces the package and removes the old payload.
+  json bare{{"manifest", {{"name", "http"}, {"version", "1.3"}, {"kind", "protocol"}}},
+            {"payload_base64", nullptr},
+            {"sha256", nullptr}};
+  ASSERT_EQ(Call("PUT", "/api/v1/agent/packages/http", bare.dump(), key).status, 200);
+  EXPECT_FALSE(std::filesystem::exists(pk + "/http.pkg"));
+  EXPECT_EQ(json::parse(ReadText(pk + "/http.json"))["version"], "1.3");
+  // An empty payload is a payload (of 0 bytes).
+  ASSERT_EQ(Call("PUT", "/api/v1/agent/packages/dns", PackageBody("dns", "4", "").dump(), key).status, 200);
+  EXPECT_TRUE(std::filesystem::exists(pk + "/dns.pkg"));
+  EXPECT_EQ(Call("GET", "/api/v1/agent/packages/dns", "", key).body["sha256"], console::Sha256Hex(""));
+  EXPECT_NE(Log().find("installed package smtp 2.0.1"), std::string::npos) << Log();
+}
+
+TEST_F(AgentTest, BadPackagesAreRefusedWithNothingWritten) {
+  StartAgent();
+  const std::string key = PairOk();
+  const std::string pk = dir_ + "/packages";
+  ASSERT_TRUE(os::WriteFileAtomic(pk + "/http.json",
+                                  R"({"name": "http", "version": "1.2", "kind": "protocol"})", 0644)
+                  .ok());
+  ASSERT_TRUE(os::WriteFileAtomic(pk + "/http.pkg", "old", 0644).ok());
+  const std::string before = TreeSnapshot(pk);
+  auto put = [&](const std::string& name, const json& body) {
+    return Call("PUT", "/api/v1/agent/packages/" + name, body.dump(), key);
+  };
+  json sha_wrong = PackageBody("http", "2", "new bytes");
+  sha_wrong["sha256"] = console::Sha256Hex("other bytes");
+  ExpectError(put("http", sha_wrong), 400, "invalid_argument", "sha256");
+  json sha_missing = PackageBody("http", "2", "new bytes");
+  sha_missing["sha256"] = nullptr;
+  ExpectError(put("http", sha_missing), 400, "invalid_argument", "sha256");
+  // The manifest names another package than the path.
+  ExpectError(put("http", PackageBody("dns", "2", "x")), 400, "invalid_argument", "manifest");
+  // A name that cannot be a package (path traversal included): 404.
+  ExpectError(put("..", PackageBody("..", "2", "x")), 404, "not_found");
+  ExpectError(put("a%2Fb", PackageBody("a%2Fb", "2", "x")), 404, "not_found");
+  // Bad manifests, as ReadPackages would skip them.
+  json bad_version = PackageBody("http", "2.x", "x");
+  ExpectError(put("http", bad_version), 400, "invalid_argument", "manifest");
+  json bad_kind = PackageBody("http", "2", "x");
+  bad_kind["manifest"]["kind"] = "firmware";
+  ExpectError(put("http", bad_kind), 400, "invalid_argument", "manifest");
+  json extra = PackageBody("http", "2", "x");
+  extra["manifest"]["url"] = "http://x";
+  ExpectError(put("http", extra), 400, "invalid_argument", "manifest");
+  json not_b64 = PackageBody("http", "2", "x");
+  not_b64["payload_base64"] = "not base64!";
+  ExpectError(put("http", not_b64), 400, "invalid_argument", "payload_base64");
+  json missing = PackageBody("http", "2", "x");
+  missing.erase("sha256");
+  ExpectError(put("http", missing), 400, "invalid_argument", "sha256");
+  json unknown = PackageBody("http", "2", "x");
+  unknown["path"] = "/etc/passwd";
+  ExpectError(put("http", unknown), 400, "invalid_argument", "path");
+  // Over the payload limit by one byte: refused, naming the payload.
+  const std::string big(kPackagePayloadBytesMax + 1, 'b');
+  ExpectError(put("http", PackageBody("http", "2", big)), 400, "invalid_argument", "payload_base64");
+  EXPECT_EQ(TreeSnapshot(pk), before);
+  // At the limit: accepted (the PUT's body limit is raised for it alone).
+  const std::string max(kPackagePayloadBytesMax, 'm');
+  ApiResponse ok = put("http", PackageBody("http", "2", max));
+  EXPECT_EQ(ok.status, 200) << ok.body.dump().substr(0, 300);
+  EXPECT_EQ(std::filesystem::file_size(pk + "/http.pkg"), kPackagePayloadBytesMax);
+  // Every other call keeps the 64 KiB body limit.
+  ExpectError(Call("POST", "/api/v1/agent/measure/listen",
+                   json{{"bytes", std::string(kAgentBodyBytesMax, 'x')}}.dump(), key),
+              413, "payload_too_large");
+}
+
+// ---- deployed configuration (PUT/GET /api/v1/agent/config) ----
+
+json DeployDocument(int64_t revision) {
+  return json{{"revision", revision},
+              {"console", {{"name", "cons"}}},
+              {"host", {{"name", "alpha-primary"}, {"role", "primary"}}},
+              {"cluster",
+               {{"name", "alpha"},
+                {"vip", "198.18.0.1"},
+                {"primary_ip", "198.18.0.10"},
+                {"secondary_ip", "198.18.0.2"},
+                {"license_valid", true},
+                {"options",
+                 {{"heartbeat_interval_ms", 2000},
+                  {"heartbeat_timeout_ms", 6000},
+                  {"connectivity_peers", {"198.18.0.3", "198.18.0.4:22"}},
+                  {"sync_rate_mb", 250},
+                  {"disable_replication", false},
+                  {"crossover_interface", nullptr},
+                  {"crossover_primary_ip", nullptr},
+                  {"crossover_secondary_ip", nullptr}}}}}};
+}
+
+TEST_F(AgentTest, DeployedConfigIsStored0600AppliedAndAnsweredBack) {
+  AgentOptions o = Options();
+  std::vector<json> applied;
+  std::mutex applied_mu;
+  o.apply_config = [&](const json& d) {
+    std::lock_guard<std::mutex> l(applied_mu);
+    applied.push_back(d);
+    return Status::Ok();
+  };
+  agent_ = std::make_unique<Agent>(o);
+  const std::string key = PairOk();
+  ExpectError(Call("GET", "/api/v1/agent/config", "", key), 404, "not_found");
+  EXPECT_TRUE(Call("GET", "/api/v1/agent/facts", "", key).body["deployed_revision"].is_null());
+
+  const json body{{"revision", 7}, {"document", DeployDocument(7)}};
+  ApiResponse put = Call("PUT", "/api/v1/agent/config", body.dump(), key);
+  ASSERT_EQ(put.status, 200) << put.body.dump();
+  EXPECT_EQ(put.body["revision"], 7);
+  struct stat st {};
+  ASSERT_EQ(::stat(DeployedConfigFile(state_).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  json stored = json::parse(ReadText(DeployedConfigFile(state_)));
+  EXPECT_EQ(stored["revision"], 7);
+  EXPECT_EQ(stored["deployed_at_ms"], clock_.WallMs());
+  EXPECT_EQ(stored["document"], DeployDocument(7));
+  {
+    std::lock_guard<std::mutex> l(applied_mu);
+    ASSERT_EQ(applied.size(), 1u);
+    EXPECT_EQ(applied[0], DeployDocument(7));
+  }
+  ApiResponse get = Call("GET", "/api/v1/agent/config", "", key);
+  ASSERT_EQ(get.status, 200) << get.body.dump();
+  EXPECT_EQ(get.body["revision"], 7);
+  EXPECT_EQ(get.body["document"], DeployDocument(7));
+  EXPECT_EQ(get.body["deployed_at"], console::Rfc3339Ms(clock_.WallMs()));
+  EXPECT_EQ(Call("GET", "/api/v1/agent/facts", "", key).body["deployed_revision"], 7);
+  auto read = ReadDeployedConfig(state_);
+  ASSERT_TRUE(read.ok() && read->has_value());
+  EXPECT_EQ((**read)["revision"], 7);
+
+  // An agent-only document (no cluster) replaces it.
+  json managed{{"revision", 8},
+               {"console", {{"name", "cons"}}},
+               {"host", {{"name", "alpha"}, {"role", "managed"}}},
+               {"cluster", nullptr}};
+  put = Call("PUT", "/api/v1/agent/config", json{{"revision", 8}, {"document", managed}}.dump(), key);
+  ASSERT_EQ(put.status, 200) << put.body.dump();
+  EXPECT_EQ(Call("GET", "/api/v1/agent/config", "", key).body["document"], managed);
+
+  // A failing apply: stored, answered 500 apply_failed.
+  o.apply_config = [](const json&) { return Status::Error("the loop did not answer"); };
+  agent_ = std::make_unique<Agent>(o);
+  put = Call("PUT", "/api/v1/agent/config", body.dump(), key);
+  ExpectError(put, 500, "apply_failed");
+  EXPECT_NE(put.body["error"]["message"].get<std::string>().find("the loop did not answer"), std::string::npos);
+}
+
+TEST_F(AgentTest, BadConfigBodiesAreRefusedWithNothingStored) {
+  AgentOptions o = Options();
+  int applied = 0;
+  o.apply_config = [&](const json&) {
+    ++applied;
+    return Status::Ok();
+  };
+  agent_ = std::make_unique<Agent>(o);
+  const std::string key = PairOk();
+  ASSERT_EQ(Call("PUT", "/api/v1/agent/config", json{{"revision", 3}, {"document", DeployDocument(3)}}.dump(), key)
+                .status,
+            200);
+  applied = 0;
+  const std::string before = TreeSnapshot(state_);
+  auto refused = [&](const std::string& what, const json& body, const std::string& field) {
+    ApiResponse a = Call("PUT", "/api/v1/agent/config", body.dump(), key);
+    EXPECT_EQ(a.status, 400) << what << ": " << a.body.dump();
+    EXPECT_EQ(a.body["error"]["field"], field) << what << ": " << a.body.dump();
+    EXPECT_EQ(TreeSnapshot(state_), before) << what;
+  };
+  auto with = [](const std::function<void(json&)>& change) {
+    json b{{"revision", 4}, {"document", DeployDocument(4)}};
+    change(b);
+    return b;
+  };
+  refused("no revision", json{{"document", DeployDocument(4)}}, "revision");
+  refused("revision 0", with([](json& b) { b["revision"] = 0; b["document"]["revision"] = 0; }), "revision");
+  refused("revision a string", with([](json& b) { b["revision"] = "4"; }), "revision");
+  refused("no document", json{{"revision", 4}}, "document");
+  refused("unknown field", with([](json& b) { b["extra"] = 1; }), "extra");
+  refused("revisions differ", with([](json& b) { b["document"]["revision"] = 5; }), "document.revision");
+  refused("unknown document field", with([](json& b) { b["document"]["x"] = 1; }), "document.x");
+  refused("bad role", with([](json& b) { b["document"]["host"]["role"] = "boss"; }), "document.host.role");
+  refused("bad host name", with([](json& b) { b["document"]["host"]["name"] = "a b"; }), "document.host.name");
+  refused("member without cluster", with([](json& b) { b["document"]["cluster"] = nullptr; }), "document.cluster");
+  refused("bad vip", with([](json& b) { b["document"]["cluster"]["vip"] = "198.18.0"; }), "document.cluster.vip");
+  refused("missing option",
+          with([](json& b) { b["document"]["cluster"]["options"].erase("sync_rate_mb"); }),
+          "document.cluster.options.sync_rate_mb");
+  refused("sync rate too high",
+          with([](json& b) { b["document"]["cluster"]["options"]["sync_rate_mb"] = 4097; }),
+          "document.cluster.options.sync_rate_mb");
+  refused("timeout not above the interval",
+          with([](json& b) { b["document"]["cluster"]["options"]["heartbeat_timeout_ms"] = 2000; }),
+          "document.cluster.options.heartbeat_timeout_ms");
+  refused("bad peer",
+          with([](json& b) { b["document"]["cluster"]["options"]["connectivity_peers"] = {"198.18.0.3:0"}; }),
+          "document.cluster.options.connectivity_peers[0]");
+  refused("half a crossover",
+          with([](json& b) { b["document"]["cluster"]["options"]["crossover_interface"] = "eth1"; }),
+          "document.cluster.options.crossover_interface");
+  refused("license_valid not a boolean",
+          with([](json& b) { b["document"]["cluster"]["license_valid"] = 1; }), "document.cluster.license_valid");
+  EXPECT_EQ(applied, 0);
+  EXPECT_EQ(Call("GET", "/api/v1/agent/config", "", key).body["revision"], 3);
+  // Without the key: 401; other methods 405.
+  ExpectError(Call("PUT", "/api/v1/agent/config", with([](json&) {}).dump()), 401, "unauthenticated");
+  ExpectError(Call("GET", "/api/v1/agent/config", "", std::string(64, 'c')), 401, "unauthenticated");
+  ExpectError(Call("POST", "/api/v1/agent/config", with([](json&) {}).dump(), key), 405, "method_not_allowed");
+  EXPECT_EQ(TreeSnapshot(state_), before);
 }
 
 }  // namespace

@@ -333,8 +333,26 @@ Status Daemon::RunSyncStep(ha::ActionType t) {
       services_->StartAll(ServiceEnv());
       StartCollector();
       return Status::Ok();
-    case ha::ActionType::kFetchConfig:
-      return Status::Ok();  // no console configured yet: the local file is the configuration
+    case ha::ActionType::kFetchConfig: {
+      // R-FO-3 step 5: the configuration the console last deployed to this
+      // host (the agent keeps it; docs/CONSOLE.md, "Deploying"). Never fails
+      // the take-over: the running configuration stays in force.
+      if (!cfg_.agent.enabled) {
+        log_->warn("fetch-config: no agent on this host: the local configuration file is the configuration");
+        return Status::Ok();
+      }
+      auto deployed = ReadDeployedConfig(cfg_.agent.state_dir);
+      if (!deployed.ok()) {
+        log_->error("fetch-config: {}", deployed.status().message());
+      } else if (!deployed->has_value()) {
+        log_->warn("fetch-config: no configuration has been deployed by a console yet");
+      } else {
+        log_->warn("fetch-config: configuration revision {} (deployed at {})",
+                   (**deployed)["revision"].get<int64_t>(),
+                   console::Rfc3339Ms((**deployed)["deployed_at_ms"].get<int64_t>()));
+      }
+      return Status::Ok();
+    }
     case ha::ActionType::kUnassignVip: return vip_->UnassignVip();
     case ha::ActionType::kRemoveAlias: return vip_->RemoveAlias();
     case ha::ActionType::kDetachStore: return Status::Ok();
@@ -587,6 +605,69 @@ Status Daemon::StartAgent() {
       if (f.wait_for(std::chrono::milliseconds(kHttpStatusTimeoutMs)) !=
           std::future_status::ready) {
         return nullptr;
+      }
+      return f.get();
+    };
+    // POST /api/v1/agent/ha: the control socket's own handler, on the loop.
+    o.ha_command = [this, loop](const json& request) -> Result<json> {
+      auto p = std::make_shared<std::promise<json>>();
+      std::future<json> f = p->get_future();
+      loop->Post([this, p, request] { p->set_value(HandleControl(request)); });
+      if (f.wait_for(std::chrono::milliseconds(kHttpStatusTimeoutMs)) !=
+          std::future_status::ready) {
+        return Status::Error("no answer within " + std::to_string(kHttpStatusTimeoutMs) + " ms");
+      }
+      return f.get();
+    };
+  }
+  // PUT /api/v1/agent/config (docs/CONSOLE.md, "Deploying"): on the loop,
+  // what can change live (the sync rate); the rest is logged as taking
+  // effect at restart. An agent-only host only stores the document.
+  if (!cfg_.agent_only) {
+    os::EventLoop* loop = &loop_;
+    // On the loop (it owns the replica and the configuration).
+    auto apply = [this](const json& document) -> Status {
+      const int64_t revision = document["revision"].get<int64_t>();
+      const json& c = document["cluster"];
+      if (!c.is_object()) {
+        log_->warn("deploy: configuration revision {}: the console has this host in no cluster; "
+                   "its HA configuration ({}) stays as it is", revision, cfg_.path);
+        return Status::Ok();
+      }
+      const json& opt = c["options"];
+      const int64_t rate = opt["sync_rate_mb"].get<int64_t>();
+      if (repl_) {
+        TANDEM_RETURN_IF_ERROR(repl_->SetSyncRate(static_cast<uint64_t>(rate) * 1000 * 1000));
+        log_->warn("deploy: configuration revision {}: disk synchronization rate set to {} MB/s", revision,
+                   rate);
+      } else {
+        log_->warn("deploy: configuration revision {}: sync_rate_mb {}: /store is not replicated here",
+                   revision, rate);
+      }
+      json peers = json::array();
+      for (const config::Endpoint& e : cfg_.connectivity_peers) {
+        peers.push_back(e.port == 0 ? e.host : e.ToString());
+      }
+      const bool primary = document["host"]["role"] == "primary";
+      const json crossover = cfg_.crossover_listen.empty() ? json(nullptr) : json(cfg_.crossover_listen.host);
+      for (const auto& [key, running] :
+           {std::pair<const char*, json>{"heartbeat_interval_ms", cfg_.heartbeat_interval_ms},
+            {"heartbeat_timeout_ms", cfg_.heartbeat_timeout_ms},
+            {"disable_replication", !cfg_.replication},
+            {"connectivity_peers", peers},
+            {primary ? "crossover_primary_ip" : "crossover_secondary_ip", crossover}}) {
+        if (opt[key] == running) continue;
+        log_->warn("deploy: configuration revision {}: {} {} (running {}): not applied live; takes effect "
+                   "at restart", revision, key, opt[key].dump(), running.dump());
+      }
+      return Status::Ok();
+    };
+    o.apply_config = [loop, apply](const json& document) -> Status {
+      auto p = std::make_shared<std::promise<Status>>();
+      std::future<Status> f = p->get_future();
+      loop->Post([p, document, apply] { p->set_value(apply(document)); });
+      if (f.wait_for(std::chrono::milliseconds(kHttpStatusTimeoutMs)) != std::future_status::ready) {
+        return Status::Error("the daemon did not answer within " + std::to_string(kHttpStatusTimeoutMs) + " ms");
       }
       return f.get();
     };

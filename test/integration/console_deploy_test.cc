@@ -1,0 +1,239 @@
+// Deploying the configuration on a lab of real processes (docs/CONSOLE.md,
+// "Deploying"): `tandem lab up --console --managed 2 --replication`. The
+// console pairs the two managed hosts, makes a cluster of them and deploys:
+// each agent stores its document (deployed.json, 0600) and the pending
+// changes are cleared; an edited option is deployed as the next revision.
+// The lab's own HA secondary is paired by the test itself (acting as a
+// console) to check, over real HTTPS, PUT/GET /api/v1/agent/config on a
+// clustered daemon: the disk synchronization rate changes live, and after
+// the primary is killed the secondary's take-over logs the deployed
+// revision (R-FO-3 step 5).
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include "api/httplib.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "lab/lab.h"
+#include "os/files.h"
+#include "test_util.h"
+
+namespace tandem::itest {
+namespace {
+
+using nlohmann::json;
+
+struct Answer {
+  int status = 0;
+  json body;
+};
+
+// One HTTPS call to `hostport` trusting only the certificate in `ca_file`.
+Answer HttpsCall(const std::string& hostport, const std::string& ca_file, const std::string& method,
+                 const std::string& path, const std::string& bearer, const json& body = nullptr) {
+  const size_t colon = hostport.rfind(':');
+  httplib::SSLClient cli(hostport.substr(0, colon), std::stoi(hostport.substr(colon + 1)));
+  cli.set_ca_cert_path(ca_file.c_str());
+  cli.enable_server_certificate_verification(true);
+  cli.set_connection_timeout(10, 0);
+  cli.set_read_timeout(60, 0);
+  httplib::Headers h;
+  if (!bearer.empty()) h.emplace("Authorization", "Bearer " + bearer);
+  const std::string b = body.is_null() ? "" : body.dump();
+  httplib::Result r = method == "GET"     ? cli.Get(path.c_str(), h)
+                      : method == "POST"  ? cli.Post(path.c_str(), h, b, "application/json")
+                      : method == "PATCH" ? cli.Patch(path.c_str(), h, b, "application/json")
+                                          : cli.Put(path.c_str(), h, b, "application/json");
+  if (!r) {
+    ADD_FAILURE() << method << " " << path << ": " << httplib::to_string(r.error());
+    return {};
+  }
+  json j = json::parse(r->body, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << r->body;
+  return {r->status, j};
+}
+
+std::string ReadLine(const std::string& file) {
+  auto s = os::ReadFile(file, 4096);
+  EXPECT_TRUE(s.ok()) << file;
+  std::string out = s.ok() ? *s : "";
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+// The agent's state directory of the lab host behind `config` (the default
+// <host.state_dir>/agent, host.state_dir = "state").
+std::string AgentStateDir(const std::string& config) {
+  return std::filesystem::path(config).parent_path().string() + "/state/agent";
+}
+
+// The value of `key` anywhere in `j` (null when absent).
+json FindKey(const json& j, const std::string& key) {
+  if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) {
+      if (k == key) return v;
+      json f = FindKey(v, key);
+      if (!f.is_null()) return f;
+    }
+  }
+  return nullptr;
+}
+
+class ConsoleDeployTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("tandem-console-deploy");
+    ASSERT_FALSE(dir_.empty());
+  }
+  void TearDown() override {
+    if (up_) (void)lab::Down(dir_ + "/lab");
+    if (HasFailure()) std::cerr << LabLogTails(dir_);
+    std::filesystem::remove_all(dir_);
+  }
+
+  Answer Api(const std::string& method, const std::string& path, const json& body = nullptr) {
+    return HttpsCall(lab_["api"]["url"].get<std::string>().substr(std::string("https://").size()),
+                     lab_["api"]["tls_cert"], method, path, token_, body);
+  }
+
+  std::string dir_, token_;
+  json lab_;
+  bool up_ = false;
+};
+
+TEST_F(ConsoleDeployTest, DeployReachesEveryAgentAndTheSyncRateChangesLive) {
+  lab::LabOptions o = FastLabOptions(dir_ + "/lab");
+  o.console = true;
+  o.managed = 2;
+  o.replication = true;
+  auto up = lab::Up(o);
+  ASSERT_TRUE(up.ok()) << up.status().message();
+  up_ = true;
+  lab_ = *up;
+  ASSERT_EQ(lab_["managed_hosts"].size(), 2u);
+  Answer login = Api("POST", "/api/v1/sessions",
+                     json{{"user", "admin"}, {"password", ReadLine(lab_["api"]["password_file"])}});
+  ASSERT_EQ(login.status, 201) << login.body.dump();
+  token_ = login.body["token"];
+
+  // ---- the console: two managed hosts, a cluster of them, deployed ----
+  const json& m1 = lab_["managed_hosts"][0];
+  const json& m2 = lab_["managed_hosts"][1];
+  for (const json* h : {&m1, &m2}) {
+    Answer a = Api("POST", "/api/v1/hosts",
+                   json{{"address", (*h)["agent"]["address"]}, {"pairing_token", ReadLine((*h)["pairing_file"])}});
+    ASSERT_EQ(a.status, 201) << a.body.dump();
+  }
+  Answer none = Api("POST", "/api/v1/deploy", json::object());
+  EXPECT_EQ(none.status, 409) << none.body.dump();
+  EXPECT_EQ(none.body["error"]["code"], "nothing_to_deploy");
+  const std::string addr = m1["address"];
+  const std::string new_ip = addr.substr(0, addr.rfind('.')) + ".30";
+  Answer made = Api("POST", "/api/v1/clusters",
+                    json{{"primary", m1["name"]}, {"secondary", m2["name"]}, {"primary_new_ip", new_ip}});
+  ASSERT_EQ(made.status, 201) << made.body.dump();
+  Answer status = Api("GET", "/api/v1/deploy");
+  ASSERT_EQ(status.status, 200) << status.body.dump();
+  EXPECT_EQ(status.body["pending"].size(), 3u) << status.body.dump();
+
+  Answer d1 = Api("POST", "/api/v1/deploy", json::object());
+  ASSERT_EQ(d1.status, 200) << d1.body.dump();
+  const int64_t r1 = d1.body["revision"];
+  EXPECT_EQ(d1.body["cleared"], 3);
+  ASSERT_EQ(d1.body["hosts"].size(), 2u) << d1.body.dump();
+  for (const json& h : d1.body["hosts"]) EXPECT_TRUE(h["ok"].get<bool>()) << h.dump();
+  EXPECT_EQ(Api("GET", "/api/v1/deploy").body["pending"], json::array());
+  const std::string cluster = m1["name"];
+  for (const auto& [host, role] : {std::pair{&m1, "primary"}, std::pair{&m2, "secondary"}}) {
+    const std::string file = AgentStateDir((*host)["config"]) + "/deployed.json";
+    EXPECT_EQ(std::filesystem::status(file).permissions() & std::filesystem::perms::all,
+              std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    json stored = json::parse(ReadLine(file), nullptr, false);
+    ASSERT_TRUE(stored.is_object()) << file;
+    EXPECT_EQ(stored["revision"], r1);
+    EXPECT_EQ(stored["document"]["host"]["role"], role) << stored.dump();
+    EXPECT_EQ(stored["document"]["host"]["name"], cluster + "-" + role);
+    EXPECT_EQ(stored["document"]["cluster"]["vip"], addr);
+    EXPECT_EQ(stored["document"]["cluster"]["primary_ip"], new_ip);
+    EXPECT_EQ(stored["document"]["cluster"]["options"]["sync_rate_mb"], 100);
+  }
+  // The agents report the revision in their facts (read by the poller).
+  EXPECT_TRUE(WaitFor(60000, [&] {
+    json h = Api("GET", "/api/v1/hosts/" + cluster + "-secondary").body["host"];
+    return h.is_object() && h["facts"].is_object() && h["facts"]["deployed_revision"] == r1;
+  }));
+
+  // An edit is pending until deployed as the next revision.
+  Answer patched = Api("PATCH", "/api/v1/clusters/" + cluster, json{{"options", {{"sync_rate_mb", 37}}}});
+  ASSERT_EQ(patched.status, 200) << patched.body.dump();
+  EXPECT_EQ(Api("GET", "/api/v1/deploy").body["pending"].size(), 1u);
+  Answer d2 = Api("POST", "/api/v1/deploy", json{{"full", false}});
+  ASSERT_EQ(d2.status, 200) << d2.body.dump();
+  EXPECT_EQ(d2.body["revision"], r1 + 1);
+  EXPECT_EQ(d2.body["cleared"], 1);
+  json stored = json::parse(ReadLine(AgentStateDir(m2["config"]) + "/deployed.json"), nullptr, false);
+  EXPECT_EQ(stored["revision"], r1 + 1);
+  EXPECT_EQ(stored["document"]["cluster"]["options"]["sync_rate_mb"], 37);
+  Answer st = Api("GET", "/api/v1/deploy");
+  for (const json& h : st.body["hosts"]) EXPECT_EQ(h["deployed_revision"], r1 + 1) << h.dump();
+
+  // ---- a clustered daemon: the lab's secondary, paired by the test ----
+  const json& secondary = lab_["hosts"][1];
+  const std::string agent = secondary["agent"]["address"];
+  const std::string agent_ca = dir_ + "/secondary-agent.pem";
+  {
+    std::ifstream in(AgentStateDir(secondary["config"]) + "/tls/cert.pem");
+    std::stringstream pem;
+    pem << in.rdbuf();
+    ASSERT_FALSE(pem.str().empty());
+    ASSERT_TRUE(os::WriteFileAtomic(agent_ca, pem.str(), 0600).ok());
+  }
+  const std::string token = ReadLine(secondary["pairing_file"]).substr(4, 64);
+  Answer paired = HttpsCall(agent, agent_ca, "POST", "/api/v1/agent/pair", "",
+                            json{{"token", token}, {"console", "itest"}});
+  ASSERT_EQ(paired.status, 201) << paired.body.dump();
+  const std::string key = paired.body["key"];
+  EXPECT_EQ(HttpsCall(agent, agent_ca, "GET", "/api/v1/agent/config", key).status, 404);
+  json doc = stored["document"];
+  doc["revision"] = 500;
+  doc["host"] = {{"name", secondary["name"]}, {"role", "secondary"}};
+  doc["cluster"]["options"]["sync_rate_mb"] = 23;
+  EXPECT_EQ(HttpsCall(agent, agent_ca, "PUT", "/api/v1/agent/config", "", json{{"revision", 500}, {"document", doc}})
+                .status,
+            401);
+  Answer bad = HttpsCall(agent, agent_ca, "PUT", "/api/v1/agent/config", key,
+                         json{{"revision", 501}, {"document", doc}});
+  EXPECT_EQ(bad.status, 400) << bad.body.dump();
+  EXPECT_EQ(bad.body["error"]["field"], "document.revision");
+  Answer put = HttpsCall(agent, agent_ca, "PUT", "/api/v1/agent/config", key,
+                         json{{"revision", 500}, {"document", doc}});
+  ASSERT_EQ(put.status, 200) << put.body.dump();
+  Answer got = HttpsCall(agent, agent_ca, "GET", "/api/v1/agent/config", key);
+  ASSERT_EQ(got.status, 200) << got.body.dump();
+  EXPECT_EQ(got.body["revision"], 500);
+  EXPECT_EQ(got.body["document"], doc);
+  // Applied live on the running daemon.
+  EXPECT_TRUE(WaitFor(30000, [&] {
+    return FindKey(HostStatus(secondary["config"]), "sync_rate_bytes_per_s") == json(23000000);
+  })) << HostStatus(secondary["config"]).dump();
+
+  // R-FO-3 step 5: the take-over logs the revision deployed to the host.
+  ASSERT_TRUE(WaitFor(30000, [&] { return LocalOf(HostStatus(lab_["hosts"][0]["config"])).value("status", "") == "ACTIVE"; }));
+  auto described = lab::Describe(dir_ + "/lab");
+  ASSERT_TRUE(described.ok()) << described.status().message();
+  const int primary_pid = (*described)["hosts"][0]["pid"];
+  ASSERT_GT(primary_pid, 0);
+  ASSERT_EQ(::kill(primary_pid, SIGKILL), 0);
+  const std::string log = std::filesystem::path(secondary["config"].get<std::string>()).parent_path().string() +
+                          "/tandemd.log";
+  EXPECT_TRUE(WaitFor(60000, [&] {
+    auto text = os::ReadFile(log, 64 << 20);
+    return text.ok() && text->find("fetch-config: configuration revision 500 (deployed at ") != std::string::npos;
+  })) << LabLogTails(dir_);
+}
+
+}  // namespace
+}  // namespace tandem::itest
