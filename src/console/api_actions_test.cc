@@ -34,13 +34,7 @@ class ActionsTest : public test_support::ApiFixture {
     ApiOptions options = Options();
     options.agents = &agents_;
     options.console_name = "console-1";
-    api_ = std::make_unique<Api>(*db_, std::move(options));
-    admin_ = Login("admin", admin_password_);
-    ASSERT_EQ(Call("POST", "/api/v1/users", admin_,
-                   json{{"name", "vera"}, {"password", "viewer-password-1"}, {"role", "viewer"}}.dump())
-                  .status,
-              201);
-    viewer_ = Login("vera", "viewer-password-1");
+    ASSERT_NO_FATAL_FAILURE(StartApi(std::move(options)));
     const std::string cert = dir_ / "a.cert.pem", key = dir_ / "a.key.pem";
     ASSERT_TRUE(GenerateSelfSigned(cert, key, "a", {"127.0.0.1"}, {"localhost"}).ok());
     auto pem = os::ReadFile(cert, 1 << 20);
@@ -111,7 +105,6 @@ class ActionsTest : public test_support::ApiFixture {
   }
 
   FakeAgentClient agents_;
-  std::string admin_, viewer_;
   std::vector<json> seen_;  // bodies the agent got (under agents_.mu)
   bool not_clustered_ = false;
 };

@@ -49,13 +49,7 @@ class DeployTest : public test_support::ApiFixture {
     ApiOptions o = Options();
     o.agents = &agents_;
     o.console_name = "console-1";
-    api_ = std::make_unique<Api>(*db_, o);
-    admin_ = Login("admin", admin_password_);
-    ASSERT_EQ(Call("POST", "/api/v1/users", admin_,
-                   json{{"name", "vera"}, {"password", "viewer password 1"}, {"role", "viewer"}}.dump())
-                  .status,
-              201);
-    viewer_ = Login("vera", "viewer password 1");
+    ASSERT_NO_FATAL_FAILURE(StartApi(o, "viewer password 1"));
     AddHost("alpha", kAlphaAgent, HostFacts("alpha", "198.18.0.1"));
     AddHost("beta", kBetaAgent, HostFacts("beta", "198.18.0.2"));
     AddHost("gamma", kGammaAgent, HostFacts("gamma", "198.18.0.3"));
@@ -79,29 +73,7 @@ class DeployTest : public test_support::ApiFixture {
   }
 
   void AddHost(const std::string& name, const std::string& agent, const json& facts) {
-    FakeAgentClient::Host h;
-    h.cert_pem = "CERT " + name;
-    h.key = std::string(64, name[0]);
-    h.paired = true;
-    h.facts = facts;
-    {
-      std::lock_guard<std::mutex> l(agents_.mu);
-      agents_.hosts[agent] = h;
-    }
-    std::lock_guard<std::mutex> l(db_->mu());
-    auto s = db_->Prepare(
-        "INSERT INTO hosts (name, role, address, added_at_ms, agent_address, agent_cert_pem, agent_key, "
-        "facts_json, facts_at_ms, status) VALUES (?1, 'managed', ?2, ?3, ?4, ?5, ?6, ?7, ?3, 'Online')");
-    ASSERT_TRUE(s.ok());
-    ASSERT_TRUE(s->Bind(1, name)
-                    .Bind(2, facts["address"].get<std::string>())
-                    .Bind(3, clock_.WallMs())
-                    .Bind(4, agent)
-                    .Bind(5, h.cert_pem)
-                    .Bind(6, h.key)
-                    .Bind(7, facts.dump())
-                    .Run()
-                    .ok());
+    AddPairedHost(agents_, name, agent, facts);
   }
 
   int64_t Rows(const std::string& sql) {
@@ -150,7 +122,6 @@ class DeployTest : public test_support::ApiFixture {
   FakeAgentClient agents_;
   std::map<std::string, json> received_;  // by agent key; guarded by agents_.mu
   std::map<std::string, int> puts_;       // PUT config calls by agent key; guarded by agents_.mu
-  std::string admin_, viewer_;
 };
 
 TEST_F(DeployTest, DeployPushesEachHostItsDocumentAndClearsThePendingChanges) {

@@ -70,13 +70,7 @@ class HostsTest : public test_support::ApiFixture {
     ApiOptions options = Options();
     options.agents = &agents_;
     options.console_name = "console-1";
-    api_ = std::make_unique<Api>(*db_, std::move(options));
-    admin_ = Login("admin", admin_password_);
-    ASSERT_EQ(Call("POST", "/api/v1/users", admin_,
-                   json{{"name", "vera"}, {"password", "viewer-password-1"}, {"role", "viewer"}}.dump())
-                  .status,
-              201);
-    viewer_ = Login("vera", "viewer-password-1");
+    ASSERT_NO_FATAL_FAILURE(StartApi(std::move(options)));
     cert_a_ = MakeCert(dir_, "a");
     cert_b_ = MakeCert(dir_, "b");
     FakeAgentClient::Host h;
@@ -158,7 +152,6 @@ class HostsTest : public test_support::ApiFixture {
   }
 
   FakeAgentClient agents_;
-  std::string admin_, viewer_;
   Cert cert_a_, cert_b_;
 };
 

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "console/api.h"
+#include "console/fake_agent_client.h"
 #include "os/clock.h"
 #include "os/files.h"
 #include "util/temp_dir.h"
@@ -93,11 +94,53 @@ class ApiFixture : public ::testing::Test {
     return r.body.value("token", "");
   }
 
+  // A paired managed host as the pairing stores it (status Online), with
+  // its fake agent in `agents` (key: 64 times the name's first letter).
+  void AddPairedHost(FakeAgentClient& agents, const std::string& name, const std::string& agent,
+                     const nlohmann::json& facts) {
+    FakeAgentClient::Host h;
+    h.cert_pem = "CERT " + name;
+    h.key = std::string(64, name[0]);
+    h.paired = true;
+    h.facts = facts;
+    {
+      std::lock_guard<std::mutex> l(agents.mu);
+      agents.hosts[agent] = h;
+    }
+    std::lock_guard<std::mutex> l(db_->mu());
+    auto s = db_->Prepare(
+        "INSERT INTO hosts (name, role, address, added_at_ms, agent_address, agent_cert_pem, agent_key, "
+        "facts_json, facts_at_ms, status) VALUES (?1, 'managed', ?2, ?3, ?4, ?5, ?6, ?7, ?3, 'Online')");
+    ASSERT_TRUE(s.ok());
+    ASSERT_TRUE(s->Bind(1, name)
+                    .Bind(2, facts.value("address", std::string("198.18.9.9")))
+                    .Bind(3, clock_.WallMs())
+                    .Bind(4, agent)
+                    .Bind(5, h.cert_pem)
+                    .Bind(6, h.key)
+                    .Bind(7, facts.dump())
+                    .Run()
+                    .ok());
+  }
+
+  // The API over db_ with `options`; the admin logged in (admin_), and a
+  // viewer "vera" created and logged in (viewer_).
+  void StartApi(ApiOptions options, const std::string& viewer_password = "viewer-password-1") {
+    api_ = std::make_unique<Api>(*db_, std::move(options));
+    admin_ = Login("admin", admin_password_);
+    ASSERT_EQ(Call("POST", "/api/v1/users", admin_,
+                   nlohmann::json{{"name", "vera"}, {"password", viewer_password}, {"role", "viewer"}}.dump())
+                  .status,
+              201);
+    viewer_ = Login("vera", viewer_password);
+  }
+
   TempDir dir_;
   FakeClock clock_;
   std::unique_ptr<Db> db_;
   std::unique_ptr<Api> api_;
   std::string admin_password_;
+  std::string admin_, viewer_;  // StartApi's sessions
   std::mutex log_mu_;
   std::string log_;
 };

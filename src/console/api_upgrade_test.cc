@@ -59,13 +59,7 @@ class UpgradeTest : public test_support::ApiFixture {
     ApiOptions options = Options();
     options.agents = &agents_;
     options.console_name = "console-1";
-    api_ = std::make_unique<Api>(*db_, std::move(options));
-    admin_ = Login("admin", admin_password_);
-    ASSERT_EQ(Call("POST", "/api/v1/users", admin_,
-                   json{{"name", "vera"}, {"password", "viewer-password-1"}, {"role", "viewer"}}.dump())
-                  .status,
-              201);
-    viewer_ = Login("vera", "viewer-password-1");
+    ASSERT_NO_FATAL_FAILURE(StartApi(std::move(options)));
     FakeAgentClient::Host h;
     std::string sha_p, sha_s;
     h.cert_pem = CertPem(dir_, "p", &sha_p);
@@ -168,7 +162,6 @@ class UpgradeTest : public test_support::ApiFixture {
 
   FakeAgentClient agents_;
   std::map<std::string, std::map<std::string, json>> store_;  // agent key -> name -> GET answer
-  std::string admin_, viewer_;
 };
 
 TEST(UpgradeCompare, VersionsAndDifferences) {

@@ -18,6 +18,7 @@
 
 #include "lab/lab.h"
 #include "os/files.h"
+#include "console_fixture.h"
 #include "test_util.h"
 
 namespace tandem::itest {
@@ -27,52 +28,9 @@ using nlohmann::json;
 
 constexpr int64_t kRoleWaitMs = 60000;
 
-class ConsoleActionsTest : public ::testing::Test {
+class ConsoleActionsTest : public ConsoleLabFixture {
  protected:
-  void SetUp() override {
-    dir_ = MakeTempDir("tandem-console-actions");
-    ASSERT_FALSE(dir_.empty());
-  }
-  void TearDown() override {
-    if (up_) (void)lab::Down(dir_ + "/lab");
-    if (HasFailure()) std::cerr << LabLogTails(dir_);
-    std::filesystem::remove_all(dir_);
-  }
-
-  struct Answer {
-    int status = 0;
-    json body;
-  };
-  Answer Call(const std::string& method, const std::string& path, const json& body = nullptr) {
-    std::string hostport = url_.substr(std::string("https://").size());
-    size_t colon = hostport.rfind(':');
-    httplib::SSLClient cli(hostport.substr(0, colon), std::stoi(hostport.substr(colon + 1)));
-    cli.set_ca_cert_path(cert_.c_str());
-    cli.enable_server_certificate_verification(true);
-    cli.set_connection_timeout(10, 0);
-    cli.set_read_timeout(30, 0);
-    httplib::Headers h;
-    if (!token_.empty()) h.emplace("Authorization", "Bearer " + token_);
-    const std::string b = body.is_null() ? "" : body.dump();
-    httplib::Result r = method == "GET" ? cli.Get(path.c_str(), h) : cli.Post(path.c_str(), h, b, "application/json");
-    if (!r) {
-      ADD_FAILURE() << method << " " << path << ": " << httplib::to_string(r.error());
-      return {};
-    }
-    json j = json::parse(r->body, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << r->body;
-    return {r->status, j};
-  }
-
-  Answer Pair(const json& host, const std::string& name = "") {
-    auto ps = os::ReadFile(host["pairing_file"].get<std::string>(), 1024);
-    EXPECT_TRUE(ps.ok());
-    std::string s = ps.ok() ? *ps : "";
-    while (!s.empty() && s.back() == '\n') s.pop_back();
-    json body{{"address", host["agent"]["address"]}, {"pairing_token", s}};
-    if (!name.empty()) body["name"] = name;
-    return Call("POST", "/api/v1/hosts", body);
-  }
+  ConsoleActionsTest() : ConsoleLabFixture("tandem-console-actions", 30) {}
 
   // The local status of each lab host ("ACTIVE", "STANDBY", ...), from its
   // own control socket.
@@ -94,40 +52,14 @@ class ConsoleActionsTest : public ::testing::Test {
     args.insert(args.begin(), BinDir() + "/ha");
     return RunCommand(args);
   }
-
-  std::string dir_, url_, cert_, token_;
-  json lab_;
-  bool up_ = false;
 };
 
 TEST_F(ConsoleActionsTest, OfflineOnlineGivebackThroughTheConsoleAndTheHaCommands) {
-  lab::LabOptions o = FastLabOptions(dir_ + "/lab");
-  o.console = true;
-  auto up = lab::Up(o);
-  ASSERT_TRUE(up.ok()) << up.status().message();
-  up_ = true;
-  lab_ = *up;
-  url_ = lab_["api"]["url"];
-  cert_ = lab_["api"]["tls_cert"];
+  ASSERT_TRUE(UpLab(ConsoleLabOptions()));
+  ASSERT_TRUE(LoginAdmin());
   const json primary = lab_["hosts"][0];
   const json secondary = lab_["hosts"][1];
-  {
-    auto pw = os::ReadFile(lab_["api"]["password_file"].get<std::string>(), 1024);
-    ASSERT_TRUE(pw.ok());
-    std::string p = pw->substr(0, pw->find('\n'));
-    Answer a = Call("POST", "/api/v1/sessions", json{{"user", "admin"}, {"password", p}});
-    ASSERT_EQ(a.status, 201) << a.body.dump();
-    token_ = a.body["token"];
-  }
-  // The console recorded itself under the primary's name: its agent pairs
-  // under another (after `tandemd unpair` and a fresh pairing token).
-  {
-    auto u = RunCommand({BinDir() + "/tandemd", "unpair", "--config", primary["config"]});
-    ASSERT_EQ(u.exit_code, 0) << u.output;
-    auto t = RunCommand({BinDir() + "/tandemd", "pair-token", "--config", primary["config"]});
-    ASSERT_EQ(t.exit_code, 0) << t.output;
-    ASSERT_TRUE(os::WriteFileAtomic(primary["pairing_file"], t.output, 0600).ok());
-  }
+  ASSERT_TRUE(FreshPairingString(primary));
   Answer pp = Pair(primary, "lab-primary-agent");
   ASSERT_EQ(pp.status, 201) << pp.body.dump();
   Answer ps = Pair(secondary);

@@ -19,6 +19,7 @@
 
 #include "lab/lab.h"
 #include "os/files.h"
+#include "console_fixture.h"
 #include "test_util.h"
 
 namespace tandem::itest {
@@ -26,37 +27,10 @@ namespace {
 
 using nlohmann::json;
 
-struct Answer {
-  int status = 0;
-  json body;
-};
+using Answer = HttpsAnswer;
 
-// One HTTPS call to `hostport` trusting only the certificate in `ca_file`.
-Answer HttpsCall(const std::string& hostport, const std::string& ca_file, const std::string& method,
-                 const std::string& path, const std::string& bearer, const json& body = nullptr) {
-  const size_t colon = hostport.rfind(':');
-  httplib::SSLClient cli(hostport.substr(0, colon), std::stoi(hostport.substr(colon + 1)));
-  cli.set_ca_cert_path(ca_file.c_str());
-  cli.enable_server_certificate_verification(true);
-  cli.set_connection_timeout(10, 0);
-  cli.set_read_timeout(60, 0);
-  httplib::Headers h;
-  if (!bearer.empty()) h.emplace("Authorization", "Bearer " + bearer);
-  const std::string b = body.is_null() ? "" : body.dump();
-  httplib::Result r = method == "GET"     ? cli.Get(path.c_str(), h)
-                      : method == "POST"  ? cli.Post(path.c_str(), h, b, "application/json")
-                      : method == "PATCH" ? cli.Patch(path.c_str(), h, b, "application/json")
-                                          : cli.Put(path.c_str(), h, b, "application/json");
-  if (!r) {
-    ADD_FAILURE() << method << " " << path << ": " << httplib::to_string(r.error());
-    return {};
-  }
-  json j = json::parse(r->body, nullptr, false);
-  EXPECT_FALSE(j.is_discarded()) << r->body;
-  return {r->status, j};
-}
-
-std::string ReadLine(const std::string& file) {
+// A small text file (deployed.json), without its trailing line end.
+std::string ReadText(const std::string& file) {
   auto s = os::ReadFile(file, 4096);
   EXPECT_TRUE(s.ok()) << file;
   std::string out = s.ok() ? *s : "";
@@ -82,76 +56,51 @@ json FindKey(const json& j, const std::string& key) {
   return nullptr;
 }
 
-class ConsoleDeployTest : public ::testing::Test {
+class ConsoleDeployTest : public ConsoleLabFixture {
  protected:
-  void SetUp() override {
-    dir_ = MakeTempDir("tandem-console-deploy");
-    ASSERT_FALSE(dir_.empty());
-  }
-  void TearDown() override {
-    if (up_) (void)lab::Down(dir_ + "/lab");
-    if (HasFailure()) std::cerr << LabLogTails(dir_);
-    std::filesystem::remove_all(dir_);
-  }
-
-  Answer Api(const std::string& method, const std::string& path, const json& body = nullptr) {
-    return HttpsCall(lab_["api"]["url"].get<std::string>().substr(std::string("https://").size()),
-                     lab_["api"]["tls_cert"], method, path, token_, body);
-  }
-
-  std::string dir_, token_;
-  json lab_;
-  bool up_ = false;
+  ConsoleDeployTest() : ConsoleLabFixture("tandem-console-deploy") {}
 };
 
 TEST_F(ConsoleDeployTest, DeployReachesEveryAgentAndTheSyncRateChangesLive) {
-  lab::LabOptions o = FastLabOptions(dir_ + "/lab");
-  o.console = true;
+  lab::LabOptions o = ConsoleLabOptions();
   o.managed = 2;
   o.replication = true;
-  auto up = lab::Up(o);
-  ASSERT_TRUE(up.ok()) << up.status().message();
-  up_ = true;
-  lab_ = *up;
+  ASSERT_TRUE(UpLab(o));
   ASSERT_EQ(lab_["managed_hosts"].size(), 2u);
-  Answer login = Api("POST", "/api/v1/sessions",
-                     json{{"user", "admin"}, {"password", ReadLine(lab_["api"]["password_file"])}});
-  ASSERT_EQ(login.status, 201) << login.body.dump();
-  token_ = login.body["token"];
+  ASSERT_TRUE(LoginAdmin());
 
   // ---- the console: two managed hosts, a cluster of them, deployed ----
   const json& m1 = lab_["managed_hosts"][0];
   const json& m2 = lab_["managed_hosts"][1];
   for (const json* h : {&m1, &m2}) {
-    Answer a = Api("POST", "/api/v1/hosts",
-                   json{{"address", (*h)["agent"]["address"]}, {"pairing_token", ReadLine((*h)["pairing_file"])}});
+    Answer a = Pair(*h);
     ASSERT_EQ(a.status, 201) << a.body.dump();
   }
-  Answer none = Api("POST", "/api/v1/deploy", json::object());
+  Answer none = Call("POST", "/api/v1/deploy", json::object());
   EXPECT_EQ(none.status, 409) << none.body.dump();
   EXPECT_EQ(none.body["error"]["code"], "nothing_to_deploy");
   const std::string addr = m1["address"];
   const std::string new_ip = addr.substr(0, addr.rfind('.')) + ".30";
-  Answer made = Api("POST", "/api/v1/clusters",
+  Answer made = Call("POST", "/api/v1/clusters",
                     json{{"primary", m1["name"]}, {"secondary", m2["name"]}, {"primary_new_ip", new_ip}});
   ASSERT_EQ(made.status, 201) << made.body.dump();
-  Answer status = Api("GET", "/api/v1/deploy");
+  Answer status = Call("GET", "/api/v1/deploy");
   ASSERT_EQ(status.status, 200) << status.body.dump();
   EXPECT_EQ(status.body["pending"].size(), 3u) << status.body.dump();
 
-  Answer d1 = Api("POST", "/api/v1/deploy", json::object());
+  Answer d1 = Call("POST", "/api/v1/deploy", json::object());
   ASSERT_EQ(d1.status, 200) << d1.body.dump();
   const int64_t r1 = d1.body["revision"];
   EXPECT_EQ(d1.body["cleared"], 3);
   ASSERT_EQ(d1.body["hosts"].size(), 2u) << d1.body.dump();
   for (const json& h : d1.body["hosts"]) EXPECT_TRUE(h["ok"].get<bool>()) << h.dump();
-  EXPECT_EQ(Api("GET", "/api/v1/deploy").body["pending"], json::array());
+  EXPECT_EQ(Call("GET", "/api/v1/deploy").body["pending"], json::array());
   const std::string cluster = m1["name"];
   for (const auto& [host, role] : {std::pair{&m1, "primary"}, std::pair{&m2, "secondary"}}) {
     const std::string file = AgentStateDir((*host)["config"]) + "/deployed.json";
     EXPECT_EQ(std::filesystem::status(file).permissions() & std::filesystem::perms::all,
               std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-    json stored = json::parse(ReadLine(file), nullptr, false);
+    json stored = json::parse(ReadText(file), nullptr, false);
     ASSERT_TRUE(stored.is_object()) << file;
     EXPECT_EQ(stored["revision"], r1);
     EXPECT_EQ(stored["document"]["host"]["role"], role) << stored.dump();
@@ -162,22 +111,22 @@ TEST_F(ConsoleDeployTest, DeployReachesEveryAgentAndTheSyncRateChangesLive) {
   }
   // The agents report the revision in their facts (read by the poller).
   EXPECT_TRUE(WaitFor(60000, [&] {
-    json h = Api("GET", "/api/v1/hosts/" + cluster + "-secondary").body["host"];
+    json h = Call("GET", "/api/v1/hosts/" + cluster + "-secondary").body["host"];
     return h.is_object() && h["facts"].is_object() && h["facts"]["deployed_revision"] == r1;
   }));
 
   // An edit is pending until deployed as the next revision.
-  Answer patched = Api("PATCH", "/api/v1/clusters/" + cluster, json{{"options", {{"sync_rate_mb", 37}}}});
+  Answer patched = Call("PATCH", "/api/v1/clusters/" + cluster, json{{"options", {{"sync_rate_mb", 37}}}});
   ASSERT_EQ(patched.status, 200) << patched.body.dump();
-  EXPECT_EQ(Api("GET", "/api/v1/deploy").body["pending"].size(), 1u);
-  Answer d2 = Api("POST", "/api/v1/deploy", json{{"full", false}});
+  EXPECT_EQ(Call("GET", "/api/v1/deploy").body["pending"].size(), 1u);
+  Answer d2 = Call("POST", "/api/v1/deploy", json{{"full", false}});
   ASSERT_EQ(d2.status, 200) << d2.body.dump();
   EXPECT_EQ(d2.body["revision"], r1 + 1);
   EXPECT_EQ(d2.body["cleared"], 1);
-  json stored = json::parse(ReadLine(AgentStateDir(m2["config"]) + "/deployed.json"), nullptr, false);
+  json stored = json::parse(ReadText(AgentStateDir(m2["config"]) + "/deployed.json"), nullptr, false);
   EXPECT_EQ(stored["revision"], r1 + 1);
   EXPECT_EQ(stored["document"]["cluster"]["options"]["sync_rate_mb"], 37);
-  Answer st = Api("GET", "/api/v1/deploy");
+  Answer st = Call("GET", "/api/v1/deploy");
   for (const json& h : st.body["hosts"]) EXPECT_EQ(h["deployed_revision"], r1 + 1) << h.dump();
 
   // ---- a clustered daemon: the lab's secondary, paired by the test ----
@@ -191,7 +140,7 @@ TEST_F(ConsoleDeployTest, DeployReachesEveryAgentAndTheSyncRateChangesLive) {
     ASSERT_FALSE(pem.str().empty());
     ASSERT_TRUE(os::WriteFileAtomic(agent_ca, pem.str(), 0600).ok());
   }
-  const std::string token = ReadLine(secondary["pairing_file"]).substr(4, 64);
+  const std::string token = ReadFirstLine(secondary["pairing_file"]).substr(4, 64);
   Answer paired = HttpsCall(agent, agent_ca, "POST", "/api/v1/agent/pair", "",
                             json{{"token", token}, {"console", "itest"}});
   ASSERT_EQ(paired.status, 201) << paired.body.dump();

@@ -19,6 +19,7 @@
 #include "ha/guidance.h"
 #include "lab/lab.h"
 #include "os/files.h"
+#include "console_fixture.h"
 #include "test_util.h"
 
 namespace tandem::itest {
@@ -28,59 +29,12 @@ using nlohmann::json;
 
 constexpr const char* kPassphrase = "lab backup passphrase";
 
-class ConsoleLabTest : public ::testing::Test {
+class ConsoleLabTest : public ConsoleLabFixture {
  protected:
-  void SetUp() override {
-    dir_ = MakeTempDir("tandem-console-lab");
-    ASSERT_FALSE(dir_.empty());
-  }
-  void TearDown() override {
-    if (up_) (void)lab::Down(dir_ + "/lab");
-    if (HasFailure()) std::cerr << LabLogTails(dir_);
-    std::filesystem::remove_all(dir_);
-  }
+  ConsoleLabTest() : ConsoleLabFixture("tandem-console-lab") {}
 
-  struct Answer {
-    int status = 0;
-    json body;
-  };
-  Answer Call(const std::string& method, const std::string& path, const std::string& token,
-              const json& body = nullptr, bool quiet = false) {
-    std::string hostport = url_.substr(std::string("https://").size());
-    size_t colon = hostport.rfind(':');
-    httplib::SSLClient cli(hostport.substr(0, colon), std::stoi(hostport.substr(colon + 1)));
-    cli.set_ca_cert_path(cert_.c_str());
-    cli.enable_server_certificate_verification(true);
-    cli.set_connection_timeout(10, 0);
-    cli.set_read_timeout(60, 0);  // a cluster's creation measures the link
-    httplib::Headers h;
-    if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
-    const std::string b = body.is_null() ? "" : body.dump();
-    httplib::Result r = method == "GET"     ? cli.Get(path.c_str(), h)
-                        : method == "POST"  ? cli.Post(path.c_str(), h, b, "application/json")
-                        : method == "PATCH" ? cli.Patch(path.c_str(), h, b, "application/json")
-                        : method == "PUT"   ? cli.Put(path.c_str(), h, b, "application/json")
-                                            : cli.Delete(path.c_str(), h);
-    if (!r) {
-      if (quiet) return {};
-      ADD_FAILURE() << method << " " << path << ": " << httplib::to_string(r.error());
-      return {};
-    }
-    json j = json::parse(r->body, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << r->body;
-    return {r->status, j};
-  }
-
-  std::string ReadPassword() {
-    auto pw = os::ReadFile(lab_["api"]["password_file"].get<std::string>(), 1024);
-    EXPECT_TRUE(pw.ok());
-    if (!pw.ok()) return "";
-    std::string s = *pw;
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-    return s;
-  }
   Answer LoginAnswer(const std::string& password, bool quiet = false) {
-    return Call("POST", "/api/v1/sessions", "", json{{"user", "admin"}, {"password", password}}, quiet);
+    return CallAs("POST", "/api/v1/sessions", "", json{{"user", "admin"}, {"password", password}}, quiet);
   }
   std::string Login(const std::string& password) {
     Answer a = LoginAnswer(password);
@@ -90,11 +44,11 @@ class ConsoleLabTest : public ::testing::Test {
 
   // The configuration the API shows, without what the poller changes.
   json Snapshot() {
-    json hosts = Call("GET", "/api/v1/hosts", token_).body["hosts"];
+    json hosts = CallAs("GET", "/api/v1/hosts", token_).body["hosts"];
     for (json& h : hosts) {
       for (const char* k : {"status", "status_reason", "facts_at", "facts", "cluster_role"}) h.erase(k);
     }
-    json clusters = Call("GET", "/api/v1/clusters", token_).body["clusters"];
+    json clusters = CallAs("GET", "/api/v1/clusters", token_).body["clusters"];
     for (json& c : clusters) {
       for (json& m : c["members"]) {
         m.erase("status");
@@ -102,7 +56,7 @@ class ConsoleLabTest : public ::testing::Test {
       }
     }
     return json{{"hosts", hosts}, {"clusters", clusters},
-                {"licenses", Call("GET", "/api/v1/licenses", token_).body["licenses"]}};
+                {"licenses", CallAs("GET", "/api/v1/licenses", token_).body["licenses"]}};
   }
 
   // A call that must be refused with `status` / `code` (and `field` when
@@ -112,7 +66,7 @@ class ConsoleLabTest : public ::testing::Test {
                      const std::string& field = "") {
     SCOPED_TRACE(what);
     const json before = Snapshot();
-    Answer a = Call(method, path, token_, body);
+    Answer a = CallAs(method, path, token_, body);
     EXPECT_EQ(a.status, status) << a.body.dump();
     EXPECT_EQ(a.body["error"]["code"], code) << a.body.dump();
     if (!field.empty()) {
@@ -121,7 +75,7 @@ class ConsoleLabTest : public ::testing::Test {
     EXPECT_EQ(Snapshot(), before) << "a refused call changed the deployment";
   }
 
-  json Host(const std::string& name) { return Call("GET", "/api/v1/hosts/" + name, token_).body["host"]; }
+  json Host(const std::string& name) { return CallAs("GET", "/api/v1/hosts/" + name, token_).body["host"]; }
 
   // Waits (bounded) until the poller has read facts of `name` for which
   // `pred` holds.
@@ -131,33 +85,12 @@ class ConsoleLabTest : public ::testing::Test {
       return h.is_object() && h["facts"].is_object() && pred(h);
     });
   }
-
-  // Pairs a lab host with the pairing string in its pairing file.
-  Answer Pair(const json& host, const std::string& name = "") {
-    auto ps = os::ReadFile(host["pairing_file"].get<std::string>(), 1024);
-    EXPECT_TRUE(ps.ok());
-    std::string s = ps.ok() ? *ps : "";
-    while (!s.empty() && s.back() == '\n') s.pop_back();
-    json body{{"address", host["agent"]["address"]}, {"pairing_token", s}};
-    if (!name.empty()) body["name"] = name;
-    return Call("POST", "/api/v1/hosts", token_, body);
-  }
-
-  std::string dir_, url_, cert_, token_;
-  json lab_;
-  bool up_ = false;
 };
 
 TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
-  lab::LabOptions o = FastLabOptions(dir_ + "/lab");
-  o.console = true;
+  lab::LabOptions o = ConsoleLabOptions();
   o.managed = 3;
-  auto up = lab::Up(o);
-  ASSERT_TRUE(up.ok()) << up.status().message();
-  up_ = true;
-  lab_ = *up;
-  url_ = lab_["api"]["url"];
-  cert_ = lab_["api"]["tls_cert"];
+  ASSERT_TRUE(UpLab(o));
   ASSERT_EQ(lab_["managed_hosts"].size(), 3u);
   json all_hosts = lab_["hosts"];
   for (const json& m : lab_["managed_hosts"]) all_hosts.push_back(m);
@@ -187,11 +120,7 @@ TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
     Answer a = Pair(primary);
     EXPECT_EQ(a.status, 409) << a.body.dump();
     EXPECT_EQ(a.body["error"]["field"], "name") << a.body.dump();
-    auto u = RunCommand({BinDir() + "/tandemd", "unpair", "--config", primary["config"]});
-    ASSERT_EQ(u.exit_code, 0) << u.output;
-    auto t = RunCommand({BinDir() + "/tandemd", "pair-token", "--config", primary["config"]});
-    ASSERT_EQ(t.exit_code, 0) << t.output;
-    ASSERT_TRUE(os::WriteFileAtomic(primary["pairing_file"], t.output, 0600).ok());
+    ASSERT_TRUE(FreshPairingString(primary));
   }
   Answer pp = Pair(primary, "lab-primary-agent");
   ASSERT_EQ(pp.status, 201) << pp.body.dump();
@@ -212,7 +141,7 @@ TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
                 409, "conflict", "address");
 
   // The poller's facts: the version, and the HA status of the lab's hosts.
-  const json hosts = Call("GET", "/api/v1/hosts", token_).body["hosts"];
+  const json hosts = CallAs("GET", "/api/v1/hosts", token_).body["hosts"];
   ASSERT_EQ(hosts.size(), 6u) << hosts.dump();  // the console's own row and the five agents
   std::string version;
   for (const json& h : hosts) {
@@ -223,15 +152,15 @@ TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
   }
   EXPECT_FALSE(version.empty());
   EXPECT_TRUE(WaitFor(60000, [&] {
-    json st = Call("GET", "/api/v1/status", token_).body;
+    json st = CallAs("GET", "/api/v1/status", token_).body;
     std::map<std::string, std::string> status;
     for (const json& h : st["hosts"]) status[h["name"]] = h["status"];
     return status["lab-primary-agent"] == "Active" && status["lab-secondary"] == "Standby" &&
            status["lab-managed-1"] == "Unclustered" && status["lab-managed-2"] == "Unclustered" &&
            status["lab-managed-3"] == "Unclustered";
-  })) << Call("GET", "/api/v1/status", token_).body.dump();
+  })) << CallAs("GET", "/api/v1/status", token_).body.dump();
   {
-    json st = Call("GET", "/api/v1/status", token_).body;
+    json st = CallAs("GET", "/api/v1/status", token_).body;
     // The lab's HA pair reports its roles (its cluster is not the console's).
     for (const json& h : st["hosts"]) {
       if (h["name"] == "lab-primary-agent") {
@@ -282,7 +211,7 @@ TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
   }
   ExpectRefused("malformed", "POST", "/api/v1/licenses", json{{"document", "not a license"}}, 400,
                 "license_malformed", "document");
-  Answer lic = Call("POST", "/api/v1/licenses", token_, json{{"document", good}});
+  Answer lic = CallAs("POST", "/api/v1/licenses", token_, json{{"document", good}});
   ASSERT_EQ(lic.status, 201) << lic.body.dump();
   EXPECT_EQ(lic.body["license"]["valid"], true);
   ExpectRefused("duplicate", "POST", "/api/v1/licenses", json{{"document", good}}, 409,
@@ -344,7 +273,7 @@ TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
 
   // ---- created ----
   const json f1 = Host("lab-managed-1")["facts"], f2 = Host("lab-managed-2")["facts"];
-  Answer made = Call("POST", clusters, token_, create("lab-managed-1", "lab-managed-2", new_ip));
+  Answer made = CallAs("POST", clusters, token_, create("lab-managed-1", "lab-managed-2", new_ip));
   ASSERT_EQ(made.status, 201) << made.body.dump();
   const json cluster = made.body["cluster"];
   EXPECT_EQ(cluster["name"], "lab-managed-1");
@@ -385,7 +314,7 @@ TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
 
   // The deployment status: the new cluster with its table-4 advice.
   {
-    json st = Call("GET", "/api/v1/status", token_).body;
+    json st = CallAs("GET", "/api/v1/status", token_).body;
     ASSERT_EQ(st["clusters"].size(), 1u) << st.dump();
     const json& c = st["clusters"][0];
     EXPECT_EQ(c["name"], "lab-managed-1");
@@ -410,20 +339,20 @@ TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
   ExpectRefused("timeout not above interval", "PATCH", path,
                 json{{"options", {{"heartbeat_interval_ms", 5000}, {"heartbeat_timeout_ms", 5000}}}},
                 400, "invalid_argument");
-  Answer patched = Call("PATCH", path, token_,
+  Answer patched = CallAs("PATCH", path, token_,
                         json{{"options", {{"sync_rate_mb", 250}, {"heartbeat_interval_ms", 2000}}}});
   ASSERT_EQ(patched.status, 200) << patched.body.dump();
   EXPECT_EQ(patched.body["changed"], true);
   EXPECT_EQ(patched.body["cluster"]["options"]["sync_rate_mb"], 250);
   EXPECT_EQ(patched.body["cluster"]["options"]["heartbeat_interval_ms"], 2000);
-  Answer same = Call("PATCH", path, token_, json{{"options", {{"sync_rate_mb", 250}}}});
+  Answer same = CallAs("PATCH", path, token_, json{{"options", {{"sync_rate_mb", 250}}}});
   ASSERT_EQ(same.status, 200) << same.body.dump();
   EXPECT_EQ(same.body["changed"], false);
 
   // ---- backup, wipe, restore ----
-  const json before = Call("GET", path, token_).body["cluster"];
+  const json before = CallAs("GET", path, token_).body["cluster"];
   const json snapshot = Snapshot();
-  Answer backup = Call("POST", "/api/v1/backup", token_, json{{"passphrase", kPassphrase}});
+  Answer backup = CallAs("POST", "/api/v1/backup", token_, json{{"passphrase", kPassphrase}});
   ASSERT_EQ(backup.status, 200) << backup.body.dump();
   EXPECT_EQ(backup.body["format"], "tandem-console-backup");
   const std::string old_token = token_;
@@ -448,22 +377,22 @@ TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
     return !new_password.empty() && LoginAnswer(new_password, /*quiet=*/true).status == 201;
   }));
   EXPECT_NE(new_password, old_password);
-  EXPECT_EQ(Call("GET", "/api/v1/clusters", old_token).status, 401);
+  EXPECT_EQ(CallAs("GET", "/api/v1/clusters", old_token).status, 401);
   token_ = Login(new_password);
-  EXPECT_TRUE(Call("GET", "/api/v1/clusters", token_).body["clusters"].empty());
+  EXPECT_TRUE(CallAs("GET", "/api/v1/clusters", token_).body["clusters"].empty());
   // A wrong passphrase restores nothing.
   ExpectRefused("wrong passphrase", "POST", "/api/v1/restore",
                 json{{"backup", backup.body}, {"passphrase", "not the passphrase"}}, 400,
                 "invalid_argument", "backup");
-  Answer restored = Call("POST", "/api/v1/restore", token_,
+  Answer restored = CallAs("POST", "/api/v1/restore", token_,
                          json{{"backup", backup.body}, {"passphrase", kPassphrase}});
   ASSERT_EQ(restored.status, 200) << restored.body.dump();
   // Every session ended; the users are the backup's: the old password again.
-  EXPECT_EQ(Call("GET", "/api/v1/clusters", token_).status, 401);
-  EXPECT_EQ(Call("GET", "/api/v1/clusters", old_token).status, 401);
+  EXPECT_EQ(CallAs("GET", "/api/v1/clusters", token_).status, 401);
+  EXPECT_EQ(CallAs("GET", "/api/v1/clusters", old_token).status, 401);
   EXPECT_EQ(LoginAnswer(new_password).status, 401);
   token_ = Login(old_password);
-  json after = Call("GET", path, token_).body["cluster"];
+  json after = CallAs("GET", path, token_).body["cluster"];
   json b = before;
   for (json* c : {&b, &after}) {
     for (json& m : (*c)["members"]) {
@@ -479,7 +408,7 @@ TEST_F(ConsoleLabTest, PairCreateEditBackupWipeRestore) {
   })) << Host("lab-managed-1-secondary").dump();
 
   // ---- disconnecting the secondary (R-CL-5) ----
-  Answer gone = Call("DELETE", path + "/secondary", token_);
+  Answer gone = CallAs("DELETE", path + "/secondary", token_);
   ASSERT_EQ(gone.status, 200) << gone.body.dump();
   EXPECT_EQ(gone.body["host"], "lab-managed-2");
   EXPECT_EQ(gone.body["cluster"]["status"], "Unprotected") << gone.body.dump();
