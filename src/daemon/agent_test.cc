@@ -530,7 +530,8 @@ TEST_F(AgentTest, PackagesAreListedReadAndInstalled) {
   ASSERT_TRUE(os::WriteFileAtomic(pk + "/http.json",
                                   R"({"name": "http", "version": "1.2", "kind": "protocol"})", 0644)
                   .ok());
-  std::string bin("GET \x00\x01\xff payload", 18);
+  static constexpr char kBin[] = "GET \x00\x01\xff payload";  // with NUL and 0xFF bytes
+  std::string bin(kBin, sizeof kBin - 1);
   ASSERT_TRUE(os::WriteFileAtomic(pk + "/http.pkg", bin, 0644).ok());
   ASSERT_TRUE(os::WriteFileAtomic(pk + "/dns.json",
                                   R"({"name": "dns", "version": "3", "kind": "parser"})", 0644)
