@@ -599,25 +599,13 @@ Status Daemon::StartAgent() {
     // null if the loop does not answer in time (stopping, say).
     os::EventLoop* loop = &loop_;
     o.ha_status = [this, loop]() -> json {
-      auto p = std::make_shared<std::promise<json>>();
-      std::future<json> f = p->get_future();
-      loop->Post([this, p] { p->set_value(StatusJson()); });
-      if (f.wait_for(std::chrono::milliseconds(kHttpStatusTimeoutMs)) !=
-          std::future_status::ready) {
-        return nullptr;
-      }
-      return f.get();
+      return RunOnLoop<json>(*loop, [this] { return StatusJson(); }).value_or(nullptr);
     };
     // POST /api/v1/agent/ha: the control socket's own handler, on the loop.
     o.ha_command = [this, loop](const json& request) -> Result<json> {
-      auto p = std::make_shared<std::promise<json>>();
-      std::future<json> f = p->get_future();
-      loop->Post([this, p, request] { p->set_value(HandleControl(request)); });
-      if (f.wait_for(std::chrono::milliseconds(kHttpStatusTimeoutMs)) !=
-          std::future_status::ready) {
-        return Status::Error("no answer within " + std::to_string(kHttpStatusTimeoutMs) + " ms");
-      }
-      return f.get();
+      auto reply = RunOnLoop<json>(*loop, [this, request] { return HandleControl(request); });
+      if (!reply) return Status::Error("no answer within " + std::to_string(kHttpStatusTimeoutMs) + " ms");
+      return std::move(*reply);
     };
   }
   // PUT /api/v1/agent/config (docs/CONSOLE.md, "Deploying"): on the loop,
@@ -663,13 +651,9 @@ Status Daemon::StartAgent() {
       return Status::Ok();
     };
     o.apply_config = [loop, apply](const json& document) -> Status {
-      auto p = std::make_shared<std::promise<Status>>();
-      std::future<Status> f = p->get_future();
-      loop->Post([p, document, apply] { p->set_value(apply(document)); });
-      if (f.wait_for(std::chrono::milliseconds(kHttpStatusTimeoutMs)) != std::future_status::ready) {
-        return Status::Error("the daemon did not answer within " + std::to_string(kHttpStatusTimeoutMs) + " ms");
-      }
-      return f.get();
+      auto st = RunOnLoop<Status>(*loop, [document, apply] { return apply(document); });
+      if (!st) return Status::Error("the daemon did not answer within " + std::to_string(kHttpStatusTimeoutMs) + " ms");
+      return *st;
     };
   }
   o.log = [log = log_](int level, const std::string& m) {

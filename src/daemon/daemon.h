@@ -9,10 +9,13 @@
 
 #include <condition_variable>
 #include <deque>
+#include <chrono>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -74,6 +77,19 @@ struct Counters {
 inline constexpr size_t kSearchQueueMax = 4;
 inline constexpr int64_t kHttpSearchTimeoutMs = 120000;  // HTTP: 504 after this
 inline constexpr int64_t kHttpStatusTimeoutMs = 2000;    // HTTP: 503 if the loop does not answer
+
+// From a thread other than the loop's (HTTP, agent): runs `fn` on `loop`,
+// which owns the daemon's state, and waits at most `timeout_ms` for its
+// result; nullopt when the loop did not answer in time (stopping, say).
+template <typename T>
+std::optional<T> RunOnLoop(os::EventLoop& loop, std::function<T()> fn,
+                           int64_t timeout_ms = kHttpStatusTimeoutMs) {
+  auto p = std::make_shared<std::promise<T>>();
+  std::future<T> f = p->get_future();
+  loop.Post([p, fn = std::move(fn)] { p->set_value(fn()); });
+  if (f.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready) return std::nullopt;
+  return f.get();
+}
 
 // Parses a search time to µs since the epoch: RFC 3339
 // ("2026-12-02T10:00:00Z", "...10:00:00.5+01:00"), epoch seconds ("1796205600"),

@@ -524,13 +524,9 @@ void Daemon::HandleSearch(const json& req, api::Reply reply) {
 api::HttpResponse Daemon::HandleHttp(const api::HttpRequest& req) {
   if (req.path == "/api/v1/status") {
     if (!req.params.empty()) return api::HttpError(400, "status takes no parameters");
-    auto p = std::make_shared<std::promise<json>>();
-    std::future<json> f = p->get_future();
-    loop_.Post([this, p] { p->set_value(StatusJson()); });
-    if (f.wait_for(std::chrono::milliseconds(kHttpStatusTimeoutMs)) != std::future_status::ready) {
-      return api::HttpError(503, "the daemon did not answer in time");
-    }
-    return api::HttpResponse{200, f.get()};
+    auto status = RunOnLoop<json>(loop_, [this] { return StatusJson(); });
+    if (!status) return api::HttpError(503, "the daemon did not answer in time");
+    return api::HttpResponse{200, std::move(*status)};
   }
   static const std::string kPrefix = "/api/v1/search/";
   if (req.path.rfind(kPrefix, 0) != 0 ||
