@@ -801,7 +801,8 @@ Status GetBool(const Section& s, std::string_view key, bool* out) {
 // REQUIRES: host and replication parsed.
 Status ParseAgent(const Section& s, Config* c) {
   TANDEM_RETURN_IF_ERROR(s.CheckKnown({"listen", "state_dir", "packages_dir", "store_dir",
-                                       "transient_dir", "external_storage", "virtual"}));
+                                       "transient_dir", "external_storage", "virtual",
+                                       "heartbeat_port", "replication_port"}));
   if (!s.present()) return Status::Ok();
   AgentConfig& k = c->agent;
   k.enabled = true;
@@ -815,6 +816,12 @@ Status ParseAgent(const Section& s, Config* c) {
   TANDEM_RETURN_IF_ERROR(s.GetPath("transient_dir", /*required=*/false, &k.transient_dir));
   TANDEM_RETURN_IF_ERROR(GetBool(s, "external_storage", &k.external_storage));
   TANDEM_RETURN_IF_ERROR(GetBool(s, "virtual", &k.virtual_appliance));
+  int64_t port = k.heartbeat_port;
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("heartbeat_port", 1, 65535, &port));
+  k.heartbeat_port = static_cast<int>(port);
+  port = k.replication_port;
+  TANDEM_RETURN_IF_ERROR(s.GetIntInRange("replication_port", 1, 65535, &port));
+  k.replication_port = static_cast<int>(port);
   if (c->replication && !c->store_dir.empty()) {
     const std::string& a = k.state_dir;
     const std::string& b = c->store_dir;

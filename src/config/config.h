@@ -80,6 +80,11 @@ struct AgentConfig {
   std::string transient_dir;      // agent.transient_dir (optional)
   bool external_storage = false;  // agent.external_storage
   bool virtual_appliance = false; // agent.virtual
+  // The ports of an HA pair that a console's deploy forms on this host
+  // (docs/CONSOLE.md, "Clusters formed by a deploy"): both hosts of a
+  // cluster use the same ones.
+  int heartbeat_port = 7788;      // agent.heartbeat_port (UDP)
+  int replication_port = 7789;    // agent.replication_port (TCP)
 };
 
 struct Config {
@@ -89,6 +94,15 @@ struct Config {
   // tandemd runs the agent (and [console], if any) only; the cluster,
   // heartbeat, VIP, service and replication fields keep their defaults.
   bool agent_only = false;
+
+  // Set when the cluster sections came from a console's deployment to an
+  // agent-only host (config/deployment.h): the document's identity and
+  // revision. Empty / 0 for a configuration read from its file alone.
+  std::string deployment_identity;
+  int64_t deployment_revision = 0;
+  // Why the cluster deployed to this agent-only host does not run ("" :
+  // nothing to say); logged at start and reported in the agent's facts.
+  std::string deployment_error;
 
   // [cluster]
   std::string cluster_name;          // cluster.name

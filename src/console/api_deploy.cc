@@ -4,6 +4,8 @@
 // (PUT /api/v1/agent/config); the pending changes are cleared only when
 // every host accepted it. GET /api/v1/deploy shows the revision, the pending
 // changes and what each host last accepted.
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <atomic>
 #include <map>
@@ -14,6 +16,7 @@
 
 #include "console/api.h"
 #include "console/api_internal.h"
+#include "console/password.h"
 
 namespace tandem::console {
 
@@ -64,13 +67,48 @@ Result<int64_t> HighestRevision(Db& db) {
   return top;
 }
 
+// The VIP's prefix length: that of the address of a member's interface
+// in the VIP's subnet (the primary's old address, or its new one), from
+// the members' facts; 24 when no fact tells.
+int VipPrefix(const std::string& vip, const std::vector<std::string>& facts_texts) {
+  in_addr v{};
+  if (inet_pton(AF_INET, vip.c_str(), &v) != 1) return 24;
+  const uint32_t vip_addr = ntohl(v.s_addr);
+  for (const std::string& text : facts_texts) {
+    const json facts = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!facts.is_object() || !facts.value("interfaces", json()).is_array()) continue;
+    for (const json& i : facts["interfaces"]) {
+      if (!i.is_object() || !i.value("addresses", json()).is_array()) continue;
+      for (const json& a : i["addresses"]) {
+        if (!a.is_string()) continue;
+        const std::string cidr = a.get<std::string>();
+        const size_t slash = cidr.find('/');
+        in_addr ia{};
+        if (slash == std::string::npos || inet_pton(AF_INET, cidr.substr(0, slash).c_str(), &ia) != 1) continue;
+        int len = 0;
+        try {
+          len = std::stoi(cidr.substr(slash + 1));
+        } catch (const std::exception&) {
+          continue;
+        }
+        if (len < 1 || len > 32) continue;
+        const uint32_t mask = ~uint32_t{0} << (32 - len);
+        if ((ntohl(ia.s_addr) & mask) == (vip_addr & mask)) return len;
+      }
+    }
+  }
+  return 24;
+}
+
 // The document's "cluster" object from the cluster as GET
-// /api/v1/clusters/{name} answers it.
-json ClusterSection(const json& c) {
+// /api/v1/clusters/{name} answers it, with its key and VIP prefix.
+json ClusterSection(const json& c, const std::string& key, int vip_prefix) {
   const json& o = c["options"];
   const json& license = c["license"];
   return json{{"name", c["name"]},
+              {"key", key},
               {"vip", c["ips"]["vip"]},
+              {"vip_prefix", vip_prefix},
               {"primary_ip", c["ips"]["primary"]},
               {"secondary_ip", c["ips"]["secondary"]},
               {"license_valid", license.is_object() && license.value("valid", false)},
@@ -159,12 +197,45 @@ ApiResponse Api::Deploy(const ApiRequest& r, Audit* audit) {
 
   // 2. The clusters as the API shows them (options, effective peers, IPs,
   //    license), read after the pending changes were counted.
-  std::map<std::string, json> cluster_json;
+  std::map<std::string, json> cluster_json, sections;
   for (const std::string& name : clusters) {
     ApiResponse c = GetCluster(name);
     if (c.status == 404) continue;  // removed meanwhile: its hosts get no cluster
     if (c.status != 200) return c;
-    cluster_json[name] = c.body["cluster"];
+    // The cluster's key: made at its first deploy, kept from then on.
+    std::string key;
+    std::vector<std::string> facts;
+    {
+      std::lock_guard<std::mutex> l(db_.mu());
+      auto k = db_.Prepare("SELECT id, cluster_key FROM clusters WHERE name = ?1");
+      if (!k.ok()) return Internal(k.status());
+      k->Bind(1, name);
+      auto row = k->Step();
+      if (!row.ok()) return Internal(row.status());
+      if (!*row) continue;
+      const int64_t id = k->Int(0);
+      key = k->IsNull(1) ? "" : k->Text(1);
+      if (key.empty()) {
+        auto made = RandomHex(32);
+        if (!made.ok()) return Internal(made.status());
+        key = *made;
+        auto up = db_.Prepare("UPDATE clusters SET cluster_key = ?1 WHERE id = ?2 AND cluster_key IS NULL");
+        if (!up.ok()) return Internal(up.status());
+        if (Status st = up->Bind(1, key).Bind(2, id).Run(); !st.ok()) return Internal(st);
+      }
+      auto f = db_.Prepare("SELECT facts_json FROM hosts WHERE cluster_id = ?1 AND facts_json IS NOT NULL");
+      if (!f.ok()) return Internal(f.status());
+      f->Bind(1, id);
+      for (;;) {
+        auto fr = f->Step();
+        if (!fr.ok()) return Internal(fr.status());
+        if (!*fr) break;
+        facts.push_back(f->Text(0));
+      }
+    }
+    const json& cluster = c.body["cluster"];
+    sections[name] = ClusterSection(cluster, key, VipPrefix(cluster["ips"]["vip"].get<std::string>(), facts));
+    cluster_json[name] = cluster;
   }
   for (Target& t : targets) {
     std::string role = t.role == "console" ? "console" : "managed";
@@ -173,7 +244,7 @@ ApiResponse Api::Deploy(const ApiRequest& r, Audit* audit) {
       for (const json& m : it->second["members"]) {
         if (m.value("name", "") == t.name) role = m["role"].get<std::string>();
       }
-      cluster = ClusterSection(it->second);
+      cluster = sections[t.cluster];
     }
     t.document = json{{"revision", revision},
                       {"console", {{"name", options_.console_name}}},

@@ -27,7 +27,7 @@ json HostFacts(const std::string& name, const std::string& address) {
               {"version", "0.1.0"},
               {"packages", json::array()},
               {"interfaces", json::array({{{"name", "eth0"},
-                                           {"addresses", json::array({address + "/24"})},
+                                           {"addresses", json::array({address + "/25"})},
                                            {"physical", true},
                                            {"up", true}}})},
               {"management_interface", "eth0"},
@@ -149,6 +149,14 @@ TEST_F(DeployTest, DeployPushesEachHostItsDocumentAndClearsThePendingChanges) {
   EXPECT_EQ(c["primary_ip"], "198.18.0.10");
   EXPECT_EQ(c["secondary_ip"], "198.18.0.2");
   EXPECT_EQ(c["license_valid"], false);  // none was assigned
+  // The cluster's key: 64 hex digits made at the first deploy, kept, not
+  // shown by the API; the VIP's prefix from the members' interfaces.
+  ASSERT_TRUE(c["key"].is_string());
+  EXPECT_EQ(c["key"].get<std::string>().size(), 64u);
+  EXPECT_EQ(c["key"].get<std::string>().find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_EQ(c["vip_prefix"], 25);  // the facts say /25 (the default would be 24)
+  EXPECT_EQ(Call("GET", "/api/v1/clusters/alpha", viewer_).body.dump().find(c["key"].get<std::string>()),
+            std::string::npos);
   EXPECT_EQ(c["options"]["sync_rate_mb"], 250);
   EXPECT_EQ(c["options"]["heartbeat_interval_ms"], 2000);
   EXPECT_EQ(c["options"]["heartbeat_timeout_ms"], 7000);
@@ -192,6 +200,7 @@ TEST_F(DeployTest, DeployPushesEachHostItsDocumentAndClearsThePendingChanges) {
   EXPECT_EQ(r.body["cleared"], 1);
   EXPECT_EQ(Sent('b')["document"]["cluster"]["options"]["sync_rate_mb"], 40);
   EXPECT_EQ(Sent('b')["document"]["cluster"]["options"]["connectivity_peers"], json::array({"198.18.0.77:22"}));
+  EXPECT_EQ(Sent('b')["document"]["cluster"]["key"], c["key"]);  // the same key on every deploy
   EXPECT_EQ(Sent('g')["revision"], 2);
 }
 

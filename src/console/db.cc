@@ -128,6 +128,11 @@ ALTER TABLE hosts ADD COLUMN deployed_revision INTEGER;
 ALTER TABLE hosts ADD COLUMN deployed_at_ms INTEGER;
 ALTER TABLE hosts ADD COLUMN deployed_document TEXT;
 )sql"},
+    // Clusters formed by a deploy (docs/CONSOLE.md): the cluster's key,
+    // made at its first deploy (64 hex digits; never answered by the API).
+    {5, R"sql(
+ALTER TABLE clusters ADD COLUMN cluster_key TEXT;
+)sql"},
 };
 
 int64_t WallMs() {

@@ -769,7 +769,9 @@ json Agent::Facts() const {
               {"virtual", o.virtual_appliance},
               {"cluster", o.cluster.is_object() ? o.cluster : json(nullptr)},
               {"ha", std::move(ha)},
-              {"deployed_revision", DeployedRevisionOf(o.state_dir)}};
+              {"deployed_revision", DeployedRevisionOf(o.state_dir)},
+              {"ha_ports", {{"heartbeat", o.heartbeat_port}, {"replication", o.replication_port}}},
+              {"deploy_error", o.deploy_error.empty() ? json(nullptr) : json(o.deploy_error)}};
 }
 
 // ---- HA commands (docs/CONSOLE.md, "Host actions") ----
@@ -1335,10 +1337,24 @@ Status ValidateDeployDocument(const json& d, int64_t revision, std::string* fiel
     *f = "document.cluster";
     return Status::Error("must be null for a host of role " + role.get<std::string>());
   }
-  TANDEM_RETURN_IF_ERROR(ExactKeys(
-      c, {"name", "vip", "primary_ip", "secondary_ip", "license_valid", "options"}, "document.cluster", f));
+  TANDEM_RETURN_IF_ERROR(ExactKeys(c,
+                                   {"name", "key", "vip", "vip_prefix", "primary_ip", "secondary_ip",
+                                    "license_valid", "options"},
+                                   "document.cluster", f));
   TANDEM_RETURN_IF_ERROR(NameIn(c["name"], "document.cluster.name", f));
+  {
+    const json& k = c["key"];
+    bool hex = k.is_string() && k.get<std::string>().size() == 64;
+    for (char ch : hex ? k.get<std::string>() : std::string()) {
+      hex = hex && ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'));
+    }
+    if (!hex) {
+      *f = "document.cluster.key";
+      return Status::Error("must be 64 lowercase hexadecimal digits (the cluster key)");
+    }
+  }
   TANDEM_RETURN_IF_ERROR(AddressIn(c["vip"], false, "document.cluster.vip", f));
+  TANDEM_RETURN_IF_ERROR(IntIn(c["vip_prefix"], 1, 32, "document.cluster.vip_prefix", f));
   TANDEM_RETURN_IF_ERROR(AddressIn(c["primary_ip"], false, "document.cluster.primary_ip", f));
   TANDEM_RETURN_IF_ERROR(AddressIn(c["secondary_ip"], true, "document.cluster.secondary_ip", f));
   if (!c["license_valid"].is_boolean()) {
@@ -1409,9 +1425,14 @@ ApiResponse Agent::Config(const ApiRequest& r) {
     if (!d.ok()) return Fail(500, d.status().message());
     if (!d->has_value()) return Fail(404, "no configuration has been deployed to this host");
     const json& j = **d;
+    json document = j["document"];
+    // The cluster key is a secret: stored, never answered.
+    if (document.contains("cluster") && document["cluster"].is_object() && document["cluster"].contains("key")) {
+      document["cluster"]["key"] = "(hidden)";
+    }
     return ApiResponse{200, json{{"revision", j["revision"]},
                                  {"deployed_at", console::Rfc3339Ms(j["deployed_at_ms"].get<int64_t>())},
-                                 {"document", j["document"]}}};
+                                 {"document", std::move(document)}}};
   }
   json body;
   if (Error e = ParseBody(r, {"revision", "document"}, &body)) return *e;

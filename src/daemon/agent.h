@@ -86,6 +86,11 @@ struct AgentOptions {
   std::string host_name;
   std::string host_interface;             // host.interface ("" : not set)
   std::string heartbeat_host;             // heartbeat.listen's address ("" : none)
+  int heartbeat_port = 7788;              // agent.heartbeat_port / replication_port: the
+  int replication_port = 7789;            // ports of a pair a deploy forms (facts "ha_ports")
+  // Why the cluster last deployed to this host does not run ("" : it does,
+  // or none was deployed); facts "deploy_error".
+  std::string deploy_error;
   // {"name", "role", "peer"} of this host's cluster, or null (agent-only).
   nlohmann::json cluster;
   // The object `ha status --json` prints, or null when it cannot be had in

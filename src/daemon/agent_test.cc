@@ -349,7 +349,9 @@ TEST_F(AgentTest, FactsHaveTheDocumentedShape) {
   EXPECT_EQ(f["cluster"], (json{{"name", "lab"}, {"role", "primary"}, {"peer", "127.0.0.2"}}));
   EXPECT_EQ(f["ha"], (json{{"ok", true}, {"local", {{"status", "ACTIVE"}}}}));
   EXPECT_TRUE(f["deployed_revision"].is_null());  // nothing deployed yet
-  EXPECT_EQ(f.size(), 13u) << f.dump();
+  EXPECT_EQ(f["ha_ports"], (json{{"heartbeat", 7788}, {"replication", 7789}}));
+  EXPECT_TRUE(f["deploy_error"].is_null());
+  EXPECT_EQ(f.size(), 15u) << f.dump();
 }
 
 TEST_F(AgentTest, MeasureListenAndRunOverLoopback) {
@@ -661,7 +663,9 @@ json DeployDocument(int64_t revision) {
               {"host", {{"name", "alpha-primary"}, {"role", "primary"}}},
               {"cluster",
                {{"name", "alpha"},
+                {"key", std::string(60, 'a') + "09bf"},
                 {"vip", "198.18.0.1"},
+                {"vip_prefix", 24},
                 {"primary_ip", "198.18.0.10"},
                 {"secondary_ip", "198.18.0.2"},
                 {"license_valid", true},
@@ -709,7 +713,9 @@ TEST_F(AgentTest, DeployedConfigIsStored0600AppliedAndAnsweredBack) {
   ApiResponse get = Call("GET", "/api/v1/agent/config", "", key);
   ASSERT_EQ(get.status, 200) << get.body.dump();
   EXPECT_EQ(get.body["revision"], 7);
-  EXPECT_EQ(get.body["document"], DeployDocument(7));
+  json shown = DeployDocument(7);
+  shown["cluster"]["key"] = "(hidden)";  // stored, never answered
+  EXPECT_EQ(get.body["document"], shown);
   EXPECT_EQ(get.body["deployed_at"], console::Rfc3339Ms(clock_.WallMs()));
   EXPECT_EQ(Call("GET", "/api/v1/agent/facts", "", key).body["deployed_revision"], 7);
   auto read = ReadDeployedConfig(state_);
@@ -769,6 +775,15 @@ TEST_F(AgentTest, BadConfigBodiesAreRefusedWithNothingStored) {
   refused("bad host name", with([](json& b) { b["document"]["host"]["name"] = "a b"; }), "document.host.name");
   refused("member without cluster", with([](json& b) { b["document"]["cluster"] = nullptr; }), "document.cluster");
   refused("bad vip", with([](json& b) { b["document"]["cluster"]["vip"] = "198.18.0"; }), "document.cluster.vip");
+  refused("no key", with([](json& b) { b["document"]["cluster"].erase("key"); }), "document.cluster.key");
+  refused("short key", with([](json& b) { b["document"]["cluster"]["key"] = std::string(62, 'a'); }),
+          "document.cluster.key");
+  refused("upper-case key", with([](json& b) { b["document"]["cluster"]["key"] = std::string(64, 'A'); }),
+          "document.cluster.key");
+  refused("vip prefix 33", with([](json& b) { b["document"]["cluster"]["vip_prefix"] = 33; }),
+          "document.cluster.vip_prefix");
+  refused("vip prefix a string", with([](json& b) { b["document"]["cluster"]["vip_prefix"] = "24"; }),
+          "document.cluster.vip_prefix");
   refused("missing option",
           with([](json& b) { b["document"]["cluster"]["options"].erase("sync_rate_mb"); }),
           "document.cluster.options.sync_rate_mb");

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <future>
 
+#include "config/deployment.h"
 #include "os/clock.h"
 
 namespace tandem::daemon {
@@ -24,6 +25,7 @@ constexpr int64_t kTickMaxMs = 100;
 constexpr int64_t kCollectorRetryMs = 250;
 constexpr int kNotifyRunningMax = 8;  // notify hooks running at once; more are skipped
 constexpr int kFarewellPackets = 3;   // handover heartbeats sent on a clean exit
+constexpr int64_t kRestartDelayMs = 300;  // a deploy's restart waits for the agent's answer
 
 int64_t WallMs() { return os::RealClock::Get().WallMs(); }
 
@@ -176,6 +178,12 @@ Status Daemon::Start() {
   log_->info("started: cluster {} role {} incarnation {} epoch {} status {} ({}); vip {}",
              cfg_.cluster_name, ha::RoleName(cfg_.role), file_.incarnation, file_.disk.epoch,
              ha::StatusName(state_.status), state_.reason, vip_->Describe());
+  if (cfg_.deployment_revision > 0) {
+    log_->info("configuration: {} with the cluster the console deployed (revision {}): heartbeats {} <-> {}{}",
+               cfg_.path, cfg_.deployment_revision, cfg_.listen.ToString(), cfg_.peer.ToString(),
+               cfg_.replication ? ", /store " + cfg_.store_dir + " replicated with " + cfg_.repl_peer.ToString()
+                                : ", /store not replicated");
+  }
   return Status::Ok();
 }
 
@@ -590,6 +598,9 @@ Status Daemon::StartAgent() {
   o.listen_port = k.listen.port;
   o.host_name = cfg_.host_name;
   o.host_interface = cfg_.interface;
+  o.heartbeat_port = k.heartbeat_port;
+  o.replication_port = k.replication_port;
+  o.deploy_error = cfg_.deployment_error;
   if (!cfg_.agent_only) {
     o.heartbeat_host = cfg_.listen.host;
     o.cluster = json{{"name", cfg_.cluster_name},
@@ -608,14 +619,39 @@ Status Daemon::StartAgent() {
       return std::move(*reply);
     };
   }
-  // PUT /api/v1/agent/config (docs/CONSOLE.md, "Deploying"): on the loop,
-  // what can change live (the sync rate); the rest is logged as taking
-  // effect at restart. An agent-only host only stores the document.
-  if (!cfg_.agent_only) {
+  // PUT /api/v1/agent/config (docs/CONSOLE.md, "Deploying"): on the loop.
+  // A host that runs what a console deployed (agent-only, or a pair formed
+  // by a deploy) restarts when the document changes what it is (its
+  // identity: cluster, role, addresses; "Clusters formed by a deploy").
+  // Otherwise what can change live does (the sync rate); the rest is
+  // logged as taking effect at restart.
+  {
     os::EventLoop* loop = &loop_;
+    const bool deployable = cfg_.agent_only || !cfg_.deployment_identity.empty();
     // On the loop (it owns the replica and the configuration).
-    auto apply = [this](const json& document) -> Status {
+    auto apply = [this, deployable](const json& document) -> Status {
       const int64_t revision = document["revision"].get<int64_t>();
+      if (deployable) {
+        const std::string identity = config::DeploymentIdentity(document);
+        if (identity != cfg_.deployment_identity) {
+          if (identity.empty()) {
+            RequestRestart(revision, config::NoClusterReason(document) + "; this host leaves cluster " +
+                                         cfg_.cluster_name + " and becomes an unclustered managed host");
+          } else {
+            const json& c = document["cluster"];
+            RequestRestart(revision, "this host becomes " + document["host"]["name"].get<std::string>() +
+                                         ", the " + document["host"]["role"].get<std::string>() +
+                                         " of cluster " + c["name"].get<std::string>() + " (VIP " +
+                                         c["vip"].get<std::string>() + ")");
+          }
+          return Status::Ok();
+        }
+        if (cfg_.agent_only) {
+          log_->info("deploy: configuration revision {}: {}; this host stays an unclustered managed host",
+                     revision, config::NoClusterReason(document));
+          return Status::Ok();
+        }
+      }
       const json& c = document["cluster"];
       if (!c.is_object()) {
         log_->warn("deploy: configuration revision {}: the console has this host in no cluster; "
@@ -673,7 +709,16 @@ Status Daemon::StartAgentOnly() {
   TANDEM_RETURN_IF_ERROR(StartAgent());
   log_->info("started: unclustered managed host {} (agent only: no HA role, VIP or services)",
              cfg_.host_name);
+  if (!cfg_.deployment_error.empty()) log_->error("deploy: {}", cfg_.deployment_error);
   return Status::Ok();
+}
+
+void Daemon::RequestRestart(int64_t revision, const std::string& why) {
+  if (stopping_ || restart_) return;
+  log_->warn("deploy: configuration revision {}: {}: restarting to apply it", revision, why);
+  restart_ = true;
+  // After the agent's answer has gone out (the call returns first).
+  loop_.AddTimer(kRestartDelayMs, [this] { Shutdown(); });
 }
 
 }  // namespace tandem::daemon

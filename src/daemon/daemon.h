@@ -156,6 +156,9 @@ class Daemon {
   Status Start();
   // Runs until SIGTERM/SIGINT; returns the exit code.
   int Run();
+  // Run returned because a deployed configuration changes what this host
+  // is (config/deployment.h): tandemd starts again with it.
+  bool restart_requested() const { return restart_; }
 
  private:
   ha::Output Feed(ha::Event::Body body);
@@ -174,6 +177,9 @@ class Daemon {
   void Notify(const std::string& detail);
   void OnTick();
   void Shutdown();
+  // Stops the daemon so that tandemd starts again (restart_requested()),
+  // once the agent has answered the deploy.
+  void RequestRestart(int64_t revision, const std::string& why);
   void FinishShutdown();
   std::map<std::string, std::string> ServiceEnv() const;
 
@@ -232,6 +238,7 @@ class Daemon {
   bool witness_saw_peer_ = false;  // last indirect-heartbeat verdict (logged on change)
   Counters counters_;
   bool stopping_ = false;
+  bool restart_ = false;
   int notify_running_ = 0;
   // Last: destroyed first (their threads use loop_ and search_).
   std::unique_ptr<SearchWorker> search_;

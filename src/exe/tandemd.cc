@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "config/config.h"
+#include "config/deployment.h"
 #include "daemon/agent.h"
 #include "daemon/daemon.h"
 
@@ -56,6 +57,43 @@ int Unpair(const std::string& config) {
   return 0;
 }
 
+// What tandemd runs: the file, and on an agent-only host the cluster a
+// console deployed to it (docs/CONSOLE.md, "Clusters formed by a deploy").
+// A deployment that cannot be run leaves the host unclustered, with the
+// reason in deployment_error (logged, and in the agent's facts).
+tandem::config::Config Effective(tandem::config::Config local) {
+  if (!local.agent_only || !local.agent.enabled) return local;
+  auto stored = tandem::daemon::ReadDeployedConfig(local.agent.state_dir);
+  if (!stored.ok()) {
+    local.deployment_error = stored.status().message();
+    return local;
+  }
+  if (!stored->has_value()) return local;
+  const nlohmann::json& document = (**stored)["document"];
+  if (tandem::config::DeploymentIdentity(document).empty()) return local;
+  auto cfg = tandem::config::WithDeployment(local, document);
+  if (!cfg.ok()) {
+    local.deployment_error = "configuration revision " + std::to_string((**stored)["revision"].get<int64_t>()) +
+                             ": " + cfg.status().message() + "; this host stays unclustered";
+    return local;
+  }
+  return std::move(*cfg);
+}
+
+// Runs one daemon until it stops; *restart: it stopped to start again.
+int RunDaemon(tandem::config::Config cfg, bool* restart, std::string* start_error) {
+  *restart = false;
+  tandem::daemon::Daemon d(std::move(cfg));
+  tandem::Status st = d.Start();
+  if (!st.ok()) {
+    *start_error = st.message();
+    return 1;
+  }
+  const int rc = d.Run();
+  *restart = d.restart_requested();
+  return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -92,11 +130,35 @@ int main(int argc, char** argv) {
     std::cout << config << ": OK\n";
     return 0;
   }
-  tandem::daemon::Daemon d(std::move(*cfg));
-  tandem::Status st = d.Start();
-  if (!st.ok()) {
-    std::cerr << "tandemd: cannot start: " << st.message() << "\n";
-    return 1;
+  // A deploy that changes what this host is (agent-only <-> a member of a
+  // pair) stops the daemon and it starts again here, from the file and the
+  // new document.
+  for (;;) {
+    tandem::config::Config run = Effective(*cfg);
+    bool restart = false;
+    std::string error;
+    int rc = RunDaemon(run, &restart, &error);
+    if (!error.empty() && !run.deployment_identity.empty()) {
+      // The deployed cluster cannot start here (an address not on this
+      // host, a port in use, ...): the host stays reachable as an
+      // unclustered managed host and says why.
+      std::cerr << "tandemd: cannot start the deployed cluster: " << error << "\n";
+      tandem::config::Config local = *cfg;
+      local.deployment_error = "configuration revision " + std::to_string(run.deployment_revision) +
+                               ": the deployed cluster cannot start: " + error + "; this host stays unclustered";
+      error.clear();
+      rc = RunDaemon(std::move(local), &restart, &error);
+    }
+    if (!error.empty()) {
+      std::cerr << "tandemd: cannot start: " << error << "\n";
+      return 1;
+    }
+    if (!restart) return rc;
+    auto again = tandem::config::Load(config);
+    if (!again.ok()) {
+      std::cerr << "tandemd: refusing to start again: " << again.status().message() << "\n";
+      return 2;
+    }
+    cfg = std::move(again);
   }
-  return d.Run();
 }

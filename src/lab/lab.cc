@@ -144,14 +144,20 @@ std::string AgentLines(const LabOptions& o, const HostPlan& h) {
 struct ManagedPlan {
   std::string name, addr, dir, netns;
   int agent_port = 0;
+  // The ports of a pair a console's deploy forms (0: the defaults, 7788 and
+  // 7789): on loopback, free ones, the same on every managed host.
+  int hb_port = 0, repl_port = 0;
 };
 
 std::string ManagedConfig(const ManagedPlan& m) {
+  std::string ports;
+  if (m.hb_port != 0) ports += "heartbeat_port = " + std::to_string(m.hb_port) + "\n";
+  if (m.repl_port != 0) ports += "replication_port = " + std::to_string(m.repl_port) + "\n";
   return "# Written by `tandem lab up --managed`: an unclustered managed host (agent only);\n"
          "# reference: docs/CONFIG.md\n"
          "[host]\nname = \"" + m.name + "\"\nstate_dir = \"state\"\nrun_dir = \"run\"\n\n"
          "[agent]\nlisten = \"" + m.addr + ":" + std::to_string(m.agent_port) + "\"\n"
-         "store_dir = \"store\"\npackages_dir = \"packages\"\n\n"
+         "store_dir = \"store\"\npackages_dir = \"packages\"\n" + ports + "\n"
          "[log]\nlevel = \"info\"\nfile = \"tandemd.log\"\n";
 }
 
@@ -357,6 +363,15 @@ Status WriteLab(LabOptions o, const NetnsPlan* plan, json* lab) {
     }
   }
   std::vector<ManagedPlan> managed;
+  int managed_hb_port = 0, managed_repl_port = 0;
+  if (o.managed > 0 && !plan) {
+    auto hb = FreePort("127.0.0.1", SOCK_DGRAM);
+    if (!hb.ok()) return hb.status();
+    auto rp = FreePort("127.0.0.1", SOCK_STREAM);
+    if (!rp.ok()) return rp.status();
+    managed_hb_port = *hb;
+    managed_repl_port = *rp;
+  }
   for (int i = 0; i < o.managed; ++i) {
     ManagedPlan m{ManagedName(i), "", o.dir + "/" + ManagedName(i), "", 0};
     if (plan) {
@@ -371,6 +386,8 @@ Status WriteLab(LabOptions o, const NetnsPlan* plan, json* lab) {
       auto p = FreePort(m.addr, SOCK_STREAM);
       if (!p.ok()) return p.status();
       m.agent_port = *p;
+      m.hb_port = managed_hb_port;
+      m.repl_port = managed_repl_port;
     }
     managed.push_back(m);
   }

@@ -148,6 +148,30 @@ class ConsoleLabFixture : public ::testing::Test {
     return ::testing::AssertionSuccess();
   }
 
+  // A valid HA license in the console (`tandem license keygen|sign`; its
+  // public key in the lab's license_keys_dir): its id.
+  ::testing::AssertionResult AddLicense(const std::string& id) {
+    const std::string keys = dir_ + "/license-signing";
+    const std::string trusted = lab_["api"]["license_keys_dir"].get<std::string>();
+    if (!os::MakeDirs(keys, 0700).ok() || !os::MakeDirs(trusted, 0700).ok()) {
+      return ::testing::AssertionFailure() << "cannot make the key directories";
+    }
+    if (!std::filesystem::exists(keys + "/lab.key")) {
+      auto g = RunCommand({BinDir() + "/tandem", "license", "keygen", "--dir", keys, "--name", "lab"});
+      if (g.exit_code != 0) return ::testing::AssertionFailure() << "license keygen: " << g.output;
+      std::error_code ec;
+      std::filesystem::copy_file(keys + "/lab.pem", trusted + "/lab.pem",
+                                 std::filesystem::copy_options::overwrite_existing, ec);
+      if (ec) return ::testing::AssertionFailure() << "copy lab.pem: " << ec.message();
+    }
+    auto s = RunCommand({BinDir() + "/tandem", "license", "sign", "--key", keys + "/lab.key", "--id", id,
+                         "--issued-to", "Lab Corp", "--expires", "2099-12-31T23:59:59Z"});
+    if (s.exit_code != 0) return ::testing::AssertionFailure() << "license sign: " << s.output;
+    Answer a = Call("POST", "/api/v1/licenses", nlohmann::json{{"document", s.output}});
+    if (a.status != 201) return ::testing::AssertionFailure() << "POST licenses: " << a.status << " " << a.body.dump();
+    return ::testing::AssertionSuccess();
+  }
+
   std::string dir_, url_, cert_, token_;
   nlohmann::json lab_;
   bool up_ = false;

@@ -168,9 +168,10 @@ async function hostAction(page, host, label, confirm) {
     await shot(page, `confirm-${label.toLowerCase().replaceAll(' ', '-')}`);
     await dialog.getByRole('button', { name: /Set offline|Give back|Take over/ }).click();
   }
+  // This action's own result (not the notice an earlier action left).
   const text = await waitFor(`the result of ${label}`, async () => {
     const t = await page.locator('#notice').textContent();
-    return t && !t.endsWith('…') ? t : false;
+    return t && t.startsWith(label) && !t.endsWith('…') ? t : false;
   }, 60000);
   log(`  notice: ${text}`);
   if (/not_found|method_not_allowed/.test(text)) return false;
@@ -278,6 +279,21 @@ try {
   check(await page.evaluate(() => document.activeElement?.id === 'ha-menu-button'),
         'Escape closes the wizard and focus returns to the menu button');
 
+  // An HA license for the new cluster (`tandem license keygen|sign`, its
+  // public key trusted by the console): without one it shows Needs License
+  // and runs no HA role.
+  {
+    const keys = path.join(tmp, 'license-signing');
+    fs.mkdirSync(keys, { recursive: true, mode: 0o700 });
+    fs.mkdirSync(lab.api.license_keys_dir, { recursive: true, mode: 0o700 });
+    run(tandem, ['license', 'keygen', '--dir', keys, '--name', 'web']);
+    fs.copyFileSync(path.join(keys, 'web.pem'), path.join(lab.api.license_keys_dir, 'web.pem'));
+    const doc = run(tandem, ['license', 'sign', '--key', path.join(keys, 'web.key'), '--id', 'ha-web-001',
+                             '--issued-to', 'Web Test', '--expires', '2099-12-31T23:59:59Z']);
+    const added = await call('POST', '/licenses', { document: doc });
+    if (added.status !== 201) throw new Error(`license: ${JSON.stringify(added.body)}`);
+  }
+
   // Add HA Host: a refusal next to its field, then the cluster.
   await menuAction(page, 'Add HA Host');
   const wizard = page.locator('#wizard');
@@ -297,6 +313,10 @@ try {
   const subnet = primary.address.slice(0, primary.address.lastIndexOf('.'));
   await wizard.getByLabel('New IP of the primary').fill(`${subnet}.30`);
   await wizard.getByLabel('Synchronization rate (MB/s)').fill('200');
+  // Heartbeats every second, 6 s to declare the peer dead: the roles move
+  // within seconds in this test (the appliance defaults are 10 s / 30 s).
+  await wizard.getByLabel('Heartbeat interval (ms)').fill('1000');
+  await wizard.getByLabel('Heartbeat timeout (ms)').fill('6000');
   await wizard.getByRole('button', { name: 'Create cluster' }).click();
   const result = page.locator('#result');
   await result.waitFor({ state: 'visible', timeout: 180000 });
@@ -319,22 +339,38 @@ try {
   await shot(page, 'cluster-hover');
   await page.mouse.move(0, 0);
 
+  // Deploy Changes: the two managed hosts restart as the members of the
+  // new cluster and reach Active / Standby (docs/CONSOLE.md, "Clusters
+  // formed by a deploy").
+  const pri = `${m1.name}-primary`, sec = `${m1.name}-secondary`;
+  await page.getByRole('button', { name: 'Deploy Changes' }).click();
+  const deployDialog = page.locator('#confirm');
+  await deployDialog.waitFor({ state: 'visible', timeout: 10000 });
+  await deployDialog.getByRole('button', { name: 'Deploy', exact: true }).click();
+  const deployed = await waitFor('the result of Deploy Changes', async () => {
+    const t = await page.locator('#notice').textContent();
+    return t && !t.endsWith('…') ? t : false;
+  }, 120000);
+  check(/Deployed revision \d+/.test(deployed), `deployed: ${deployed}`);
+  await waitStatus(page, { [pri]: 'Active', [sec]: 'Standby' }, 180000);
+  await shot(page, 'cluster-formed');
+
   // Set the active offline: confirmation, the roles switch, online, give back.
-  const active = 'lab-primary-agent';
-  if (await hostAction(page, active, 'Set System Offline', true)) {
-    await waitStatus(page, { 'lab-secondary': 'Active', [active]: 'Offline' }, 180000);
+  if (await hostAction(page, pri, 'Set System Offline', true)) {
+    await waitStatus(page, { [sec]: 'Active', [pri]: 'Offline' }, 180000);
     await shot(page, 'offline-roles-switched');
-    await hostAction(page, active, 'Set System Online', false);
-    await waitStatus(page, { 'lab-secondary': 'Active', [active]: 'Standby' }, 180000);
+    await hostAction(page, pri, 'Set System Online', false);
+    await waitStatus(page, { [sec]: 'Active', [pri]: 'Standby' }, 180000);
     await shot(page, 'online-standby');
-    // A full sync of the standby (`ha invalidate`) at the slowest rate: it
-    // is Synchronizing for seconds, and the page shows the progress with
-    // its rate and ETA.
-    run(tandem, ['store', 'fill', '--config', secondary.config, '--files', '4', '--bytes', '3000000']);
-    run(ha, ['sync-rate', '1', '--config', secondary.config]);
-    run(ha, ['invalidate', '--config', primary.config]);
-    await waitStatus(page, { [active]: 'Synchronizing' }, 120000);
-    await selectHost(page, active);
+    // A full sync of the lab pair's standby (`ha invalidate`) at the slowest
+    // rate: it is Synchronizing for seconds, and the page shows the
+    // progress with its rate and ETA.
+    const labActive = 'lab-primary-agent';
+    run(tandem, ['store', 'fill', '--config', primary.config, '--files', '4', '--bytes', '3000000']);
+    run(ha, ['sync-rate', '1', '--config', primary.config]);
+    run(ha, ['invalidate', '--config', secondary.config]);
+    await waitStatus(page, { 'lab-secondary': 'Synchronizing' }, 120000);
+    await selectHost(page, 'lab-secondary');
     let shown = '';
     const label = await waitFor('the synchronization progress with rate and ETA', async () => {
       shown = await page.locator('#sync-label').textContent({ timeout: 1000 }).catch(() => '');
@@ -342,12 +378,12 @@ try {
     }, 60000).catch((e) => { throw new Error(`${e.message}; the page showed "${shown}"`); });
     check(await page.locator('#details-body progress').isVisible(), `a progress bar: ${label}`);
     await shot(page, 'synchronizing');
-    run(ha, ['sync-rate', '100', '--config', secondary.config]);
-    await waitStatus(page, { 'lab-secondary': 'Active', [active]: 'Standby' }, 300000);
-    await selectHost(page, active);
+    run(ha, ['sync-rate', '100', '--config', primary.config]);
+    await waitStatus(page, { [labActive]: 'Active', 'lab-secondary': 'Standby' }, 300000);
+    await selectHost(page, pri);
     await waitFor('the troubleshooting advice', async () => (await page.locator('#details-body').textContent()).includes('Standby'), 30000);
-    await hostAction(page, 'lab-secondary', 'Giveback', true);
-    await waitStatus(page, { [active]: 'Active', 'lab-secondary': 'Standby' }, 180000);
+    await hostAction(page, sec, 'Giveback', true);
+    await waitStatus(page, { [pri]: 'Active', [sec]: 'Standby' }, 180000);
     await waitFor('a failover on the timeline', async () => (await page.locator('#timeline li.failover').count()) > 0, 60000);
     check(true, 'the timeline shows the failover');
     await shot(page, 'gave-back-timeline');
