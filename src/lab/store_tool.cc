@@ -1,6 +1,7 @@
 #include "lab/store_tool.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -64,19 +65,34 @@ Status Exchange(int fd, const json& header, std::string_view data, std::string* 
   return Status::Ok();
 }
 
-Result<int> ConnectVolume(const std::string& config_path) {
+// The volume socket of the host behind `config_path`: [replication]'s, or
+// on an agent-only host the default one (<run_dir>/volume.sock) of the
+// cluster a console deployed to it (docs/CONSOLE.md, "Clusters formed by a
+// deploy") when tandemd runs one.
+Result<std::string> VolumeSocket(const std::string& config_path) {
   auto cfg = config::Load(config_path, /*read_key=*/false);
   if (!cfg.ok()) return cfg.status();
-  if (!cfg->replication) return Status::Error(config_path + ": no [replication]: this host has no volume");
+  if (cfg->replication) return cfg->volume_socket;
+  const std::string deployed = cfg->run_dir + "/volume.sock";
+  struct stat st {};
+  if (cfg->agent_only && ::stat(deployed.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) return deployed;
+  return Status::Error(config_path + ": no [replication]" +
+                       (cfg->agent_only ? " and no deployed cluster running here" : std::string()) +
+                       ": this host has no volume");
+}
+
+Result<int> ConnectVolume(const std::string& config_path) {
+  auto path = VolumeSocket(config_path);
+  if (!path.ok()) return path.status();
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Status::Error("socket failed");
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
-  std::strncpy(a.sun_path, cfg->volume_socket.c_str(), sizeof a.sun_path - 1);
+  std::strncpy(a.sun_path, path->c_str(), sizeof a.sun_path - 1);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
     std::string e = std::strerror(errno);
     ::close(fd);
-    return Status::Error("cannot connect to " + cfg->volume_socket + ": " + e + " (is tandemd running?)");
+    return Status::Error("cannot connect to " + *path + ": " + e + " (is tandemd running?)");
   }
   return fd;
 }
@@ -99,19 +115,9 @@ Status StorePut(const std::string& config, const std::string& path, const std::s
 }
 
 Result<json> StoreFill(const FillOptions& o) {
-  auto cfg = config::Load(o.config, /*read_key=*/false);
-  if (!cfg.ok()) return cfg.status();
-  if (!cfg->replication) return Status::Error(o.config + ": no [replication]: this host has no volume");
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status::Error("socket failed");
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::strncpy(a.sun_path, cfg->volume_socket.c_str(), sizeof a.sun_path - 1);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
-    std::string e = std::strerror(errno);
-    ::close(fd);
-    return Status::Error("cannot connect to " + cfg->volume_socket + ": " + e + " (is tandemd running?)");
-  }
+  auto connected = ConnectVolume(o.config);
+  if (!connected.ok()) return connected.status();
+  const int fd = *connected;
   // Requests: per file a create, then appends.
   struct Req {
     std::string header;

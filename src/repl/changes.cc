@@ -2,6 +2,8 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
+
 #include "repl/frame.h"
 
 namespace tandem::repl {
@@ -246,6 +248,9 @@ Status ChangeSet::Append(const std::vector<ChunkRef>& refs) {
     auto rec = EncodeJournalRecord(r);
     buf.insert(buf.end(), rec.begin(), rec.end());
   }
+  // From the first byte written, whatever happens next.
+  journal_durably_empty_ = false;
+  journal_used_end_ = std::max(journal_used_end_, journal_bytes_ + buf.size());
   TANDEM_RETURN_IF_ERROR(journal_->WriteAt(journal_bytes_, buf));
   TANDEM_RETURN_IF_ERROR(journal_->Sync());
   journal_syncs_++;
@@ -256,15 +261,27 @@ Status ChangeSet::Append(const std::vector<ChunkRef>& refs) {
 
 Status ChangeSet::Rewrite() {
   if (entries_.empty() && journal_) {
-    // Nothing recorded: cut the journal in place, one fdatasync (the size
-    // is the only change). A truncation is all or nothing at a power loss:
-    // the journal is then empty or still holds every old record, which only
-    // resends chunks that need not be (never fewer).
-    TANDEM_RETURN_IF_ERROR(journal_->Truncate(0));
+    // Already empty on disk (nothing appended since it was made so, e.g.
+    // the journal of a secondary, which records nothing): nothing to do,
+    // not even a sync.
+    if (journal_durably_empty_) return Status::Ok();
+    // Nothing recorded: empty the journal in place by overwriting what it
+    // holds with zeros, one fdatasync. The file keeps its size, so the sync
+    // needs no commit of the file system's own journal (a truncation
+    // would, and on a busy file system that commit carries everyone's
+    // metadata); loading stops at the first zero length, and appends
+    // overwrite the zeros from the start. A power loss keeps either the
+    // old records, a prefix of them (a torn write: the first record
+    // damaged ends the journal) or none: never more than were there, never
+    // fewer than the durable state needs (the callers' order of syncs,
+    // docs/REPLICATION.md), and each one only resends a chunk.
+    TANDEM_RETURN_IF_ERROR(journal_->WriteAt(0, std::vector<uint8_t>(journal_used_end_, 0)));
     TANDEM_RETURN_IF_ERROR(journal_->Sync());
     journal_syncs_++;
     journal_bytes_ = 0;
     journal_records_ = 0;
+    journal_used_end_ = 0;
+    journal_durably_empty_ = true;
     return Status::Ok();
   }
   std::vector<uint8_t> buf;
@@ -273,6 +290,7 @@ Status ChangeSet::Rewrite() {
     buf.insert(buf.end(), rec.begin(), rec.end());
   }
   journal_.reset();
+  journal_durably_empty_ = false;
   TANDEM_RETURN_IF_ERROR(os::WriteWholeFileAtomic(fs_, path_, buf));
   journal_syncs_++;
   auto f = fs_.Open(path_, false);
@@ -280,6 +298,8 @@ Status ChangeSet::Rewrite() {
   journal_ = std::move(*f);
   journal_bytes_ = buf.size();
   journal_records_ = entries_.size();
+  journal_used_end_ = buf.size();
+  journal_durably_empty_ = buf.empty();
   return Status::Ok();
 }
 

@@ -126,6 +126,13 @@ class ChangeSet {
   uint64_t journal_bytes_ = 0;
   uint64_t journal_records_ = 0;
   uint64_t journal_syncs_ = 0;
+  // Bytes [0, journal_used_end_) of the journal file may hold records
+  // (written, maybe not all durable); everything after them is zeros or
+  // beyond the end of the file. An emptied journal is zeroed up to here.
+  uint64_t journal_used_end_ = 0;
+  // The journal holds no record, durably (made so by Rewrite, nothing
+  // appended since): emptying it again needs no I/O.
+  bool journal_durably_empty_ = false;
 };
 
 // Journal record encoding (docs/REPLICATION.md): u32 length of the rest,

@@ -1146,6 +1146,7 @@ void Replica::ResetSyncProgress(uint64_t total_bytes) {
   StartTokenBucket();
   writeback_path_.clear();
   writeback_bytes_ = 0;
+  sync_data_path_.clear();
 }
 
 // The bucket starts with 10 ms worth of tokens (at least two chunks), so a
@@ -1324,6 +1325,15 @@ void Replica::OnSyncData(const SyncData& d) {
   sync_done_bytes_ += d.data.size();
   sync_last_data_ms_ = clock_.NowMs() - sync_started_ms_;
   if (sync_first_data_ms_ < 0) sync_first_data_ms_ = sync_last_data_ms_;
+  if (state_ == ReplState::kSyncTarget && d.path != sync_data_path_) {
+    // The source sends a file's chunks one after the other: the previous
+    // file is complete for now. Its early sync overlaps the transfer of
+    // the next files (the final commit waits for it or, if the file
+    // changes again, syncs it anyway); scattered chunks of a resync get
+    // one per file, not one per chunk.
+    if (!sync_data_path_.empty()) (void)store_.SyncEarly(sync_data_path_);
+    sync_data_path_ = d.path;
+  }
   if (!d.data.empty()) {
     const bool file_end = d.chunk_index == LastChunk(d.file_size);
     HintWriteback(d.path, d.chunk_index * kChunkBytes, d.data.size(), file_end);
@@ -1431,7 +1441,10 @@ void Replica::OnSyncDone(const SyncDone& d) {
 void Replica::FinishSyncTarget() {
   writeback_bytes_ = 0;
   const int64_t commit_from_ms = clock_.NowMs();
+  const size_t commit_files = store_.dirty_files();
+  const uint64_t early_before = store_.early_syncs_used() + store_.early_syncs_waited();
   Status st = store_.Commit();
+  const uint64_t early = store_.early_syncs_used() + store_.early_syncs_waited() - early_before;
   const int64_t commit_ms = clock_.NowMs() - commit_from_ms;
   if (!st.ok()) {
     DiskFailed(st);
@@ -1462,8 +1475,9 @@ void Replica::FinishSyncTarget() {
   last_sync_ = "received " + std::to_string(sync_done_bytes_) + " bytes in " +
                std::to_string(took) + " ms (data from +" + std::to_string(sync_first_data_ms_) +
                " to +" + std::to_string(sync_last_data_ms_) + " ms, final commit " +
-               std::to_string(commit_ms) +
-               " ms, then metadata " + std::to_string(clock_.NowMs() - commit_from_ms - commit_ms) +
+               std::to_string(commit_ms) + " ms of " + std::to_string(commit_files) + " files, " +
+               std::to_string(early) + " of them synced early" +
+               ", then metadata " + std::to_string(clock_.NowMs() - commit_from_ms - commit_ms) +
                " ms)";
   Log(kWarn, "sync from " + PeerName() + " finished: " + last_sync_ + "; generations " +
                  ToString(gens_));

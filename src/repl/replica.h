@@ -352,6 +352,10 @@ class Replica {
   // Sync target: received bytes not yet handed to start_writeback.
   std::string writeback_path_;
   uint64_t writeback_from_ = 0, writeback_bytes_ = 0;
+  // Sync target: the file the last chunk was for. When the next chunk is
+  // for another file, this one's early sync starts (the source sends a
+  // file's chunks one after the other).
+  std::string sync_data_path_;
 
   ReplCounters counters_;
   std::function<void()> on_change_;

@@ -803,6 +803,47 @@ TEST(IoPoolTest, PostRunsInTheBackgroundAndIsBounded) {
   EXPECT_FALSE(single.Post([] {})) << "no worker to run it";
 }
 
+// The daemon's sync target syncs each file early, on the I/O pool, as soon
+// as the sync moves on to the next one, and its final commit waits for those
+// syncs: everything it then reports durable (UpToDate, the adopted
+// generations) survives a power loss right after the sync.
+TEST(ReplicaPoolTest, AResyncWithEarlySyncsIsDurableWhenItEnds) {
+  os::FaultFileSystem fs_a, fs_b;
+  Pair pair(fs_a, fs_b, "/r");
+  IoPool pool(4);
+  pair.opts(1).io_pool = &pool;
+  ASSERT_TRUE(pair.Start(0).ok());
+  ASSERT_TRUE(pair.Start(1).ok());
+  ASSERT_TRUE(pair.r(0).Promote(false).ok());
+  pair.Connect();
+  pair.Run();
+  constexpr int kFiles = 12;
+  for (int f = 0; f < kFiles; ++f) WriteSync(pair, 0, AppendOp("f/" + std::to_string(f), Bytes(512 << 10, 'a')));
+  pair.Cut();
+  for (int f = 0; f < kFiles; ++f) {
+    for (uint64_t c : {1u, 5u}) {
+      WriteSync(pair, 0, WriteAtOp("f/" + std::to_string(f), c * kChunkBytes, std::vector<uint8_t>(kChunkBytes, 'z')));
+    }
+  }
+  pair.Connect();
+  pair.Run();
+  ASSERT_EQ(pair.r(1).state(), ReplState::kEstablished);
+  ASSERT_EQ(pair.r(1).disk(), DiskState::kUpToDate);
+  EXPECT_EQ(pair.r(1).counters().sync_bytes_received, 2u * kFiles * kChunkBytes);
+  const Generations g = pair.r(1).generations();
+  pair.Kill(1);
+  fs_b.PowerLoss(11, os::FaultFileSystem::Mode::kDropUnsynced);
+  ASSERT_TRUE(pair.Start(1).ok());
+  EXPECT_EQ(pair.r(1).disk(), DiskState::kUpToDate);
+  EXPECT_EQ(pair.r(1).generations(), g);
+  EXPECT_TRUE(Snapshot(fs_a, Store(pair, 0)) == Snapshot(fs_b, Store(pair, 1)));
+  // And the pair is in step: nothing to resend.
+  pair.Connect();
+  pair.Run();
+  EXPECT_EQ(pair.r(1).state(), ReplState::kEstablished);
+  EXPECT_EQ(pair.r(1).counters().sync_bytes_received, 0u);
+}
+
 // The daemon's configuration: real files, the group commit's fsyncs on a
 // pool, write-back hints during a sync.
 TEST(ReplicaRealDiskTest, GroupCommitOnAnIoPoolAndASyncWithWritebackHints) {

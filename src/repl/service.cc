@@ -110,6 +110,9 @@ struct Service::Impl {
   bool stopping = false;
   int64_t last_connect_ms = -1'000'000;
   int connecting_fd = -1;
+  // What the replication socket is read into: allocated (and zeroed) once,
+  // not for every readable event (256 KiB each, many per sync).
+  std::vector<uint8_t> read_buf = std::vector<uint8_t>(kReadChunk);
   std::function<void(bool, bool, std::string)> on_change;
   std::function<void(std::string)> on_disk_failed;
   std::function<void(int, const std::string&)> log;
@@ -240,7 +243,7 @@ struct Service::Impl {
     }
     if (c->closed) return;
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-      std::vector<uint8_t> buf(kReadChunk);
+      std::vector<uint8_t>& buf = read_buf;  // Received copies what it keeps
       for (int i = 0; i < 16 && !c->closed; ++i) {
         ssize_t n = ::recv(c->fd, buf.data(), buf.size(), 0);
         if (n > 0) {

@@ -138,50 +138,100 @@ void LocalStore::Changed(const std::string& path) {
 
 bool LocalStore::SyncEarly(const std::string& path) {
   if (pool_ == nullptr || !dirty_files_.count(path)) return false;
-  const uint64_t version = ++next_version_;
+  auto v = versions_.find(path);
+  auto j = early_jobs_.find(path);
+  if (v != versions_.end() && j != early_jobs_.end() && j->second->version == v->second) {
+    // One was started after the file's last change: it covers everything
+    // written so far, unless it failed or a failed Commit took it back.
+    std::lock_guard<std::mutex> g(early_->mu);
+    const EarlyJob::State s = j->second->state;
+    if (s != EarlyJob::State::kFailed && s != EarlyJob::State::kClaimed) return true;
+  }
+  auto job = std::make_shared<EarlyJob>();
+  job->version = ++next_version_;
   // Everything written to the file so far was written before this job
   // starts (on this thread), so its fdatasync covers it.
-  bool posted = pool_->Post([fs = &fs_, full = Full(path), path, version, early = early_] {
+  bool posted = pool_->Post([fs = &fs_, full = Full(path), job, early = early_] {
+    {
+      std::lock_guard<std::mutex> g(early->mu);
+      if (job->state == EarlyJob::State::kClaimed) return;  // a Commit syncs the file
+      job->state = EarlyJob::State::kRunning;
+    }
     auto f = fs->Open(full, /*create=*/false);
-    if (!f.ok() || !(*f)->Sync().ok()) return;  // Commit syncs it then
-    std::lock_guard<std::mutex> g(early->mu);
-    early->done.emplace_back(path, version);
+    const bool ok = f.ok() && (*f)->Sync().ok();  // if not, the Commit syncs it
+    {
+      std::lock_guard<std::mutex> g(early->mu);
+      job->state = ok ? EarlyJob::State::kSynced : EarlyJob::State::kFailed;
+      early->finished++;
+    }
+    early->finished_cv.notify_all();
   });
-  if (posted) versions_[path] = version;
+  if (posted) {
+    versions_[path] = job->version;
+    early_jobs_[path] = std::move(job);
+  }
   return posted;
 }
 
 Status LocalStore::Commit() {
-  // Files whose early sync finished with nothing changed since are durable
-  // already.
-  {
-    std::vector<std::pair<std::string, uint64_t>> done;
-    {
-      std::lock_guard<std::mutex> g(early_->mu);
-      done.swap(early_->done);
-    }
-    for (const auto& [path, version] : done) {
-      auto v = versions_.find(path);
-      if (v == versions_.end() || v->second != version) continue;
-      versions_.erase(v);
-      early_syncs_used_ += dirty_files_.erase(path);
-    }
-  }
   // Every dirty file is open: a handle leaving the cache (evicted, renamed,
   // removed) is synced or forgotten at that moment (see Get, Apply).
   std::vector<std::function<Status()>> syncs;
-  for (const std::string& p : dirty_files_) {
-    auto it = open_.find(p);
-    if (it == open_.end()) continue;
-    os::File* f = it->second.file.get();
-    syncs.push_back([f] { return f->Sync(); });
+  {
+    std::lock_guard<std::mutex> g(early_->mu);
+    early_->finished = 0;
+    for (auto it = dirty_files_.begin(); it != dirty_files_.end();) {
+      const std::string& p = *it;
+      auto open = open_.find(p);
+      if (open == open_.end()) {
+        ++it;
+        continue;
+      }
+      os::File* f = open->second.file.get();
+      // An early sync counts only if nothing changed the file after it was
+      // started (same version).
+      std::shared_ptr<EarlyJob> job;
+      auto j = early_jobs_.find(p);
+      auto v = versions_.find(p);
+      if (j != early_jobs_.end() && v != versions_.end() && j->second->version == v->second) {
+        job = j->second;
+      }
+      using State = EarlyJob::State;
+      if (job && job->state == State::kSynced) {
+        // Durable already.
+        early_syncs_used_++;
+        it = dirty_files_.erase(it);
+        continue;
+      }
+      if (job && job->state == State::kRunning) {
+        // Its fdatasync is under way: waiting for it costs less than a
+        // second one (the worker running it needs nothing from us). If it
+        // fails, the file is synced here.
+        early_syncs_waited_++;
+        syncs.push_back([f, job, early = early_] {
+          {
+            std::unique_lock<std::mutex> lock(early->mu);
+            early->finished_cv.wait(lock, [&] { return job->state != State::kRunning; });
+            if (job->state == State::kSynced) return Status::Ok();
+          }
+          return f->Sync();
+        });
+      } else {
+        // None, not started yet (taken back: a queued job might wait behind
+        // this commit's own work on the pool), failed, or outdated.
+        if (job && job->state == State::kQueued) job->state = State::kClaimed;
+        syncs.push_back([f] { return f->Sync(); });
+      }
+      ++it;
+    }
   }
   Status st = pool_ != nullptr ? pool_->RunAll(std::move(syncs)) : RunSerially(syncs);
   if (!st.ok()) return st;
   dirty_files_.clear();
-  // Early syncs still running are not needed any more; when they finish,
-  // their versions are unknown and they are ignored.
+  // Early syncs still running or queued are not needed any more; when they
+  // finish, nothing looks at them.
   versions_.clear();
+  early_jobs_.clear();
   for (const std::string& d : dirty_dirs_) {
     st = fs_.SyncDir(d);
     if (!st.ok() && st.message().find("No such file") == std::string::npos) return st;
@@ -242,6 +292,7 @@ Result<uint64_t> LocalStore::TotalBytes() {
 
 void LocalStore::CloseAll() {
   versions_.clear();
+  early_jobs_.clear();
   open_.clear();
   lru_.clear();
   dirty_files_.clear();

@@ -4,6 +4,7 @@
 // directories whose entries changed). No replication logic here.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -48,21 +49,30 @@ class LocalStore {
   // synced from several threads at once (the real one; not the fault one).
   void SetIoPool(IoPool* pool) { pool_ = pool; }
   bool HasUncommitted() const { return !dirty_files_.empty() || !dirty_dirs_.empty(); }
+  size_t dirty_files() const { return dirty_files_.size(); }  // written since the last Commit
 
   // Starts making `path` durable now, in the background on the IoPool
   // (an fdatasync through a handle of its own), for a file that will not be
-  // written again soon (a sync target received its last chunk): the next
-  // Commit skips it if that sync succeeded and nothing changed the file
-  // since it was started, so the flush of a large sync overlaps the
-  // transfer instead of following it. False (nothing started) without a
+  // written again soon (a sync target received its last chunk, or the
+  // sync moved on to another file): the next Commit skips it if that sync
+  // succeeded and nothing changed the file since it was started, and waits
+  // for it if it is still running instead of syncing the file a second
+  // time (one not started yet is taken back and synced by the Commit), so
+  // the flush of a sync overlaps the transfer instead of following it.
+  // True also when an early sync of the file's current content was already
+  // started (nothing new is posted). False (nothing started) without a
   // pool or when its background queue is full; Commit then syncs it as
   // usual.
   bool SyncEarly(const std::string& path);
+  // Files the Commits so far did not sync themselves: `used`, their early
+  // sync had finished before the Commit; `waited`, it was still running
+  // and the Commit waited for it.
   uint64_t early_syncs_used() const { return early_syncs_used_; }
+  uint64_t early_syncs_waited() const { return early_syncs_waited_; }
   // Early syncs finished and not yet looked at by a Commit (for tests).
   size_t EarlySyncsFinished() const {
     std::lock_guard<std::mutex> g(early_->mu);
-    return early_->done.size();
+    return early_->finished;
   }
 
   // Reads chunk `index` of `path` as it is now; nullopt: the file does not
@@ -97,17 +107,28 @@ class LocalStore {
   std::set<std::string> dirty_dirs_;   // absolute
   // Early syncs (SyncEarly): each started one carries the file's version
   // at its start; any later change of the file gives it a new version
-  // (Changed), so a finished sync counts only if the version still matches.
-  // Versions come from one counter, never reused.
+  // (Changed), so a sync counts only if the version still matches.
+  // Versions come from one counter, never reused. A job's state is guarded
+  // by EarlySyncs::mu; the worker moves it from kQueued to kRunning to
+  // kSynced or kFailed, unless a Commit claimed it while still queued
+  // (then the job does nothing and the Commit syncs the file).
+  struct EarlyJob {
+    enum class State : uint8_t { kQueued, kRunning, kSynced, kFailed, kClaimed };
+    uint64_t version = 0;
+    State state = State::kQueued;
+  };
   struct EarlySyncs {
-    std::mutex mu;
-    std::vector<std::pair<std::string, uint64_t>> done;  // (path, version) synced
+    mutable std::mutex mu;
+    std::condition_variable finished_cv;  // a job left kRunning
+    size_t finished = 0;                  // jobs finished since the last Commit
   };
   void Changed(const std::string& path);
   std::shared_ptr<EarlySyncs> early_ = std::make_shared<EarlySyncs>();
   std::unordered_map<std::string, uint64_t> versions_;  // files with an early sync started
+  std::unordered_map<std::string, std::shared_ptr<EarlyJob>> early_jobs_;  // the newest per file
   uint64_t next_version_ = 0;
   uint64_t early_syncs_used_ = 0;
+  uint64_t early_syncs_waited_ = 0;
   // Handles closed (evicted, renamed, removed) with unsynced data: synced
   // at close instead, so nothing escapes the next Commit.
 };
