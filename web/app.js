@@ -218,6 +218,7 @@ function allowed(action, h) {
     case 'restore': return paired && h.status === 'Failed';
     case 'takeover': return paired && h.status === 'Standby';
     case 'giveback': return paired && h.status === 'Active';
+    case 'factory_reset': return paired && h.role === 'managed' && !h.cluster;
     default: return false;
   }
 }
@@ -276,12 +277,17 @@ function renderDetails() {
 }
 
 function renderTimeline() {
-  const items = state.history.map((e) => el('li', { class: e.kind === 'failover' ? 'failover' : 'status' },
+  // Kinds (docs/CONSOLE.md, "History"): status and failover rows show the
+  // change; an action row changes no status: it shows what was asked and
+  // the answer (its reason), e.g. "action offline requested by admin: accepted".
+  const items = state.history.map((e) => el('li', { class: ['failover', 'action'].includes(e.kind) ? e.kind : 'status' },
     el('time', { datetime: e.at, text: timeOf(e.at) }),
     e.kind === 'failover' ? el('span', { class: 'kind', text: 'Failover' }) : null,
     el('strong', { text: e.host }), e.cluster ? ` (${e.cluster})` : '', ': ',
-    e.old_status ?? '?', ' → ', e.new_status ?? '?',
-    e.reason ? el('span', { class: 'hint', text: ` — ${e.reason}` }) : null));
+    e.kind === 'action'
+      ? e.reason ?? 'action'
+      : [e.old_status ?? '?', ' → ', e.new_status ?? '?',
+         e.reason ? el('span', { class: 'hint', text: ` — ${e.reason}` }) : null]));
   if (items.length === 0) items.push(el('li', { class: 'hint', text: 'No status changes yet.' }));
   $('timeline').replaceChildren(...items);
 }
@@ -620,6 +626,26 @@ async function hostAction(action) {
   }
 }
 
+// Factory Reset (docs/CONSOLE.md, "Host actions"): an unclustered managed
+// host forgets its pairing and what was deployed to it; its row goes.
+async function factoryReset() {
+  const h = hostByName(state.selected);
+  if (!h) return;
+  const ok = await confirmAction('Factory Reset',
+    `Factory reset ${h.name}? It forgets this console (its pairing), the configuration deployed to it and ` +
+    `any HA state, and is removed from the list. Its /store data and content packages are kept. ` +
+    `To manage it again, pair it with a new pairing string (tandemd pair-token on ${h.name}).`, 'Factory reset');
+  if (!ok) return;
+  notice(`Factory Reset: asking ${h.name}…`);
+  try {
+    const r = await api.post(`${hostPath(h.name)}/actions`, { action: 'factory_reset' });
+    notice(`${r.host} was factory reset and removed from the console.`);
+    await poll();
+  } catch (e) {
+    notice(`Factory Reset refused: ${e.message} (${e.code})`, true);
+  }
+}
+
 async function deploy() {
   const ok = await confirmAction('Deploy Changes',
     'Send the pending configuration changes to every host? Hosts joining or leaving a cluster restart their HA role.', 'Deploy');
@@ -690,6 +716,7 @@ menu.addEventListener('click', (e) => {
   if (action === 'add') openWizard();
   else if (action === 'edit') openEdit();
   else if (action === 'remove') removeSecondary();
+  else if (action === 'factory_reset') factoryReset();
   else hostAction(action);
 });
 

@@ -111,8 +111,8 @@ class Call {
   Call(const std::string& address, const std::string& pinned_pem, int64_t timeout_ms)
       : address_(address), pinned_pem_(pinned_pem), timeout_ms_(timeout_ms) {}
 
-  Result<json> Run(const std::string& method, const std::string& path, const std::string& bearer,
-                   const json* body) {
+  AgentReply Run(const std::string& method, const std::string& path, const std::string& bearer,
+                 const json* body) {
     std::string host;
     int port = 0;
     TANDEM_RETURN_IF_ERROR(SplitAddress(address_, &host, &port));
@@ -156,25 +156,35 @@ class Call {
       }
       return Status::Error("agent " + address_ + " unreachable: " + httplib::to_string(err));
     }
-    if (res->body.size() > kAgentAnswerBytesMax) {
-      return Status::Error("agent " + address_ + " answered " + std::to_string(res->status) +
-                           " with an oversized body");
-    }
+    auto answered = [&](const std::string& what) {
+      AgentReply r(Status::Error("agent " + address_ + " answered " + std::to_string(res->status) + what));
+      r.http_status = res->status;
+      return r;
+    };
+    if (res->body.size() > kAgentAnswerBytesMax) return answered(" with an oversized body");
     json answer = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
     if (res->status < 200 || res->status > 299) {
-      std::string message = "no error message";
-      if (answer.is_object() && answer.contains("error") && answer["error"].is_object() &&
-          answer["error"].contains("message") && answer["error"]["message"].is_string()) {
-        message = answer["error"]["message"].get<std::string>();
+      std::string message, code;
+      const json* error = answer.is_object() && answer.contains("error") && answer["error"].is_object()
+                              ? &answer["error"]
+                              : nullptr;
+      if (error != nullptr && error->contains("message") && (*error)["message"].is_string()) {
+        message = (*error)["message"].get<std::string>();
       }
-      return Status::Error("agent " + address_ + " answered " + std::to_string(res->status) +
-                           ": " + message);
+      if (error != nullptr && error->contains("code") && (*error)["code"].is_string()) {
+        code = (*error)["code"].get<std::string>();
+      }
+      AgentReply r = answered(": " + (message.empty() ? std::string("no error message") : message));
+      r.error_code = std::move(code);
+      r.error_message = std::move(message);
+      return r;
     }
     if (answer.is_discarded() || !answer.is_object()) {
-      return Status::Error("agent " + address_ + " answered " + std::to_string(res->status) +
-                           " with a body that is not a JSON object");
+      return answered(" with a body that is not a JSON object");
     }
-    return answer;
+    AgentReply r(std::move(answer));
+    r.http_status = res->status;
+    return r;
   }
 
  private:
@@ -229,8 +239,8 @@ class HttpsAgentClient : public AgentClient {
         .Run("POST", "/api/v1/agent/measure/run", agent.key, &body);
   }
 
-  Result<json> Invoke(const AgentEndpoint& agent, const std::string& method, const std::string& path,
-                      const json& body, int64_t timeout_ms) override {
+  AgentReply Invoke(const AgentEndpoint& agent, const std::string& method, const std::string& path,
+                    const json& body, int64_t timeout_ms) override {
     if (method != "GET" && method != "POST" && method != "PUT" && method != "DELETE") {
       return Status::Error("agent " + agent.address + ": unsupported method " + method);
     }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +32,32 @@ struct PairingString {
 };
 // Error: what is wrong with it (never echoing the token).
 Result<PairingString> ParsePairingString(const std::string& text);
+
+// What AgentClient::Invoke answers: the agent's JSON object (2xx), or an
+// error (messages as AgentUnreachable describes). When the agent answered,
+// `http_status` is its HTTP status and, for an error answer, `error_code`
+// its {"error": {"code"}} (docs/CONSOLE.md, "The agent API"): callers decide
+// on those, never on the message's text.
+class AgentReply : public Result<nlohmann::json> {
+ public:
+  using Result<nlohmann::json>::Result;
+  AgentReply(Result<nlohmann::json> r) : Result<nlohmann::json>(std::move(r)) {}  // NOLINT: implicit
+
+  // The agent at `address` answered `status` with {"error": {"code", "message"}}.
+  static AgentReply Answered(const std::string& address, int status, const std::string& code,
+                             const std::string& message) {
+    AgentReply r(Status::Error("agent " + address + " answered " + std::to_string(status) + ": " +
+                               message));
+    r.http_status = status;
+    r.error_code = code;
+    r.error_message = message;
+    return r;
+  }
+
+  int http_status = 0;        // 0: no answer (unreachable, timeout, a bad address)
+  std::string error_code;     // "": a 2xx answer, no answer, or an error answer without a code
+  std::string error_message;  // the error answer's {"error": {"message"}}, else ""
+};
 
 class AgentClient {
  public:
@@ -54,8 +81,9 @@ class AgentClient {
   // Any other call of the agent API: `method` "GET", "POST", "PUT" or
   // "DELETE", `path` under /api/v1/agent/, `body` a JSON object (ignored for
   // GET and DELETE). Answer: the agent's JSON object (2xx). Errors as the
-  // other calls' (see AgentUnreachable).
-  virtual Result<nlohmann::json> Invoke(const AgentEndpoint& agent, const std::string& method,
+  // other calls' (see AgentUnreachable), with the agent's HTTP status and
+  // error code when it answered (AgentReply).
+  virtual AgentReply Invoke(const AgentEndpoint& agent, const std::string& method,
                                         const std::string& path, const nlohmann::json& body,
                                         int64_t timeout_ms) = 0;
 };

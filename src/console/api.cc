@@ -334,6 +334,7 @@ ApiResponse Api::Route(const ApiRequest& r, Audit* audit) {
                                          {"/api/v1/clusters/{name}", "GET, PATCH"},
                                          {"/api/v1/clusters/{name}/secondary", "DELETE"},
                                          {"/api/v1/clusters/{name}/upgrade", "POST"},
+                                         {"/api/v1/clusters/{name}/replace", "POST"},
                                          {"/api/v1/licenses", "GET, POST"},
                                          {"/api/v1/licenses/{name}", "GET, DELETE"},
                                          {"/api/v1/settings", "GET"},

@@ -161,6 +161,10 @@ class Api {
   ApiResponse CreateCluster(const ApiRequest& r, Audit* audit);
   ApiResponse EditCluster(const std::string& name, const ApiRequest& r, Audit* audit);
   ApiResponse DisconnectSecondary(const std::string& name, Audit* audit);
+  // POST /api/v1/clusters/{name}/replace: a paired, unclustered host
+  // replaces a member whose hardware is gone (`user`: the caller).
+  ApiResponse ReplaceMember(const std::string& name, const ApiRequest& r, const std::string& user,
+                            Audit* audit);
   ApiResponse ListLicenses();
   ApiResponse GetLicense(const std::string& id);
   ApiResponse AddLicense(const ApiRequest& r, Audit* audit);

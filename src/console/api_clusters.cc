@@ -649,6 +649,64 @@ std::string PackageDifferences(const Facts& p, const Facts& s) {
   return out;
 }
 
+// The R-CL-3 checks between the facts of a cluster's two members: version,
+// content packages, storage, subnet, physical interfaces, management
+// interface. Used at creation and, against the remaining member, when a
+// member is replaced. `pfield`/`sfield`: the request field naming each
+// host ("" for none), for facts_incomplete; `subnet_field`: the field a
+// subnet_mismatch names.
+Error CheckMemberFacts(const HostRow& ph, const Facts& pf, const std::string& pfield, const HostRow& sh,
+                       const Facts& sf, const std::string& sfield, const std::string& subnet_field) {
+  auto conflict = [](const std::string& code, const std::string& message,
+                     const std::string& field = "") { return ApiError(409, code, message, field); };
+  if (pf.version != sf.version) {
+    return conflict("version_mismatch", "the primary runs version " + pf.version +
+                                            ", the secondary " + sf.version +
+                                            "; both hosts must run the same version");
+  }
+  if (std::string d = PackageDifferences(pf, sf); !d.empty()) {
+    return conflict("packages_mismatch", "the installed content packages differ: " + d);
+  }
+  if (pf.external_storage && !sf.external_storage) {
+    return conflict("external_storage_unreachable",
+                    "the primary uses external storage and the secondary does not reach it "
+                    "(its agent reports external_storage = false)");
+  }
+  if (!pf.external_storage && sf.store_bytes + sf.transient_bytes < pf.store_bytes) {
+    return conflict("secondary_storage_too_small",
+                    "the secondary's store + transient (" + GbText(sf.store_bytes + sf.transient_bytes) +
+                        ") is smaller than the primary's store (" + GbText(pf.store_bytes) + ")");
+  }
+  const int plen = pf.PrefixOfAddress(), slen = sf.PrefixOfAddress();
+  if (plen < 0) {
+    return FactsIncomplete(ph.name, "do not show its address " + Ipv4Text(pf.address) + " on any interface",
+                           pfield);
+  }
+  if (slen < 0) {
+    return FactsIncomplete(sh.name, "do not show its address " + Ipv4Text(sf.address) + " on any interface",
+                           sfield);
+  }
+  const uint32_t pnet = pf.address & Mask(plen), snet = sf.address & Mask(slen);
+  if (plen != slen || pnet != snet) {
+    return conflict("subnet_mismatch", "the hosts are not in the same subnet: the primary is in " +
+                                           Ipv4Text(pnet) + "/" + std::to_string(plen) +
+                                           ", the secondary in " + Ipv4Text(snet) + "/" +
+                                           std::to_string(slen),
+                    subnet_field);
+  }
+  if (pf.PhysicalCount() > sf.PhysicalCount()) {
+    return conflict("interfaces_fewer", "the primary has " + std::to_string(pf.PhysicalCount()) +
+                                            " physical interfaces, the secondary only " +
+                                            std::to_string(sf.PhysicalCount()));
+  }
+  if (pf.management_interface != sf.management_interface) {
+    return conflict("management_interface_mismatch",
+                    "the management interfaces differ: primary " + Quote(pf.management_interface) +
+                        ", secondary " + Quote(sf.management_interface));
+  }
+  return std::nullopt;
+}
+
 // Every R-CL-3 check of creating a cluster, against the database as it is
 // now; fills *plan. REQUIRES: db.mu() held.
 Error PlanCreate(Db& db, const CreateInput& in, const std::vector<LicenseKey>& keys, int64_t now,
@@ -700,41 +758,9 @@ Error PlanCreate(Db& db, const CreateInput& in, const std::vector<LicenseKey>& k
                     "there are " + std::to_string(*pending) +
                         " undeployed configuration changes; deploy them before creating a cluster");
   }
-  if (pf.version != sf.version) {
-    return conflict("version_mismatch", "the primary runs version " + pf.version +
-                                            ", the secondary " + sf.version +
-                                            "; both hosts must run the same version");
-  }
-  if (std::string d = PackageDifferences(pf, sf); !d.empty()) {
-    return conflict("packages_mismatch", "the installed content packages differ: " + d);
-  }
-  if (pf.external_storage && !sf.external_storage) {
-    return conflict("external_storage_unreachable",
-                    "the primary uses external storage and the secondary does not reach it "
-                    "(its agent reports external_storage = false)");
-  }
-  if (!pf.external_storage && sf.store_bytes + sf.transient_bytes < pf.store_bytes) {
-    return conflict("secondary_storage_too_small",
-                    "the secondary's store + transient (" + GbText(sf.store_bytes + sf.transient_bytes) +
-                        ") is smaller than the primary's store (" + GbText(pf.store_bytes) + ")");
-  }
-  const int plen = pf.PrefixOfAddress(), slen = sf.PrefixOfAddress();
-  if (plen < 0) {
-    return FactsIncomplete(ph.name, "do not show its address " + Ipv4Text(pf.address) + " on any interface",
-                           "primary");
-  }
-  if (slen < 0) {
-    return FactsIncomplete(sh.name, "do not show its address " + Ipv4Text(sf.address) + " on any interface",
-                           "secondary");
-  }
-  const uint32_t pnet = pf.address & Mask(plen), snet = sf.address & Mask(slen);
-  if (plen != slen || pnet != snet) {
-    return conflict("subnet_mismatch", "the hosts are not in the same subnet: the primary is in " +
-                                           Ipv4Text(pnet) + "/" + std::to_string(plen) +
-                                           ", the secondary in " + Ipv4Text(snet) + "/" +
-                                           std::to_string(slen),
-                    "secondary");
-  }
+  if (Error e = CheckMemberFacts(ph, pf, "primary", sh, sf, "secondary", "secondary")) return e;
+  const int plen = pf.PrefixOfAddress();  // >= 0: checked
+  const uint32_t pnet = pf.address & Mask(plen);
   if ((in.new_ip & Mask(plen)) != pnet) {
     return conflict("subnet_mismatch",
                     "the new primary IP " + in.new_ip_text + " is not in the VIP's subnet " +
@@ -746,16 +772,6 @@ Error PlanCreate(Db& db, const CreateInput& in, const std::vector<LicenseKey>& k
                     "the new primary IP " + in.new_ip_text + " is the network or broadcast address of " +
                         Ipv4Text(pnet) + "/" + std::to_string(plen),
                     "primary_new_ip");
-  }
-  if (pf.PhysicalCount() > sf.PhysicalCount()) {
-    return conflict("interfaces_fewer", "the primary has " + std::to_string(pf.PhysicalCount()) +
-                                            " physical interfaces, the secondary only " +
-                                            std::to_string(sf.PhysicalCount()));
-  }
-  if (pf.management_interface != sf.management_interface) {
-    return conflict("management_interface_mismatch",
-                    "the management interfaces differ: primary " + Quote(pf.management_interface) +
-                        ", secondary " + Quote(sf.management_interface));
   }
   // The new primary IP must be unused: no host's address or interface
   // address, no cluster's VIP or primary IP.
@@ -920,6 +936,8 @@ std::optional<ApiResponse> Api::RouteClusters(const ApiRequest& r, std::string_v
     if (m == "PATCH") return admin ? EditCluster(name, r, audit) : admin_only();
   } else if (rp == "/api/v1/clusters/{name}/secondary") {
     if (m == "DELETE") return admin ? DisconnectSecondary(name, audit) : admin_only();
+  } else if (rp == "/api/v1/clusters/{name}/replace") {
+    if (m == "POST") return admin ? ReplaceMember(name, r, c.user, audit) : admin_only();
   } else if (rp == "/api/v1/licenses") {
     if (m == "GET") {
       if (Error e = no_params()) return *e;
@@ -1396,6 +1414,175 @@ ApiResponse Api::DisconnectSecondary(const std::string& name, Audit* audit) {
   if (st = InsertAudit(*audit); !st.ok()) return Internal(st);
   if (st = t.Commit(); !st.ok()) return Internal(st);
   return ApiResponse{200, json{{"cluster", *j}, {"host", original}}};
+}
+
+ApiResponse Api::ReplaceMember(const std::string& name, const ApiRequest& r, const std::string& user,
+                               Audit* audit) {
+  audit->target = "cluster " + Printable(name, 80);
+  json body;
+  if (Error e = ParseBody(r, {"role", "host"}, &body)) return *e;
+  std::string role, host;
+  if (Error e = GetString(body, "role", &role)) return *e;
+  if (role != "primary" && role != "secondary") {
+    return Fail(400, "must be \"primary\" or \"secondary\", got " + Quote(role), "role");
+  }
+  if (Error e = HostNameField(body, "host", &host)) return *e;
+  const std::vector<LicenseKey> keys = LicenseKeysNow();
+  const int64_t now = NowMs();
+  std::lock_guard<std::mutex> l(db_.mu());
+  Transaction t(db_);
+  Status st = t.Begin();
+  if (!st.ok()) return Internal(st);
+  int64_t cid = 0;
+  if (Error e = FindCluster(db_, name, &cid)) return *e;
+  auto s = ClusterRow(db_, cid,
+                      "SELECT vip, primary_ip, primary_host_id, secondary_host_id, options_json "
+                      "FROM clusters WHERE id = ?1");
+  if (!s.ok()) return Internal(s.status());
+  const std::string vip_text = s->Text(0), primary_ip = s->Text(1);
+  const int64_t primary_id = s->IsNull(2) ? 0 : s->Int(2), secondary_id = s->IsNull(3) ? 0 : s->Int(3);
+  const ClusterOptions options = OptionsFromStored(s->Text(4));
+  const bool replacing_primary = role == "primary";
+  const int64_t old_id = replacing_primary ? primary_id : secondary_id;
+  const int64_t other_id = replacing_primary ? secondary_id : primary_id;
+  if (old_id == 0) {
+    return ApiError(409, "no_" + role,
+                    "cluster " + Quote(name) + " has no " + role + " to replace" +
+                        (replacing_primary ? "" : " (it was disconnected)"),
+                    "role");
+  }
+  auto old_host = HostById(db_, old_id);
+  if (!old_host.ok()) return Internal(old_host.status());
+  if (!*old_host) return Internal(Status::Error("the " + role + " host vanished"));
+  const HostRow& oh = **old_host;
+  std::optional<HostRow> other;
+  if (other_id != 0) {
+    auto h = HostById(db_, other_id);
+    if (!h.ok()) return Internal(h.status());
+    other = *h;
+  }
+  // The new host: paired, in no cluster, not the console.
+  auto found = HostByName(db_, host);
+  if (!found.ok()) return Internal(found.status());
+  if (!*found) return Fail(404, "no host named " + Quote(host), "host");
+  const HostRow nh = **found;
+  if (nh.role == "console") {
+    return ApiError(409, "host_is_console", "host " + Quote(host) + " is the console; it cannot replace a member",
+                    "host");
+  }
+  if (nh.cluster_id) {
+    return ApiError(409, "host_in_cluster",
+                    "host " + Quote(host) + " is in a cluster; only a host in no cluster can replace a member",
+                    "host");
+  }
+  if (nh.agent_address.empty() || nh.key.empty()) {
+    return ApiError(409, "host_not_paired",
+                    "host " + Quote(host) + " is not paired with the console (POST /api/v1/hosts with its "
+                    "pairing token first)",
+                    "host");
+  }
+  // The member replaced must not be the one serving: its hardware is gone.
+  if (oh.status == "Active") {
+    return ApiError(409, "member_active",
+                    "the " + role + " " + Quote(oh.name) + " is the cluster's Active host; take over to the "
+                    "other member first",
+                    "role");
+  }
+  // The checks of creation between the new host and the remaining member.
+  Facts nf, of;
+  if (Error e = ParseFacts(nh.facts_json, nh.name, "host", &nf)) return *e;
+  if (other) {
+    if (Error e = ParseFacts(other->facts_json, other->name, "", &of)) return *e;
+    Error e = replacing_primary ? CheckMemberFacts(nh, nf, "host", *other, of, "", "host")
+                                : CheckMemberFacts(*other, of, "", nh, nf, "host", "host");
+    if (e) return *e;
+  }
+  // The member's IP becomes the new host's address; a primary's must be in
+  // the VIP's subnet and not the VIP.
+  const std::string new_address = HostPart(nh.address);
+  uint32_t new_ip = 0, vip = 0;
+  if (!ParseIpv4(new_address, &new_ip)) {
+    return FactsIncomplete(nh.name, "give an address that is not a dotted quad: " + Quote(new_address), "host");
+  }
+  if (replacing_primary) {
+    const int len = nf.PrefixOfAddress();
+    if (len < 0) {
+      return FactsIncomplete(nh.name, "do not show its address " + Ipv4Text(nf.address) + " on any interface",
+                             "host");
+    }
+    if (!ParseIpv4(vip_text, &vip)) return Internal(Status::Error("the cluster's VIP is not a dotted quad"));
+    if ((new_ip & Mask(len)) != (vip & Mask(len))) {
+      return ApiError(409, "subnet_mismatch",
+                      "host " + Quote(host) + "'s address " + new_address + " is not in the VIP's subnet " +
+                          Ipv4Text(vip & Mask(len)) + "/" + std::to_string(len),
+                      "host");
+    }
+    if (new_ip == vip) {
+      return ApiError(409, "address_in_use",
+                      "host " + Quote(host) + "'s address " + new_address + " is the cluster's VIP", "host");
+    }
+  }
+  // The options against the new pair (the crossover interface on the new
+  // host).
+  OptionsContext octx;
+  octx.primary_is_console = replacing_primary ? false : other && other->role == "console";
+  octx.primary = replacing_primary ? &nf : (other ? &of : nullptr);
+  octx.secondary = replacing_primary ? (other ? &of : nullptr) : &nf;
+  for (const std::string& ip :
+       {vip_text, replacing_primary ? new_address : primary_ip,
+        replacing_primary ? (other ? HostPart(other->address) : std::string()) : new_address}) {
+    uint32_t a = 0;
+    if (ParseIpv4(ip, &a)) octx.cluster_ips.push_back(a);
+  }
+  if (Error e = CheckOptions(options, octx)) {
+    ApiResponse refused = *e;
+    refused.body["error"]["field"] = "host";
+    return refused;
+  }
+
+  // The clusters row first (it references the host row removed), then the
+  // replaced host's row, then the new host takes the member's name.
+  const std::string member_name = name + "-" + role;
+  auto uc = db_.Prepare(replacing_primary
+                            ? "UPDATE clusters SET primary_host_id = ?1, primary_ip = ?2 WHERE id = ?3"
+                            : "UPDATE clusters SET secondary_host_id = ?1, secondary_original_name = ?2 "
+                              "WHERE id = ?3");
+  if (!uc.ok()) return Internal(uc.status());
+  uc->Bind(1, nh.id).Bind(2, replacing_primary ? new_address : nh.name).Bind(3, cid);
+  if (st = uc->Run(); !st.ok()) return Internal(st);
+  auto del = db_.Prepare("DELETE FROM hosts WHERE id = ?1");
+  if (!del.ok()) return Internal(del.status());
+  if (st = del->Bind(1, oh.id).Run(); !st.ok()) return Internal(st);
+  auto up = db_.Prepare("UPDATE hosts SET name = ?1, cluster_id = ?2 WHERE id = ?3");
+  if (!up.ok()) return Internal(up.status());
+  if (st = up->Bind(1, member_name).Bind(2, cid).Bind(3, nh.id).Run(); !st.ok()) return Internal(st);
+  const std::string from = other ? " from " + other->name : "";
+  for (const std::string& what :
+       {"cluster " + name + ": the " + role + " " + oh.name + " is replaced by host " + nh.name + " at " +
+            new_address + "; the replaced host's record is removed" +
+            (replacing_primary ? "; the primary's IP becomes " + new_address + " (was " + primary_ip + ")"
+                               : std::string()),
+        "host " + member_name + " (was " + nh.name + "): joins cluster " + name + " as " + role +
+            "; its store is synchronized in full" + from}) {
+    if (st = AddPendingChange(db_, now, what); !st.ok()) return Internal(st);
+  }
+  auto hist = db_.Prepare(
+      "INSERT INTO host_history (at_ms, kind, host, cluster, old_status, new_status, reason) "
+      "VALUES (?1, 'action', ?2, ?3, ?4, ?4, ?5)");
+  if (!hist.ok()) return Internal(hist.status());
+  hist->Bind(1, now).Bind(2, member_name).Bind(3, name).Bind(4, nh.status);
+  hist->Bind(5, "replace requested by " + user + ": host " + nh.name + " replaces the " + role + " " +
+                    oh.name + " (last " + oh.status + "), whose record is removed");
+  if (st = hist->Run(); !st.ok()) return Internal(st);
+  auto j = ClusterJson(db_, cid, keys, now);
+  if (!j.ok()) return Internal(j.status());
+  audit->result = "ok (" + role + " " + oh.name + " replaced by " + nh.name + ")";
+  audit->status = 200;
+  if (st = InsertAudit(*audit); !st.ok()) return Internal(st);
+  if (st = t.Commit(); !st.ok()) return Internal(st);
+  Log(1, "console: cluster " + name + ": the " + role + " " + oh.name + " replaced by host " + nh.name +
+             " (now " + member_name + ") by " + user);
+  return ApiResponse{200, json{{"cluster", *j}}};
 }
 
 // ---- licenses ----

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <map>
 
 #include "console/api.h"
 #include "console/api_test_support.h"
@@ -666,6 +667,50 @@ TEST_F(ClustersTest, DisconnectGivesTheSecondaryItsNameBackAndLeavesThePrimaryUn
                 "no_secondary", "");
   ExpectRefused("unknown cluster", [&] { return Call("DELETE", "/api/v1/clusters/nope/secondary", admin_); }, 404,
                 "not_found", "");
+}
+
+// GET /api/v1/status and GET /api/v1/clusters agree on a cluster's members
+// (the clusters table), right after its creation, before any deploy: the
+// hosts' facts still report no cluster, or the wrong roles.
+TEST_F(ClustersTest, StatusShowsTheMembersOfTheClustersTable) {
+  CreateAlpha("ha-1");
+  // Facts of hosts not yet configured as a cluster: one reports none, the
+  // other claims to be a primary.
+  json beta = HostFacts("beta", "198.18.0.2");
+  beta["cluster"] = json{{"name", "alpha"}, {"role", "primary"}, {"peer", "198.18.0.10"}};
+  SetFacts("alpha-secondary", beta);
+  Sql("UPDATE hosts SET status = 'Unclustered' WHERE name = 'alpha-primary'");
+  Sql("UPDATE hosts SET status = 'Standby' WHERE name = 'alpha-secondary'");
+
+  const json c = Call("GET", "/api/v1/clusters/alpha", viewer_).body["cluster"];
+  ASSERT_EQ(c["members"].size(), 2u) << c.dump();
+  ApiResponse st = Call("GET", "/api/v1/status", viewer_);
+  ASSERT_EQ(st.status, 200) << st.body.dump();
+  ASSERT_EQ(st.body["clusters"].size(), 1u) << st.body.dump();
+  const json& sc = st.body["clusters"][0];
+  EXPECT_EQ(sc["name"], "alpha");
+  EXPECT_EQ(sc["vip"], c["ips"]["vip"]);
+  EXPECT_EQ(sc["primary"], (json{{"host", c["members"][0]["name"]}, {"status", "Unclustered"}})) << sc.dump();
+  EXPECT_EQ(sc["secondary"], (json{{"host", c["members"][1]["name"]}, {"status", "Standby"}})) << sc.dump();
+  EXPECT_EQ(c["members"][0]["role"], "primary");
+  EXPECT_EQ(c["members"][1]["role"], "secondary");
+  // Each member's cluster_role is its role in the table, there and in /hosts.
+  std::map<std::string, json> roles;
+  for (const json& h : st.body["hosts"]) roles[h["name"]] = h["cluster_role"];
+  EXPECT_EQ(roles["alpha-primary"], "primary");
+  EXPECT_EQ(roles["alpha-secondary"], "secondary");
+  EXPECT_EQ(roles["gamma"], nullptr);
+  EXPECT_EQ(Call("GET", "/api/v1/hosts/alpha-secondary", viewer_).body["host"]["cluster_role"], "secondary");
+
+  // After a disconnect the primary stands alone, in both.
+  ASSERT_EQ(Call("DELETE", "/api/v1/clusters/alpha/secondary", admin_).status, 200);
+  st = Call("GET", "/api/v1/status", viewer_);
+  ASSERT_EQ(st.body["clusters"].size(), 1u) << st.body.dump();
+  EXPECT_EQ(st.body["clusters"][0]["primary"]["host"], "alpha-primary") << st.body.dump();
+  EXPECT_EQ(st.body["clusters"][0]["secondary"], (json{{"host", nullptr}, {"status", "Unknown"}}))
+      << st.body.dump();
+  // beta, in no cluster of the console now, shows what its facts report.
+  EXPECT_EQ(Call("GET", "/api/v1/hosts/beta", viewer_).body["host"]["cluster_role"], "primary");
 }
 
 // ---- licenses (R-DEP-4) ----

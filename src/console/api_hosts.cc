@@ -55,10 +55,14 @@ std::string ClusterRoleOf(const json& facts) {
   return r.is_string() ? r.get<std::string>() : "";
 }
 
-// The columns HostJson reads, in this order.
+// The columns HostJson reads, in this order (FROM hosts h LEFT JOIN clusters
+// c ON c.id = h.cluster_id). The last: the host's role in its cluster as
+// the clusters table records it.
 constexpr const char* kHostColumns =
     "h.name, h.role, h.address, h.added_at_ms, c.name, h.agent_address, h.agent_cert_pem, "
-    "h.facts_json, h.facts_at_ms, h.status, h.status_reason";
+    "h.facts_json, h.facts_at_ms, h.status, h.status_reason, "
+    "CASE h.id WHEN c.primary_host_id THEN 'primary' WHEN c.secondary_host_id THEN 'secondary' END";
+constexpr int kHostColumnCount = 12;
 
 // A host as answered: never the agent key.
 json HostJson(const Stmt& s, bool full_facts) {
@@ -81,8 +85,14 @@ json HostJson(const Stmt& s, bool full_facts) {
     auto sha = CertDerSha256Hex(s.Text(6));
     if (sha.ok()) h["agent_cert_sha256"] = *sha;
   }
-  const std::string role = ClusterRoleOf(facts);
-  if (!role.empty()) h["cluster_role"] = role;
+  // A member of a cluster of the console: its role there (the clusters
+  // table); a host in none: what its facts report (a cluster the console
+  // did not create).
+  if (!s.IsNull(4)) {
+    if (!s.IsNull(11)) h["cluster_role"] = s.Text(11);
+  } else if (const std::string role = ClusterRoleOf(facts); !role.empty()) {
+    h["cluster_role"] = role;
+  }
   return h;
 }
 
@@ -303,20 +313,16 @@ ApiResponse Api::DeleteHost(const std::string& name, Audit* audit) {
 ApiResponse Api::DeploymentStatus() {
   std::lock_guard<std::mutex> l(db_.mu());
   auto s = db_.Prepare(std::string("SELECT ") + kHostColumns +
-                       ", h.cluster_id FROM hosts h LEFT JOIN clusters c ON c.id = h.cluster_id "
-                       "ORDER BY h.id");
+                       ", h.id FROM hosts h LEFT JOIN clusters c ON c.id = h.cluster_id ORDER BY h.id");
   if (!s.ok()) return Internal(s.status());
   json hosts = json::array();
   struct Member {
     std::string name, status;
   };
-  std::map<int64_t, std::map<std::string, Member>> members;  // cluster id -> role -> host
-  auto host = [&members](const Stmt& q) {
+  std::map<int64_t, Member> by_id;
+  auto host = [&by_id](const Stmt& q) {
     json h = HostJson(q, /*full_facts=*/false);
-    if (!q.IsNull(11) && h["cluster_role"].is_string()) {
-      members[q.Int(11)][h["cluster_role"].get<std::string>()] =
-          Member{h["name"].get<std::string>(), h["status"].get<std::string>()};
-    }
+    by_id[q.Int(kHostColumnCount)] = Member{h["name"].get<std::string>(), h["status"].get<std::string>()};
     return json{{"name", h["name"]},
                 {"role", h["role"]},
                 {"cluster", h["cluster"]},
@@ -326,21 +332,22 @@ ApiResponse Api::DeploymentStatus() {
                 {"facts_at", h["facts_at"]}};
   };
   if (Error e = ListRows(*s, host, &hosts)) return *e;
-  auto cs = db_.Prepare("SELECT id, name, vip FROM clusters ORDER BY id");
+  // A cluster's members are the clusters table's (as GET /api/v1/clusters
+  // shows them); their statuses are the polled ones.
+  auto cs = db_.Prepare("SELECT name, vip, primary_host_id, secondary_host_id FROM clusters ORDER BY id");
   if (!cs.ok()) return Internal(cs.status());
   json clusters = json::array();
-  auto cluster = [&members](const Stmt& c) {
-    const auto& m = members[c.Int(0)];
-    auto side = [&m](const char* role) -> json {
-      auto it = m.find(role);
-      if (it == m.end()) return json{{"host", nullptr}, {"status", kStatusUnknown}};
+  auto cluster = [&by_id](const Stmt& c) {
+    auto side = [&](int column) -> json {
+      auto it = c.IsNull(column) ? by_id.end() : by_id.find(c.Int(column));
+      if (it == by_id.end()) return json{{"host", nullptr}, {"status", kStatusUnknown}};
       return json{{"host", it->second.name}, {"status", it->second.status}};
     };
-    const json primary = side("primary"), secondary = side("secondary");
+    const json primary = side(2), secondary = side(3);
     const ha::HostStatus p = ParseStoredStatus(primary["status"].get<std::string>());
     const ha::HostStatus q = ParseStoredStatus(secondary["status"].get<std::string>());
-    return json{{"name", c.Text(1)},
-                {"vip", c.Text(2)},
+    return json{{"name", c.Text(0)},
+                {"vip", c.Text(1)},
                 {"primary", primary},
                 {"secondary", secondary},
                 {"possible_action", ha::PossibleAction(p, q)}};

@@ -128,7 +128,9 @@ class HostsTest : public test_support::ApiFixture {
     return n;
   }
 
-  void SetClusterId(const std::string& host, const std::string& cluster) {
+  // Records `host` as the `role` ("primary" or "secondary") of `cluster`
+  // (created if need be), as POST /api/v1/clusters does.
+  void SetClusterId(const std::string& host, const std::string& cluster, const std::string& role) {
     std::lock_guard<std::mutex> l(db_->mu());
     auto c = db_->Prepare("INSERT OR IGNORE INTO clusters (name, vip, created_at_ms) VALUES (?1, '198.18.0.100', 0)");
     ASSERT_TRUE(c.ok());
@@ -136,6 +138,13 @@ class HostsTest : public test_support::ApiFixture {
     auto u = db_->Prepare("UPDATE hosts SET cluster_id = (SELECT id FROM clusters WHERE name = ?1) WHERE name = ?2");
     ASSERT_TRUE(u.ok());
     ASSERT_TRUE(u->Bind(1, cluster).Bind(2, host).Run().ok());
+    auto m = db_->Prepare(role == "primary"
+                              ? "UPDATE clusters SET primary_host_id = (SELECT id FROM hosts WHERE name = ?2) "
+                                "WHERE name = ?1"
+                              : "UPDATE clusters SET secondary_host_id = (SELECT id FROM hosts WHERE name = ?2) "
+                                "WHERE name = ?1");
+    ASSERT_TRUE(m.ok());
+    ASSERT_TRUE(m->Bind(1, cluster).Bind(2, host).Run().ok());
   }
 
   std::unique_ptr<Poller> MakePoller() {
@@ -318,7 +327,7 @@ TEST_F(HostsTest, DuplicateNameOrAddressIsConflictBeforeTheTokenIsUsed) {
 TEST_F(HostsTest, DeleteRules) {
   ASSERT_EQ(Pair("127.0.0.2:7790", kToken1, cert_a_.sha).status, 201);
   ASSERT_EQ(Pair("127.0.0.3:7790", kToken2, cert_b_.sha, "db-1").status, 201);
-  SetClusterId("db-1", "c1");
+  SetClusterId("db-1", "c1", "primary");
   const std::string before = Snapshot();
   ApiResponse r = Call("DELETE", "/api/v1/hosts/console-1", admin_);
   EXPECT_EQ(r.status, 409) << r.body.dump();
@@ -340,8 +349,8 @@ TEST_F(HostsTest, PollerRecordsStatusChangesAndFailovers) {
   SetHa("127.0.0.3:7790", HaFacts("c1-secondary", "c1", "secondary", "STANDBY"));
   ASSERT_EQ(Pair("127.0.0.2:7790", kToken1, cert_a_.sha).status, 201);
   ASSERT_EQ(Pair("127.0.0.3:7790", kToken2, cert_b_.sha).status, 201);
-  SetClusterId("c1-primary", "c1");
-  SetClusterId("c1-secondary", "c1");
+  SetClusterId("c1-primary", "c1", "primary");
+  SetClusterId("c1-secondary", "c1", "secondary");
   auto poller = MakePoller();
   ASSERT_TRUE(poller->PollOnce().ok());
   ApiResponse hist = Call("GET", "/api/v1/history", admin_);
@@ -533,6 +542,15 @@ class TlsAgent {
       res.status = 201;
       res.set_content(json{{"key", key}, {"facts", {{"name", "tls-host"}}}}.dump(), "application/json");
     });
+    server_.Post("/api/v1/agent/ha", [](const httplib::Request&, httplib::Response& res) {
+      res.status = 409;
+      res.set_content(json{{"error", {{"code", "not_clustered"}, {"message", "no HA role here"}, {"field", nullptr}}}}.dump(),
+                      "application/json");
+    });
+    server_.Delete("/api/v1/agent/facts", [](const httplib::Request&, httplib::Response& res) {
+      res.status = 500;
+      res.set_content("not json", "text/plain");
+    });
     port_ = server_.bind_to_any_port("127.0.0.1");
     TANDEM_CHECK(port_ > 0);
     thread_ = std::thread([this] { server_.listen_after_bind(); });
@@ -616,6 +634,58 @@ TEST(HttpsAgentClient, TrustsOnlyThePinnedCertificate) {
   }();
   auto down = client->Facts(AgentEndpoint{gone, a.pem, kKey1});
   ASSERT_FALSE(down.ok());
+  EXPECT_TRUE(AgentUnreachable(down.status())) << down.status().message();
+}
+
+// Invoke's answer carries the agent's HTTP status and its error code and
+// message (what callers decide on), besides the error text.
+TEST(HttpsAgentClient, InvokeCarriesTheAgentsStatusAndErrorCode) {
+  TempDir dir("console-agent-invoke");
+  const Cert a = MakeCert(dir, "a");
+  TlsAgent agent(a, kKey1);
+  auto client = NewHttpsAgentClient();
+  const AgentEndpoint endpoint{agent.address(), a.pem, kKey1};
+
+  AgentReply ok = client->Invoke(endpoint, "GET", "/api/v1/agent/facts", json::object(), kAgentCallTimeoutMs);
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_EQ(ok.http_status, 200);
+  EXPECT_EQ(ok.error_code, "");
+  EXPECT_EQ((*ok)["name"], "tls-host");
+
+  AgentReply refused = client->Invoke(endpoint, "POST", "/api/v1/agent/ha", json{{"cmd", "offline"}},
+                                      kAgentCallTimeoutMs);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.http_status, 409);
+  EXPECT_EQ(refused.error_code, "not_clustered");
+  EXPECT_EQ(refused.error_message, "no HA role here");
+  EXPECT_EQ(refused.status().message(), "agent " + agent.address() + " answered 409: no HA role here");
+  EXPECT_FALSE(AgentUnreachable(refused.status()));
+
+  // A wrong key: the agent's 401 and its code.
+  AgentReply wrong = client->Invoke(AgentEndpoint{agent.address(), a.pem, kKey2}, "GET", "/api/v1/agent/facts",
+                                    json::object(), kAgentCallTimeoutMs);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.http_status, 401);
+  EXPECT_EQ(wrong.error_code, "unauthenticated");
+
+  // An error answer without the error object: the status, no code.
+  AgentReply bare = client->Invoke(endpoint, "DELETE", "/api/v1/agent/facts", json::object(), kAgentCallTimeoutMs);
+  ASSERT_FALSE(bare.ok());
+  EXPECT_EQ(bare.http_status, 500);
+  EXPECT_EQ(bare.error_code, "");
+  EXPECT_NE(bare.status().message().find("answered 500: no error message"), std::string::npos)
+      << bare.status().message();
+
+  // No answer at all: status 0.
+  const std::string gone = [&] {
+    TlsAgent tmp(a, kKey1);
+    return tmp.address();
+  }();
+  AgentReply down = client->Invoke(AgentEndpoint{gone, a.pem, kKey1}, "POST", "/api/v1/agent/ha",
+                                   json{{"cmd", "offline"}}, kAgentCallTimeoutMs);
+  ASSERT_FALSE(down.ok());
+  EXPECT_EQ(down.http_status, 0);
+  EXPECT_EQ(down.error_code, "");
   EXPECT_TRUE(AgentUnreachable(down.status())) << down.status().message();
 }
 

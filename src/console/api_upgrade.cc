@@ -217,7 +217,7 @@ Result<std::vector<UpgradePair>> FindUpgradePairs(Db& db, const std::map<int64_t
 
 UpgradeOutcome PushPackages(Db& db, AgentClient& agents, const UpgradePair& pair,
                             const UpgradeNeed& need, const os::Clock& clock, const std::string& by,
-                            bool wait) {
+                            bool wait, const std::atomic<bool>* stop) {
   UpgradeOutcome o;
   std::unique_lock<std::mutex> one(UpgradeMutex(), std::defer_lock);
   if (wait) {
@@ -255,6 +255,10 @@ UpgradeOutcome PushPackages(Db& db, AgentClient& agents, const UpgradePair& pair
     o.error = "host " + host + ": " + what + ": " + st.message();
   };
   for (const std::string& name : need.packages) {
+    if (stop != nullptr && stop->load()) {
+      fail(sec.name, "package " + name + " not pushed", Status::Error("the console is stopping"));
+      break;
+    }
     const std::string path = "/api/v1/agent/packages/" + name;
     auto got = agents.Invoke(pri.endpoint, "GET", path, json::object(), kPackageCallTimeoutMs);
     if (!got.ok()) {

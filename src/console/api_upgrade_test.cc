@@ -6,7 +6,12 @@
 // poller's automatic push.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "console/api.h"
 #include "console/api_test_support.h"
@@ -49,6 +54,58 @@ json Facts(const std::string& name, const std::string& role, const std::string& 
               {"cluster", {{"name", "edge"}, {"role", role}, {"peer", name == "edge-a" ? "198.18.0.2" : "198.18.0.1"}}},
               {"ha", {{"local", {{"name", name}, {"status", ha_status}}}}}};
 }
+
+// An AgentClient in front of the fake whose package PUTs wait at a gate
+// (outside the fake's lock, so other calls go on) until the test opens it:
+// a push that takes long.
+class GatedAgents : public AgentClient {
+ public:
+  explicit GatedAgents(FakeAgentClient& inner) : inner_(inner) {}
+  Result<std::string> FetchCertificate(const std::string& address) override {
+    return inner_.FetchCertificate(address);
+  }
+  Result<json> Pair(const std::string& address, const std::string& cert_pem, const std::string& token,
+                    const std::string& console) override {
+    return inner_.Pair(address, cert_pem, token, console);
+  }
+  Result<json> Facts(const AgentEndpoint& agent) override { return inner_.Facts(agent); }
+  Result<json> MeasureListen(const AgentEndpoint& agent, int64_t bytes) override {
+    return inner_.MeasureListen(agent, bytes);
+  }
+  Result<json> MeasureRun(const AgentEndpoint& agent, const std::string& address, int64_t port,
+                          const std::string& nonce, int64_t bytes) override {
+    return inner_.MeasureRun(agent, address, port, nonce, bytes);
+  }
+  AgentReply Invoke(const AgentEndpoint& agent, const std::string& method, const std::string& path,
+                    const json& body, int64_t timeout_ms) override {
+    if (method == "PUT" && path.starts_with("/api/v1/agent/packages/")) {
+      std::unique_lock<std::mutex> l(mu_);
+      ++waiting_;
+      cv_.notify_all();
+      cv_.wait_for(l, std::chrono::seconds(120), [this] { return open_; });
+      --waiting_;
+    }
+    return inner_.Invoke(agent, method, path, body, timeout_ms);
+  }
+
+  void Open() {
+    std::lock_guard<std::mutex> l(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  // True once a PUT waits at the gate (within `timeout`).
+  bool WaitForAPut(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> l(mu_);
+    return cv_.wait_for(l, timeout, [this] { return waiting_ > 0; });
+  }
+
+ private:
+  FakeAgentClient& inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+  int waiting_ = 0;
+};
 
 class UpgradeTest : public test_support::ApiFixture {
  protected:
@@ -350,6 +407,91 @@ TEST_F(UpgradeTest, ThePollerPushesNewerPackagesByItself) {
   clock_.now_ms += kAutoPushRetryMs;
   ASSERT_TRUE(poller->PollOnce().ok());
   EXPECT_EQ(Calls("PUT "), puts + 1);
+}
+
+// A running poller pushes on a thread of its own: while a push waits on
+// the secondary's agent the rounds go on (the primary's facts are read
+// again and again), and no second push to the same cluster starts.
+TEST_F(UpgradeTest, AnAutomaticPushDoesNotHoldUpThePolling) {
+  GatedAgents gated(agents_);
+  PollerOptions o;
+  o.interval_ms = 20;
+  o.clock = &clock_;
+  o.log = [this](int, const std::string& m) { Logged(m); };
+  Poller poller(*db_, gated, std::move(o));
+  Install(kPrimaryAgent, "http", "2.1", "bmV3");
+  poller.Start();
+  struct Release {  // also when an assertion fails: the push ends, the threads are joined
+    GatedAgents& gate;
+    Poller& poller;
+    ~Release() {
+      gate.Open();
+      poller.Stop();
+    }
+  } release{gated, poller};
+  ASSERT_TRUE(gated.WaitForAPut(std::chrono::seconds(60))) << Log();
+  EXPECT_EQ(HostNamed("edge-b")["status"], kStatusUpgrading);
+  const std::string primary_facts = std::string("facts ") + kPrimaryAgent;
+  const int64_t before = Calls(primary_facts);
+  bool polled = false;
+  for (int i = 0; i < 3000 && !polled; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    polled = Calls(primary_facts) >= before + 3;
+  }
+  EXPECT_TRUE(polled) << "no poll round while the push waited: " << Calls(primary_facts) - before;
+  EXPECT_EQ(Calls("GET /api/v1/agent/packages/http"), 1);
+  EXPECT_EQ(HostNamed("edge-b")["status"], kStatusUpgrading);
+
+  gated.Open();
+  std::string status;
+  for (int i = 0; i < 3000 && status != "Standby"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    status = HostNamed("edge-b")["status"].get<std::string>();
+  }
+  EXPECT_EQ(status, "Standby");
+  poller.Stop();
+  EXPECT_EQ(Calls("PUT /api/v1/agent/packages/http " + std::string(kSecondaryAgent)), 1);
+  EXPECT_EQ(Calls("GET /api/v1/agent/packages/http"), 1);
+  EXPECT_NE(Log().find("pushed 1 content package(s) to edge-b automatically"), std::string::npos) << Log();
+  std::lock_guard<std::mutex> l(agents_.mu);
+  EXPECT_EQ(store_[kKeyS]["http"], store_[kKeyP]["http"]);
+}
+
+// A push with a stop flag (what Poller::Stop sets) ends after its current
+// package: the secondary is left Needs Upgrade (not Upgrading), the rest is
+// not pushed.
+TEST_F(UpgradeTest, APushEndsAfterItsPackageOnceStopped) {
+  AutoPush(false);
+  Install(kPrimaryAgent, "dns", "1.0", "ZG5z");
+  Install(kPrimaryAgent, "http", "2.1", "bmV3");
+  auto poller = MakePoller();
+  ASSERT_TRUE(poller->PollOnce().ok());
+  UpgradePair pair;
+  {
+    std::lock_guard<std::mutex> l(db_->mu());
+    auto pairs = FindUpgradePairs(*db_, {});
+    ASSERT_TRUE(pairs.ok());
+    ASSERT_EQ(pairs->size(), 1u);
+    pair = pairs->front();
+  }
+  const UpgradeNeed need = CompareFacts(pair.primary.facts, pair.secondary.facts);
+  ASSERT_EQ(need.packages, (std::vector<std::string>{"dns", "http"}));
+  GatedAgents gated(agents_);
+  std::atomic<bool> stop{false};
+  UpgradeOutcome o;
+  std::thread push([&] { o = PushPackages(*db_, gated, pair, need, clock_, "test", true, &stop); });
+  const bool waiting = gated.WaitForAPut(std::chrono::seconds(60));
+  stop = true;
+  gated.Open();
+  push.join();
+  ASSERT_TRUE(waiting);
+  EXPECT_EQ(o.pushed, (std::vector<std::string>{"dns"}));
+  EXPECT_EQ(o.failed_host, "edge-b");
+  EXPECT_NE(o.error.find("the console is stopping"), std::string::npos) << o.error;
+  EXPECT_EQ(Calls("PUT /api/v1/agent/packages/"), 1);
+  json b = HostNamed("edge-b");
+  EXPECT_EQ(b["status"], kStatusNeedsUpgrade) << b.dump();
+  EXPECT_NE(b["status_reason"].get<std::string>().find("the console is stopping"), std::string::npos) << b.dump();
 }
 
 TEST_F(UpgradeTest, ARecordedClusterIsFoundThroughTheClustersTable) {

@@ -133,6 +133,29 @@ ALTER TABLE hosts ADD COLUMN deployed_document TEXT;
     {5, R"sql(
 ALTER TABLE clusters ADD COLUMN cluster_key TEXT;
 )sql"},
+    // Host actions (docs/CONSOLE.md, "Host actions") get history rows of
+    // their own kind, 'action' (SQLite cannot change a CHECK in place: the
+    // table is rebuilt, ids kept); the action rows written before as kind
+    // 'status' (old = new status, reason "action ...") become 'action'.
+    {6, R"sql(
+CREATE TABLE host_history_v6 (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('status', 'failover', 'action')),
+  host TEXT NOT NULL,
+  cluster TEXT,
+  old_status TEXT NOT NULL,
+  new_status TEXT NOT NULL,
+  reason TEXT NOT NULL
+);
+INSERT INTO host_history_v6 (id, at_ms, kind, host, cluster, old_status, new_status, reason)
+  SELECT id, at_ms, kind, host, cluster, old_status, new_status, reason FROM host_history;
+DROP TABLE host_history;
+ALTER TABLE host_history_v6 RENAME TO host_history;
+CREATE INDEX host_history_by_host ON host_history(host, id);
+UPDATE host_history SET kind = 'action'
+  WHERE kind = 'status' AND old_status = new_status AND reason LIKE 'action % requested by %';
+)sql"},
 };
 
 int64_t WallMs() {

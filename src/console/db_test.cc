@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <string>
+#include <vector>
+
 #include "util/temp_dir.h"
 
 namespace tandem::console {
@@ -105,6 +108,62 @@ TEST(Db, ConstraintsAndRollback) {
     ASSERT_TRUE(ins->Run().ok());
   }  // not committed: rolled back
   EXPECT_EQ(*(*db)->Count("settings"), 0);
+}
+
+// Migration 6: host_history takes kind 'action'; the action rows of kind
+// 'status' written before become 'action'; ids, other rows and the id
+// sequence are kept.
+TEST(Db, Migration6GivesHostActionsTheirOwnHistoryKind) {
+  TempDir dir("console-db");
+  {
+    auto db = Db::Open(dir / "c.db");
+    ASSERT_TRUE(db.ok());
+    // host_history as schema version 5 had it, with rows of then.
+    ASSERT_TRUE((*db)->Exec(R"sql(
+DROP TABLE host_history;
+CREATE TABLE host_history (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('status', 'failover')),
+  host TEXT NOT NULL,
+  cluster TEXT,
+  old_status TEXT NOT NULL,
+  new_status TEXT NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE INDEX host_history_by_host ON host_history(host, id);
+INSERT INTO host_history VALUES (7, 1, 'status', 'h1', NULL, 'Unknown', 'Active', 'paired: x');
+INSERT INTO host_history VALUES (8, 2, 'status', 'h1', 'c', 'Active', 'Active',
+                                 'action offline requested by admin: accepted');
+INSERT INTO host_history VALUES (9, 3, 'failover', 'h2', 'c', 'Standby', 'Active', 'failover: h2 active, was h1');
+DELETE FROM schema_migrations WHERE version >= 6;
+)sql").ok());
+    auto bad = (*db)->Prepare("INSERT INTO host_history (at_ms, kind, host, old_status, new_status, reason) "
+                              "VALUES (4, 'action', 'h1', 'Active', 'Active', 'r')");
+    ASSERT_TRUE(bad.ok());
+    ASSERT_FALSE(bad->Run().ok());  // not yet a kind
+  }
+  auto db = Db::Open(dir / "c.db");
+  ASSERT_TRUE(db.ok()) << db.status().message();
+  auto rows = (*db)->Prepare("SELECT id || '|' || kind || '|' || reason FROM host_history ORDER BY id");
+  ASSERT_TRUE(rows.ok());
+  std::vector<std::string> got;
+  while (*rows->Step()) got.push_back(rows->Text(0));
+  EXPECT_EQ(got, (std::vector<std::string>{"7|status|paired: x",
+                                           "8|action|action offline requested by admin: accepted",
+                                           "9|failover|failover: h2 active, was h1"}));
+  auto ins = (*db)->Prepare("INSERT INTO host_history (at_ms, kind, host, old_status, new_status, reason) "
+                            "VALUES (4, 'action', 'h1', 'Active', 'Active', 'r')");
+  ASSERT_TRUE(ins.ok());
+  ASSERT_TRUE(ins->Run().ok());
+  auto last = (*db)->Prepare("SELECT MAX(id) FROM host_history");
+  ASSERT_TRUE(last.ok());
+  ASSERT_TRUE(*last->Step());
+  EXPECT_EQ(last->Int(0), 10);  // the sequence went on
+  auto other = (*db)->Prepare("INSERT INTO host_history (at_ms, kind, host, old_status, new_status, reason) "
+                              "VALUES (5, 'other', 'h1', 'Active', 'Active', 'r')");
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->Run().ok());
 }
 
 TEST(Db, OpenErrorNamesThePath) {

@@ -28,8 +28,10 @@ class FakeAgentClient : public AgentClient {
 
   // Invoke: a handler per "METHOD /api/v1/agent/path" (called with the
   // host's entry and the body, under `mu`); a call with no handler answers
-  // "agent ADDR answered 404: no such path".
-  using Handler = std::function<Result<nlohmann::json>(Host&, const nlohmann::json&)>;
+  // 404 not_found "no such path". A handler answers the agent's JSON
+  // object, AgentReply::Answered (an error answer with its HTTP status and
+  // code), or a plain error Status (no answer: http_status 0).
+  using Handler = std::function<AgentReply(Host&, const nlohmann::json&)>;
 
   std::mutex mu;
   std::map<std::string, Host> hosts;  // by address
@@ -80,16 +82,18 @@ class FakeAgentClient : public AgentClient {
     (void)nonce;
     return nlohmann::json{{"rtt_ms", h->rtt_ms}, {"mbps", h->mbps}, {"bytes", bytes}};
   }
-  Result<nlohmann::json> Invoke(const AgentEndpoint& a, const std::string& method, const std::string& path,
-                                const nlohmann::json& body, int64_t timeout_ms) override {
+  AgentReply Invoke(const AgentEndpoint& a, const std::string& method, const std::string& path,
+                    const nlohmann::json& body, int64_t timeout_ms) override {
     std::lock_guard<std::mutex> l(mu);
     (void)timeout_ms;
     calls.push_back(method + " " + path + " " + a.address);
     Host* h = Authorized(a);
     if (h == nullptr) return Status::Error("agent " + a.address + " unreachable");
     auto it = handlers.find(method + " " + path);
-    if (it == handlers.end()) return Status::Error("agent " + a.address + " answered 404: no such path");
-    return it->second(*h, body);
+    if (it == handlers.end()) return AgentReply::Answered(a.address, 404, "not_found", "no such path");
+    AgentReply r = it->second(*h, body);
+    if (r.ok()) r.http_status = 200;
+    return r;
   }
 
  private:

@@ -112,11 +112,14 @@ Poller::Poller(Db& db, AgentClient& agents, PollerOptions options)
 Poller::~Poller() { Stop(); }
 
 void Poller::Start() {
-  TANDEM_CHECK(!thread_.joinable());
+  TANDEM_CHECK(!thread_.joinable() && !push_thread_.joinable());
   {
     std::lock_guard<std::mutex> l(mu_);
     stop_ = false;
+    pushing_in_thread_ = true;
   }
+  stopping_ = false;
+  push_thread_ = std::thread([this] { PushThread(); });
   thread_ = std::thread([this] {
     std::unique_lock<std::mutex> l(mu_);
     while (!stop_) {
@@ -134,8 +137,13 @@ void Poller::Stop() {
     std::lock_guard<std::mutex> l(mu_);
     stop_ = true;
   }
+  stopping_ = true;
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (push_thread_.joinable()) push_thread_.join();
+  std::lock_guard<std::mutex> l(mu_);
+  pushing_in_thread_ = false;
+  stopping_ = false;
 }
 
 Status Poller::PollOnce() {
@@ -229,8 +237,8 @@ Status Poller::PollOnce() {
   for (Polled& p : hosts) {
     // The host may have been deleted or re-paired meanwhile: its row now.
     auto cur = db_.Prepare(
-        "SELECT status, status_reason, (SELECT MAX(at_ms) FROM host_history "
-        "WHERE host = hosts.name AND new_status = 'Upgrading'), facts_at_ms FROM hosts "
+        "SELECT status, status_reason, (SELECT MAX(at_ms) FROM host_history WHERE host = hosts.name "
+        "AND kind = 'status' AND new_status = 'Upgrading'), facts_at_ms FROM hosts "
         "WHERE id = ?1 AND agent_address = ?2");
     if (!cur.ok()) return cur.status();
     cur->Bind(1, p.id).Bind(2, p.agent_address);
@@ -304,28 +312,88 @@ Status Poller::PollOnce() {
 
 // R-UP-2: a secondary that lacks only content packages gets them from its
 // primary without being asked (setting auto_push_packages); outside the
-// database lock, after the round.
+// database lock, after the round: handed to the push thread once Start()ed
+// (a push can take minutes; the polling goes on meanwhile), else run here.
 void Poller::AutoPush(const std::vector<UpgradePair>& pairs) {
-  for (const UpgradePair& pair : pairs) {
+  std::vector<std::string> here;
+  {
+    std::lock_guard<std::mutex> l(mu_);
     const int64_t now = options_.clock->NowMs();
-    auto failed = auto_push_failed_ms_.find(pair.secondary.name);
-    if (failed != auto_push_failed_ms_.end() && now - failed->second < kAutoPushRetryMs) continue;
-    const UpgradeNeed need = CompareFacts(pair.primary.facts, pair.secondary.facts);
-    if (!need.needed() || need.software) continue;
-    UpgradeOutcome o = PushPackages(db_, agents_, pair, need, *options_.clock,
-                                    "automatic: setting auto_push_packages", /*wait=*/false);
-    if (o.error == "busy") continue;  // an upgrade the API asked for runs
-    if (!o.error.empty()) {
-      auto_push_failed_ms_[pair.secondary.name] = now;
-      Log(2, "console: cluster " + pair.cluster + ": automatic package push to " +
-                 pair.secondary.name + " failed (retried in " +
-                 std::to_string(kAutoPushRetryMs / 1000) + " s): " + o.error);
-      continue;
+    for (const UpgradePair& pair : pairs) {
+      auto failed = auto_push_failed_ms_.find(pair.secondary.name);
+      if (failed != auto_push_failed_ms_.end() && now - failed->second < kAutoPushRetryMs) continue;
+      if (!push_clusters_.insert(pair.cluster).second) continue;  // queued or running already
+      if (pushing_in_thread_) {
+        push_queue_.push_back(pair.cluster);
+      } else {
+        here.push_back(pair.cluster);
+      }
     }
-    auto_push_failed_ms_.erase(pair.secondary.name);
-    Log(1, "console: cluster " + pair.cluster + ": pushed " + std::to_string(o.pushed.size()) +
-               " content package(s) to " + pair.secondary.name + " automatically; it is " + o.status);
   }
+  cv_.notify_all();
+  for (const std::string& cluster : here) {
+    RunAutoPush(cluster);
+    std::lock_guard<std::mutex> l(mu_);
+    push_clusters_.erase(cluster);
+  }
+}
+
+void Poller::PushThread() {
+  std::unique_lock<std::mutex> l(mu_);
+  for (;;) {
+    cv_.wait(l, [this] { return stop_ || !push_queue_.empty(); });
+    if (stop_) break;
+    const std::string cluster = std::move(push_queue_.front());
+    push_queue_.pop_front();
+    l.unlock();
+    RunAutoPush(cluster);
+    l.lock();
+    push_clusters_.erase(cluster);
+  }
+  push_queue_.clear();
+  push_clusters_.clear();
+}
+
+// One automatic push to `cluster`'s secondary, from the pair as the
+// database has it now (a queued push may run a while after its round): only
+// while the secondary is still Needs Upgrade and lacks only packages.
+void Poller::RunAutoPush(const std::string& cluster) {
+  UpgradePair pair;
+  {
+    std::lock_guard<std::mutex> l(db_.mu());
+    auto pairs = FindUpgradePairs(db_, {});
+    if (!pairs.ok()) {
+      Log(2, "console: cluster " + cluster + ": automatic package push: database: " +
+                 pairs.status().message());
+      return;
+    }
+    auto it = std::find_if(pairs->begin(), pairs->end(),
+                           [&](const UpgradePair& p) { return p.cluster == cluster; });
+    if (it == pairs->end()) return;  // gone meanwhile
+    pair = std::move(*it);
+  }
+  if (pair.secondary.status != kStatusNeedsUpgrade) return;
+  const UpgradeNeed need = CompareFacts(pair.primary.facts, pair.secondary.facts);
+  if (!need.needed() || need.software) return;
+  const int64_t now = options_.clock->NowMs();
+  UpgradeOutcome o = PushPackages(db_, agents_, pair, need, *options_.clock,
+                                  "automatic: setting auto_push_packages", /*wait=*/false, &stopping_);
+  if (o.error == "busy") return;  // an upgrade the API asked for runs
+  if (!o.error.empty()) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto_push_failed_ms_[pair.secondary.name] = now;
+    }
+    Log(2, "console: cluster " + pair.cluster + ": automatic package push to " + pair.secondary.name +
+               " failed (retried in " + std::to_string(kAutoPushRetryMs / 1000) + " s): " + o.error);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto_push_failed_ms_.erase(pair.secondary.name);
+  }
+  Log(1, "console: cluster " + pair.cluster + ": pushed " + std::to_string(o.pushed.size()) +
+             " content package(s) to " + pair.secondary.name + " automatically; it is " + o.status);
 }
 
 }  // namespace tandem::console

@@ -7,11 +7,14 @@
 // database is used under db.mu(), never while an agent call is running.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -103,6 +106,8 @@ Result<std::vector<UpgradePair>> FindUpgradePairs(Db& db,
 // Answer: the packages pushed. Error: an agent failure naming the host (the
 // secondary is Needs Upgrade then), or a database failure. One upgrade at
 // a time in the process: Error "busy" when `wait` is false and another runs.
+// `stop` (may be null): checked before each package; once true the push
+// ends there as a failure (the console is stopping).
 struct UpgradeOutcome {
   std::vector<std::string> pushed;
   std::string status, reason;
@@ -111,7 +116,7 @@ struct UpgradeOutcome {
 };
 UpgradeOutcome PushPackages(Db& db, AgentClient& agents, const UpgradePair& pair,
                             const UpgradeNeed& need, const os::Clock& clock, const std::string& by,
-                            bool wait);
+                            bool wait, const std::atomic<bool>* stop = nullptr);
 
 struct PollerOptions {
   int64_t interval_ms = kPollIntervalMsDefault;
@@ -126,12 +131,19 @@ class Poller {
   Poller(const Poller&) = delete;
   Poller& operator=(const Poller&) = delete;
 
-  // Polls every interval_ms in a thread of its own (the first round at once).
+  // Polls every interval_ms in a thread of its own (the first round at once),
+  // and runs the automatic package pushes (R-UP-2) in a second thread, so
+  // that a push (minutes, for big packages) never delays the polling: at
+  // most one push per cluster is queued or running at a time.
   void Start();
-  // Wakes the thread, lets a running round finish (agent calls time out
-  // after kAgentCallTimeoutMs), joins. Idempotent.
+  // Wakes the threads, lets a running round finish (agent calls time out
+  // after kAgentCallTimeoutMs) and a running push end after its current
+  // package (kPackageCallTimeoutMs per call), drops the queued pushes,
+  // joins. Idempotent.
   void Stop();
-  // One round, in the caller's thread. Error: a database failure.
+  // One round, in the caller's thread. Error: a database failure. Without
+  // Start, its automatic pushes run in the caller's thread too, before it
+  // returns.
   Status PollOnce();
 
  private:
@@ -147,15 +159,24 @@ class Poller {
   // database at the first round.
   std::map<std::string, std::string> last_active_;
   bool loaded_ = false;
-  // When an automatic package push (R-UP-2) to a secondary failed last
-  // (steady ms by host name): retried after kAutoPushRetryMs.
-  std::map<std::string, int64_t> auto_push_failed_ms_;
+  // Automatic package pushes (R-UP-2): AutoPush hands the round's pairs
+  // to the push thread (or, without Start, runs them at once); RunAutoPush
+  // runs one.
   void AutoPush(const std::vector<UpgradePair>& pairs);
+  void RunAutoPush(const std::string& cluster);
+  void PushThread();
 
   std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // GUARDED_BY(mu_)
-  std::thread thread_;
+  std::condition_variable cv_;  // stop_, push_queue_
+  bool stop_ = false;           // GUARDED_BY(mu_)
+  bool pushing_in_thread_ = false;  // GUARDED_BY(mu_): Start()ed
+  std::deque<std::string> push_queue_;  // GUARDED_BY(mu_): clusters to push to
+  std::set<std::string> push_clusters_;  // GUARDED_BY(mu_): queued or running
+  // When an automatic package push to a secondary failed last (steady ms
+  // by host name): retried after kAutoPushRetryMs. GUARDED_BY(mu_).
+  std::map<std::string, int64_t> auto_push_failed_ms_;
+  std::atomic<bool> stopping_{false};  // a running push ends after its package
+  std::thread thread_, push_thread_;
 };
 
 }  // namespace tandem::console

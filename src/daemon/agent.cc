@@ -19,6 +19,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
@@ -593,7 +594,8 @@ ApiResponse Agent::Route(const ApiRequest& r) {
                                       {"facts", "GET", true},
                                       {"measure/listen", "POST", true},
                                       {"measure/run", "POST", true},
-                                      {"ha", "POST", true}};
+                                      {"ha", "POST", true},
+                                      {"factory-reset", "POST", true}};
   const Route* route = nullptr;
   for (const Route& k : kRoutes) {
     if (k.name == what) route = &k;
@@ -616,6 +618,7 @@ ApiResponse Agent::Route(const ApiRequest& r) {
   if (what == "facts") return ApiResponse{200, Facts()};
   if (what == "measure/listen") return MeasureListen(r);
   if (what == "ha") return HaCommand(r);
+  if (what == "factory-reset") return FactoryReset(r);
   return MeasureRun(r);
 }
 
@@ -814,6 +817,86 @@ ApiResponse Agent::HaCommand(const ApiRequest& r) {
   }
   Log(1, "agent: ha " + cmd + " accepted (from the console at " + r.remote + ")");
   return ApiResponse{200, *reply};
+}
+
+// ---- factory reset (docs/CONSOLE.md, "Host actions") ----
+
+namespace {
+
+// Removes `path` (a file or a directory tree) when it exists and appends it
+// to *removed. "" : nothing to do.
+Status RemovePath(const std::string& path, json* removed) {
+  if (path.empty()) return Status::Ok();
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return Status::Ok();
+    return Status::Error(path + ": " + ErrnoText(errno));
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+  if (ec) return Status::Error(path + ": cannot remove: " + ec.message());
+  removed->push_back(path);
+  return Status::Ok();
+}
+
+}  // namespace
+
+ApiResponse Agent::FactoryReset(const ApiRequest& r) {
+  json body;
+  if (Error e = ParseBody(r, {"confirm"}, &body)) return *e;
+  std::string confirm;
+  if (Error e = GetString(body, "confirm", &confirm)) return *e;
+  const AgentOptions& o = options_;
+  if (o.ha_command || o.cluster.is_object()) {
+    const std::string cluster = o.cluster.is_object() ? " of cluster " + o.cluster.value("name", "?") : "";
+    return ApiError(409, "clustered",
+                    "host " + o.host_name + " runs an HA role" + cluster +
+                        ": only an unclustered managed host is factory reset; a deploy that "
+                        "leaves it in no cluster comes first");
+  }
+  if (confirm != o.host_name) {
+    return ApiError(400, "wrong_host",
+                    "this host is " + Quote(o.host_name) + ", not " + Quote(confirm) +
+                        ": nothing was reset",
+                    "confirm");
+  }
+  const std::string& dir = o.state_dir;
+  // No deploy and no pairing while the state goes.
+  std::lock_guard<std::mutex> cl(config_mu_);
+  std::lock_guard<std::mutex> pl(pair_mu_);
+  json removed = json::array();
+  // The pairing goes last: until then the console can call again.
+  for (const std::string& path :
+       {DeployedConfigFile(dir), ClusterKeyFile(dir), o.ha_state_file, o.replica_dir}) {
+    if (Status st = RemovePath(path, &removed); !st.ok()) {
+      Log(3, "agent: factory reset: " + st.message() + " (removed so far: " + removed.dump() + ")");
+      return Fail(500, "factory reset incomplete: " + st.message() + "; removed so far: " +
+                           removed.dump() + "; the host is still paired");
+    }
+  }
+  auto console_name = Unpair(dir);
+  if (!console_name.ok()) {
+    Log(3, "agent: factory reset: " + console_name.status().message());
+    return Fail(500, "factory reset incomplete: " + console_name.status().message() +
+                         "; removed so far: " + removed.dump() + "; the host is still paired");
+  }
+  if (!console_name->empty()) removed.push_back(PairedFile(dir));
+  // A fresh pairing token: `tandemd pair-token` prints the new pairing
+  // string (it makes one itself if this fails).
+  auto token = console::RandomHex(kPairingTokenBytes);
+  Status st = token.ok() ? os::WriteFileAtomic(PairingTokenFile(dir), *token + "\n", 0600) : token.status();
+  if (!st.ok()) Log(3, "agent: factory reset: cannot write a fresh pairing token: " + st.message());
+  {
+    Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (d.get() >= 0) (void)::fsync(d.get());
+  }
+  std::string list;
+  for (const json& p : removed) list += (list.empty() ? "" : ", ") + p.get<std::string>();
+  Log(2, "agent: factory reset by console " + *console_name + " (from " + r.remote + "): removed " +
+             (list.empty() ? "nothing" : list) +
+             "; the store and the content packages are kept; not paired now (tandemd pair-token "
+             "prints a new pairing string)");
+  return ApiResponse{200, json{{"reset", true}, {"removed", std::move(removed)}}};
 }
 
 // ---- measurement (R-CL-4) ----
@@ -1232,6 +1315,7 @@ ApiResponse Agent::PutPackage(const ApiRequest& r, const std::string& name) {
 // docs/formats/deployment.md) ----
 
 std::string DeployedConfigFile(const std::string& state_dir) { return state_dir + "/deployed.json"; }
+std::string ClusterKeyFile(const std::string& state_dir) { return state_dir + "/cluster.key"; }
 
 namespace {
 

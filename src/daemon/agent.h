@@ -8,7 +8,8 @@
 //
 // State directory (0700): tls/cert.pem, tls/key.pem (generated at first
 // start), pairing.token (0600, while not paired), paired.json (0600, once
-// paired; the key's SHA-256 only). The token and the key are never logged.
+// paired; the key's SHA-256 only), deployed.json and cluster.key (what a
+// console deployed). The token and the key are never logged.
 //
 // HTTPS: cpp-httplib's SSLServer, TLS 1.2 or later, in a bounded pool
 // (kAgentThreads request threads, at most kAgentQueueMax accepted
@@ -108,6 +109,12 @@ struct AgentOptions {
   // thread-safe. An error is answered 500 apply_failed (the document stays
   // stored). Unset: the document is only stored.
   std::function<Status(const nlohmann::json& document)> apply_config;
+  // POST /api/v1/agent/factory-reset also removes these, when they exist:
+  // the HA state file (<host.state_dir>/state.json) and the replica's
+  // metadata directory (<host.state_dir>/replica) an earlier membership
+  // left. "" : none.
+  std::string ha_state_file;
+  std::string replica_dir;
   const os::Clock* clock = &os::RealClock::Get();
   std::function<void(int level, const std::string& message)> log;  // 0 debug .. 3 error
 };
@@ -131,6 +138,8 @@ std::string AgentKeyFile(const std::string& state_dir);
 std::string PairingTokenFile(const std::string& state_dir);
 std::string PairedFile(const std::string& state_dir);
 std::string DeployedConfigFile(const std::string& state_dir);  // deployed.json
+// cluster.key: the cluster key a deploy wrote (config/deployment.cc).
+std::string ClusterKeyFile(const std::string& state_dir);
 
 // The configuration the console last deployed (deployed.json):
 // {"revision", "deployed_at_ms", "document"}, nullopt when none was.
@@ -221,6 +230,8 @@ class Agent {
   console::ApiResponse PutPackage(const console::ApiRequest& r, const std::string& name);
   console::ApiResponse HaCommand(const console::ApiRequest& r);
   console::ApiResponse Config(const console::ApiRequest& r);
+  // POST /api/v1/agent/factory-reset (docs/CONSOLE.md, "Host actions").
+  console::ApiResponse FactoryReset(const console::ApiRequest& r);
   // nullopt when the Bearer key matches paired.json; else the 401.
   std::optional<console::ApiResponse> CheckKey(const console::ApiRequest& r);
   void RunListener(Listener* l);

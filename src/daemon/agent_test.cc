@@ -810,5 +810,112 @@ TEST_F(AgentTest, BadConfigBodiesAreRefusedWithNothingStored) {
   EXPECT_EQ(TreeSnapshot(state_), before);
 }
 
+// ---- factory reset (docs/CONSOLE.md, "Host actions") ----
+
+class FactoryResetTest : public AgentTest {
+ protected:
+  // An unclustered managed host with what a deploy and an earlier
+  // membership left: deployed.json, cluster.key, the HA state file and the
+  // replica's metadata; a package and data in the store.
+  void SetUpHost(bool clustered) {
+    AgentOptions o = Options();
+    if (!clustered) {
+      o.cluster = nullptr;
+      o.ha_status = nullptr;
+    }
+    o.ha_state_file = dir_ + "/host/state.json";
+    o.replica_dir = dir_ + "/host/replica";
+    agent_ = std::make_unique<Agent>(std::move(o));
+    key_ = PairOk();
+    ASSERT_FALSE(key_.empty());
+    ASSERT_TRUE(os::MakeDirs(dir_ + "/host/replica/sub", 0700).ok());
+    for (const auto& [path, text] : std::vector<std::pair<std::string, std::string>>{
+             {DeployedConfigFile(state_), "{}\n"},
+             {ClusterKeyFile(state_), std::string(64, 'c') + "\n"},
+             {dir_ + "/host/state.json", "{\"epoch\": 3}\n"},
+             {dir_ + "/host/replica/meta.json", "{}\n"},
+             {dir_ + "/host/replica/sub/bitmap", "xx"},
+             {dir_ + "/host/tandemd.log", "kept\n"},
+             {dir_ + "/packages/p.json", R"({"name": "p", "version": "1.0", "kind": "parser"})"},
+             {dir_ + "/store/data.bin", "records"}}) {
+      ASSERT_TRUE(os::WriteFileAtomic(path, text, 0600).ok()) << path;
+    }
+  }
+  ApiResponse Reset(const json& body, const std::string& key) {
+    return Call("POST", "/api/v1/agent/factory-reset", body.dump(), key);
+  }
+  std::string key_;
+};
+
+TEST_F(FactoryResetTest, RefusedOnAHostThatRunsAnHaRoleNothingChanges) {
+  SetUpHost(/*clustered=*/true);
+  const std::string before = TreeSnapshot(dir_);
+  ApiResponse a = Reset(json{{"confirm", "alpha"}}, key_);
+  ExpectError(a, 409, "clustered");
+  EXPECT_NE(a.body["error"]["message"].get<std::string>().find("cluster lab"), std::string::npos)
+      << a.body.dump();
+  // The daemon's HA command alone also makes it a member.
+  AgentOptions o = Options();
+  o.cluster = nullptr;
+  o.ha_command = [](const json&) -> Result<json> { return json{{"ok", true}}; };
+  agent_ = std::make_unique<Agent>(std::move(o));
+  ExpectError(Reset(json{{"confirm", "alpha"}}, key_), 409, "clustered");
+  EXPECT_EQ(TreeSnapshot(dir_), before);
+}
+
+TEST_F(FactoryResetTest, WrongConfirmBadBodiesAndNoKeyChangeNothing) {
+  SetUpHost(/*clustered=*/false);
+  const std::string before = TreeSnapshot(dir_);
+  ApiResponse a = Reset(json{{"confirm", "beta"}}, key_);
+  ExpectError(a, 400, "wrong_host", "confirm");
+  EXPECT_NE(a.body["error"]["message"].get<std::string>().find("\"alpha\""), std::string::npos);
+  ExpectError(Reset(json::object(), key_), 400, "invalid_argument", "confirm");
+  ExpectError(Reset(json{{"confirm", 1}}, key_), 400, "invalid_argument", "confirm");
+  ExpectError(Reset(json{{"confirm", "alpha"}, {"wipe", true}}, key_), 400, "invalid_argument", "wipe");
+  ExpectError(Reset(json{{"confirm", "alpha"}}, ""), 401, "unauthenticated");
+  ExpectError(Reset(json{{"confirm", "alpha"}}, std::string(64, 'f')), 401, "unauthenticated");
+  ExpectError(Call("GET", "/api/v1/agent/factory-reset", "", key_), 405, "method_not_allowed");
+  EXPECT_EQ(TreeSnapshot(dir_), before);
+}
+
+TEST_F(FactoryResetTest, RemovesExactlyTheStateAndPairsAgain) {
+  SetUpHost(/*clustered=*/false);
+  const std::string old_token = ReadText(PairingTokenFile(state_));  // gone since the pairing
+  EXPECT_TRUE(old_token.empty());
+  const std::string cert = ReadText(AgentCertFile(state_));
+  ApiResponse a = Reset(json{{"confirm", "alpha"}}, key_);
+  ASSERT_EQ(a.status, 200) << a.body.dump();
+  EXPECT_EQ(a.body, (json{{"reset", true},
+                          {"removed",
+                           {DeployedConfigFile(state_), ClusterKeyFile(state_), dir_ + "/host/state.json",
+                            dir_ + "/host/replica", PairedFile(state_)}}}));
+  for (const std::string& gone : {DeployedConfigFile(state_), ClusterKeyFile(state_), PairedFile(state_),
+                                  dir_ + "/host/state.json", dir_ + "/host/replica"}) {
+    EXPECT_FALSE(std::filesystem::exists(gone)) << gone;
+  }
+  // Kept: the packages, the store, the certificate, the host's other files.
+  EXPECT_EQ(ReadText(dir_ + "/packages/p.json"), R"({"name": "p", "version": "1.0", "kind": "parser"})");
+  EXPECT_EQ(ReadText(dir_ + "/store/data.bin"), "records");
+  EXPECT_EQ(ReadText(dir_ + "/host/tandemd.log"), "kept\n");
+  EXPECT_EQ(ReadText(AgentCertFile(state_)), cert);
+  // A fresh pairing token (0600), which the pairing string carries.
+  const std::string token = ReadText(PairingTokenFile(state_));
+  ASSERT_EQ(token.size(), 65u) << token;
+  struct stat st {};
+  ASSERT_EQ(::stat(PairingTokenFile(state_).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_NE(Log().find("agent: factory reset by console cons"), std::string::npos) << Log();
+  // The old key no longer opens anything; the host pairs anew.
+  ExpectError(Call("GET", "/api/v1/agent/facts", "", key_), 401, "unauthenticated");
+  EXPECT_EQ(Token(), token.substr(0, 64));
+  const std::string key = PairOk();
+  ASSERT_FALSE(key.empty());
+  EXPECT_NE(key, key_);
+  // Nothing left to remove but the new pairing.
+  ApiResponse again = Reset(json{{"confirm", "alpha"}}, key);
+  ASSERT_EQ(again.status, 200) << again.body.dump();
+  EXPECT_EQ(again.body["removed"], json::array({PairedFile(state_)}));
+}
+
 }  // namespace
 }  // namespace tandem::daemon

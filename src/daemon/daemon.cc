@@ -139,9 +139,7 @@ Status Daemon::Start() {
   }
   TANDEM_RETURN_IF_ERROR(vip_->Cleanup());
   if (cfg_.replication) TANDEM_RETURN_IF_ERROR(StartReplication());
-  tester_ = std::make_unique<net::ConnectivityTester>(
-      loop_, cfg_.connectivity_peers, cfg_.connectivity_timeout_ms,
-      cfg_.connectivity_require_all);
+  ReplaceTester();
 
   ha::Options o;
   o.role = cfg_.role;
@@ -400,8 +398,15 @@ std::map<std::string, std::string> Daemon::ServiceEnv() const {
 
 // The connectivity test (R-NC-1) and, while the peer is silent, the
 // indirect heartbeat through the witnesses (R-NC-4); one result for both.
+void Daemon::ReplaceTester() {
+  tester_ = std::make_unique<net::ConnectivityTester>(loop_, cfg_.connectivity_peers, cfg_.connectivity_timeout_ms,
+                                                      cfg_.connectivity_require_all);
+  tester_stale_ = false;
+}
+
 void Daemon::RunConnectivityTest() {
   counters_.connectivity_tests++;
+  if (tester_stale_ && !tester_->running()) ReplaceTester();  // peers deployed during a round
   struct Join {
     int pending = 2;
     bool ok = true;
@@ -601,6 +606,12 @@ Status Daemon::StartAgent() {
   o.heartbeat_port = k.heartbeat_port;
   o.replication_port = k.replication_port;
   o.deploy_error = cfg_.deployment_error;
+  // What a factory reset removes besides the agent's own state: the HA
+  // state an earlier membership left (docs/CONSOLE.md, "Host actions").
+  if (!cfg_.state_dir.empty()) {
+    o.ha_state_file = cfg_.state_dir + "/state.json";
+    o.replica_dir = cfg_.repl_meta_dir.empty() ? cfg_.state_dir + "/replica" : cfg_.repl_meta_dir;
+  }
   if (!cfg_.agent_only) {
     o.heartbeat_host = cfg_.listen.host;
     o.cluster = json{{"name", cfg_.cluster_name},
@@ -668,17 +679,47 @@ Status Daemon::StartAgent() {
         log_->warn("deploy: configuration revision {}: sync_rate_mb {}: /store is not replicated here",
                    revision, rate);
       }
+      // Heartbeat timings: live, without a restart or a failover.
+      const int64_t interval = opt["heartbeat_interval_ms"].get<int64_t>();
+      const int64_t timeout = opt["heartbeat_timeout_ms"].get<int64_t>();
+      if (interval != cfg_.heartbeat_interval_ms || timeout != cfg_.heartbeat_timeout_ms) {
+        log_->warn("deploy: configuration revision {}: heartbeats every {} ms, the peer declared dead after {} ms "
+                   "(were {} / {} ms)", revision, interval, timeout, cfg_.heartbeat_interval_ms,
+                   cfg_.heartbeat_timeout_ms);
+        cfg_.heartbeat_interval_ms = interval;
+        cfg_.heartbeat_timeout_ms = timeout;
+        state_.opts.heartbeat_interval_ms = interval;
+        state_.opts.heartbeat_timeout_ms = timeout;
+        link_->SetInterval(interval);
+      }
+      // Connectivity peers: live; the tester is replaced between rounds.
       json peers = json::array();
       for (const config::Endpoint& e : cfg_.connectivity_peers) {
         peers.push_back(e.port == 0 ? e.host : e.ToString());
       }
+      if (opt["connectivity_peers"] != peers) {
+        std::vector<config::Endpoint> endpoints;
+        for (const json& p : opt["connectivity_peers"]) {
+          const std::string text = p.get<std::string>();
+          if (text.find(':') == std::string::npos) {
+            endpoints.push_back(config::Endpoint{text, 0});  // ICMP
+            continue;
+          }
+          auto e = config::ParseEndpoint(text);
+          if (!e.ok()) return Status::Error("connectivity peer " + text + ": " + e.status().message());
+          endpoints.push_back(*e);
+        }
+        log_->warn("deploy: configuration revision {}: connectivity peers {} (were {})", revision,
+                   opt["connectivity_peers"].dump(), peers.dump());
+        cfg_.connectivity_peers = std::move(endpoints);
+        state_.opts.has_connectivity_peers = !cfg_.connectivity_peers.empty() || !cfg_.witnesses.empty();
+        tester_stale_ = true;
+        if (!tester_->running()) ReplaceTester();
+      }
       const bool primary = document["host"]["role"] == "primary";
       const json crossover = cfg_.crossover_listen.empty() ? json(nullptr) : json(cfg_.crossover_listen.host);
       for (const auto& [key, running] :
-           {std::pair<const char*, json>{"heartbeat_interval_ms", cfg_.heartbeat_interval_ms},
-            {"heartbeat_timeout_ms", cfg_.heartbeat_timeout_ms},
-            {"disable_replication", !cfg_.replication},
-            {"connectivity_peers", peers},
+           {std::pair<const char*, json>{"disable_replication", !cfg_.replication},
             {primary ? "crossover_primary_ip" : "crossover_secondary_ip", crossover}}) {
         if (opt[key] == running) continue;
         log_->warn("deploy: configuration revision {}: {} {} (running {}): not applied live; takes effect "

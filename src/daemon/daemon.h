@@ -174,6 +174,9 @@ class Daemon {
   Status StartReplication();
   nlohmann::json HandleReplication(const std::string& cmd, const nlohmann::json& req);
   void RunConnectivityTest();
+  // A tester for cfg_.connectivity_peers (at start, and when a deploy
+  // changed them: between rounds, tester_stale_ meanwhile).
+  void ReplaceTester();
   void Notify(const std::string& detail);
   void OnTick();
   void Shutdown();
@@ -239,6 +242,7 @@ class Daemon {
   Counters counters_;
   bool stopping_ = false;
   bool restart_ = false;
+  bool tester_stale_ = false;
   int notify_running_ = 0;
   // Last: destroyed first (their threads use loop_ and search_).
   std::unique_ptr<SearchWorker> search_;

@@ -1,6 +1,6 @@
 // ha: the operator CLI (docs/CLI.md). Talks to the local tandemd over its
 // control socket; every command takes --config FILE. The console commands
-// (create, hosts, clusters, console-status, action, deploy, upgrade) talk to
+// (create, hosts, clusters, console-status, action, deploy, upgrade, replace) talk to
 // the console's API instead (--api FILE, or --api-url/--api-user/
 // --api-password-file/--api-ca-cert; docs/CLI.md, "Console commands").
 // Exit codes: 0 done, 1 refused or failed, 2 bad usage, 3 daemon (or
@@ -121,12 +121,12 @@ struct ConsoleArgs {
       crossover_secondary_ip;
   int64_t heartbeat_interval_ms = 0, heartbeat_timeout_ms = 0, sync_rate_mb = 0;
   std::vector<std::string> connectivity_peers;
-  std::string host, action, cluster;
+  std::string host, action, cluster, role;
   bool full = false;
 };
 
 constexpr const char* kConsoleCommands[] = {"create", "hosts",  "clusters", "console-status",
-                                            "action", "deploy", "upgrade"};
+                                            "action", "deploy", "upgrade", "replace"};
 
 bool IsConsoleCommand(const std::string& cmd) {
   for (const char* c : kConsoleCommands) {
@@ -257,6 +257,10 @@ int RunConsole(const std::string& cmd, const ApiArgs& api, const ConsoleArgs& in
     method = "POST";
     path = "/api/v1/deploy";
     body = json{{"full", in.full}};
+  } else if (cmd == "replace") {
+    method = "POST";
+    path = "/api/v1/clusters/" + in.cluster + "/replace";
+    body = json{{"role", in.role}, {"host", in.host}};
   } else {  // upgrade
     method = "POST";
     path = "/api/v1/clusters/" + in.cluster + "/upgrade";
@@ -306,6 +310,8 @@ int RunConsole(const std::string& cmd, const ApiArgs& api, const ConsoleArgs& in
       std::cout << "  " << Str(h, "name") << ": " << (h.value("ok", false) ? "ok" : "FAILED") << " "
                 << Str(h, "message") << "\n";
     }
+  } else if (cmd == "replace") {
+    PrintCluster(b.value("cluster", json::object()));
   } else {  // upgrade
     std::cout << "cluster " << Str(b, "cluster") << ": pushed " << Str(b, "pushed") << "; status "
               << Str(b, "status") << "\n";
@@ -390,14 +396,20 @@ int main(int argc, char** argv) {
   auto* cstatus = app.add_subcommand("console-status", "console: the deployment's status and possible actions");
   auto* action = app.add_subcommand("action", "console: run an HA action on a host through its agent");
   action->add_option("host", cargs.host, "the host")->required();
-  action->add_option("action", cargs.action, "takeover, giveback, offline, online, restore or verify")
+  action->add_option("action", cargs.action, "takeover, giveback, offline, online, restore, verify or factory_reset")
       ->required()
-      ->check(CLI::IsMember({"takeover", "giveback", "offline", "online", "restore", "verify"}));
+      ->check(CLI::IsMember({"takeover", "giveback", "offline", "online", "restore", "verify", "factory_reset"}));
   auto* deploy = app.add_subcommand("deploy", "console: deploy the pending configuration changes");
   deploy->add_flag("--full", cargs.full, "deploy every host's whole configuration, changed or not");
   auto* upgrade = app.add_subcommand("upgrade", "console: bring a cluster's content packages in line");
   upgrade->add_option("cluster", cargs.cluster, "the cluster")->required();
-  for (CLI::App* a : {create, hosts, clusters, cstatus, action, deploy, upgrade}) {
+  auto* replace = app.add_subcommand("replace", "console: put a paired host in the place of a dead cluster member");
+  replace->add_option("cluster", cargs.cluster, "the cluster")->required();
+  replace->add_option("--role", cargs.role, "the member replaced: primary or secondary")
+      ->required()
+      ->check(CLI::IsMember({"primary", "secondary"}));
+  replace->add_option("--host", cargs.host, "the paired, unclustered host that takes its place")->required();
+  for (CLI::App* a : {create, hosts, clusters, cstatus, action, deploy, upgrade, replace}) {
     api_options(a);
     a->add_flag("--json", as_json, "print the API's JSON answer");
   }

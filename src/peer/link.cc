@@ -104,6 +104,15 @@ void HeartbeatLink::ScheduleTick() {
   });
 }
 
+void HeartbeatLink::SetInterval(int64_t interval_ms) {
+  interval_ms_ = interval_ms;
+  if (timer_ == 0) return;  // not open (or closing): Open starts the timer
+  loop_.CancelTimer(timer_);
+  timer_ = 0;
+  SendNow();
+  ScheduleTick();
+}
+
 void HeartbeatLink::SendNow() {
   for (size_t i = 0; i < fds_.size(); ++i) Send(i, PacketType::kHeartbeat, 0);
   // Witnesses hear our heartbeats too (management path), for R-NC-4.

@@ -59,6 +59,9 @@ class HeartbeatLink {
   Status Open();
   void SetAdvert(const ha::Advert& a) { advert_ = a; }
   void SendNow();  // a heartbeat on every path now (advert changed)
+  // A new heartbeat interval (a deployed option, live): the next heartbeat
+  // goes out now and then every `interval_ms`.
+  void SetInterval(int64_t interval_ms);
 
   const std::vector<PathStats>& paths() const { return stats_; }
   const LinkCounters& counters() const { return counters_; }

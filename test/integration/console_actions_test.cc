@@ -7,7 +7,9 @@
 // a takeover on the active host is refused (409 action_refused) and changes
 // nothing. Then the `ha` console commands against the same console: hosts,
 // console-status, a refused create naming the API's field, action, and the
-// exit codes of usage errors and an unreachable console.
+// exit codes of usage errors and an unreachable console. A factory reset
+// of an agent-only managed host (`--managed 1`): the console deletes its
+// row, the host pairs again with a fresh pairing string.
 #include <gtest/gtest.h>
 
 #include "api/httplib.h"
@@ -170,6 +172,62 @@ TEST_F(ConsoleActionsTest, OfflineOnlineGivebackThroughTheConsoleAndTheHaCommand
     EXPECT_EQ(r.exit_code, 3) << r.output;
     EXPECT_NE(r.output.find("unreachable"), std::string::npos) << r.output;
   }
+}
+
+TEST_F(ConsoleActionsTest, FactoryResetOfAManagedHostRemovesItAndItPairsAgain) {
+  lab::LabOptions o = ConsoleLabOptions();
+  o.managed = 1;
+  ASSERT_TRUE(UpLab(o));
+  ASSERT_EQ(lab_["managed_hosts"].size(), 1u);
+  ASSERT_TRUE(LoginAdmin());
+  const json m = lab_["managed_hosts"][0];
+  const std::string config = m["config"].get<std::string>();
+  Answer paired = Pair(m);
+  ASSERT_EQ(paired.status, 201) << paired.body.dump();
+  const std::string name = paired.body["host"]["name"];
+  auto listed = [&](const std::string& host) {
+    Answer hosts = Call("GET", "/api/v1/hosts");
+    EXPECT_EQ(hosts.status, 200) << hosts.body.dump();
+    for (const json& h : hosts.body["hosts"]) {
+      if (h["name"] == host) return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(listed(name));
+  // Paired: no pairing string on the host.
+  EXPECT_NE(RunCommand({BinDir() + "/tandemd", "pair-token", "--config", config}).exit_code, 0);
+
+  // Refused on the console's own row (the lab primary's name); nothing changes.
+  Answer own = Act(lab_["hosts"][0]["name"], "factory_reset");
+  EXPECT_EQ(own.status, 409) << own.body.dump();
+  EXPECT_EQ(own.body["error"]["code"], "console_host") << own.body.dump();
+
+  Answer reset = Act(name, "factory_reset");
+  ASSERT_EQ(reset.status, 200) << reset.body.dump();
+  EXPECT_EQ(reset.body["deleted"], name);
+  EXPECT_EQ(reset.body["reply"]["reset"], true) << reset.body.dump();
+  bool unpaired = false;
+  for (const json& p : reset.body["reply"]["removed"]) {
+    unpaired = unpaired || p.get<std::string>().ends_with("/paired.json");
+  }
+  EXPECT_TRUE(unpaired) << reset.body.dump();
+  EXPECT_FALSE(listed(name));
+  EXPECT_EQ(Call("GET", "/api/v1/hosts/" + name).status, 404);
+  {
+    Answer h = Call("GET", "/api/v1/history?limit=100");
+    ASSERT_EQ(h.status, 200);
+    EXPECT_NE(h.body.dump().find("action factory_reset requested by admin: reset"), std::string::npos)
+        << h.body.dump();
+  }
+
+  // The host's new pairing string pairs it anew.
+  auto t = RunCommand({BinDir() + "/tandemd", "pair-token", "--config", config});
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  ASSERT_TRUE(os::WriteFileAtomic(m["pairing_file"].get<std::string>(), t.output, 0600).ok());
+  Answer again = Pair(m);
+  ASSERT_EQ(again.status, 201) << again.body.dump();
+  EXPECT_EQ(again.body["host"]["name"], name);
+  EXPECT_TRUE(listed(name));
 }
 
 }  // namespace

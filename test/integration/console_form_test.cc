@@ -172,6 +172,14 @@ TEST_F(ConsoleFormTest, ADeployFormsARunningPairThatFailsOverAndADisconnectUndoe
   EXPECT_TRUE(WaitFor(120000, [&] { return ReadTree(store2) == ReadTree(store1); }))
       << "the secondary's store did not become identical to the primary's";
   EXPECT_EQ(ReadTree(store2).count("events/seed.bin"), 1u);
+  // Writes through the formed primary's volume (`tandem store fill` with
+  // the host's own agent-only file) reach the secondary.
+  auto fill = RunCommand({BinDir() + "/tandem", "store", "fill", "--config", m1["config"].get<std::string>(),
+                          "--files", "3", "--bytes", "200000"});
+  ASSERT_EQ(fill.exit_code, 0) << fill.output;
+  EXPECT_TRUE(WaitFor(60000, [&] { return ReadTree(store2) == ReadTree(store1); }))
+      << "the filled files did not reach the secondary";
+  EXPECT_GT(ReadTree(store1).size(), 2u);
 
   // 3. Set System Offline on the active: the secondary takes over; Online:
   //    the old primary is Standby; Giveback: the roles are as created.
@@ -185,7 +193,31 @@ TEST_F(ConsoleFormTest, ADeployFormsARunningPairThatFailsOverAndADisconnectUndoe
   ASSERT_EQ(back.status, 200) << back.body.dump();
   ASSERT_TRUE(WaitStatuses({{primary, "Active"}, {secondary, "Standby"}}, 120000));
 
-  // 4. Disconnect the secondary and deploy: both hosts leave the pair and
+  // 4. Edited options reach the running pair live: no restart (same
+  //    incarnation), no failover, new heartbeat timings and peers.
+  const json before_p = HostStatus(m1["config"]), before_s = HostStatus(m2["config"]);
+  const std::string console_tcp = url_.substr(std::string("https://").size());
+  Answer edit = Call("PATCH", "/api/v1/clusters/" + cluster,
+                     json{{"options",
+                           {{"heartbeat_interval_ms", 400},
+                            {"heartbeat_timeout_ms", 4000},
+                            {"connectivity_peers", {console_tcp}}}}});
+  ASSERT_EQ(edit.status, 200) << edit.body.dump();
+  Answer d_edit = Call("POST", "/api/v1/deploy", json::object());
+  ASSERT_EQ(d_edit.status, 200) << d_edit.body.dump();
+  for (const std::string& config : {m1["config"].get<std::string>(), m2["config"].get<std::string>()}) {
+    EXPECT_TRUE(WaitFor(30000, [&] {
+      json l = LocalOf(HostStatus(config));
+      return l.contains("heartbeat") && l["heartbeat"]["interval_ms"] == 400 &&
+             l["heartbeat"]["timeout_ms"] == 4000 && l["connectivity"]["peers"] == 1;
+    })) << HostStatus(config).dump();
+  }
+  EXPECT_EQ(LocalOf(HostStatus(m1["config"]))["incarnation"], LocalOf(before_p)["incarnation"]);
+  EXPECT_EQ(LocalOf(HostStatus(m2["config"]))["incarnation"], LocalOf(before_s)["incarnation"]);
+  EXPECT_EQ(LocalOf(HostStatus(m1["config"])).value("status", ""), "ACTIVE");
+  EXPECT_EQ(StatusOf(secondary), "Standby");
+
+  // 5. Disconnect the secondary and deploy: both hosts leave the pair and
   //    run as unclustered managed hosts again.
   Answer dis = Call("DELETE", "/api/v1/clusters/" + cluster + "/secondary");
   ASSERT_EQ(dis.status, 200) << dis.body.dump();

@@ -179,6 +179,19 @@ async function hostAction(page, host, label, confirm) {
   return true;
 }
 
+// Deploy Changes with its confirmation; checks the notice.
+async function deployChanges(page) {
+  await page.getByRole('button', { name: 'Deploy Changes' }).click();
+  const dialog = page.locator('#confirm');
+  await dialog.waitFor({ state: 'visible', timeout: 10000 });
+  await dialog.getByRole('button', { name: 'Deploy', exact: true }).click();
+  const deployed = await waitFor('the result of Deploy Changes', async () => {
+    const t = await page.locator('#notice').textContent();
+    return t && t.startsWith('Deploy') && !t.endsWith('…') ? t : false;
+  }, 120000);
+  check(/^Deployed revision \d+/.test(deployed), `deployed: ${deployed}`);
+}
+
 // ---------------------------------------------------------------- main
 
 let browser = null;
@@ -343,15 +356,7 @@ try {
   // new cluster and reach Active / Standby (docs/CONSOLE.md, "Clusters
   // formed by a deploy").
   const pri = `${m1.name}-primary`, sec = `${m1.name}-secondary`;
-  await page.getByRole('button', { name: 'Deploy Changes' }).click();
-  const deployDialog = page.locator('#confirm');
-  await deployDialog.waitFor({ state: 'visible', timeout: 10000 });
-  await deployDialog.getByRole('button', { name: 'Deploy', exact: true }).click();
-  const deployed = await waitFor('the result of Deploy Changes', async () => {
-    const t = await page.locator('#notice').textContent();
-    return t && !t.endsWith('…') ? t : false;
-  }, 120000);
-  check(/Deployed revision \d+/.test(deployed), `deployed: ${deployed}`);
+  await deployChanges(page);
   await waitStatus(page, { [pri]: 'Active', [sec]: 'Standby' }, 180000);
   await shot(page, 'cluster-formed');
 
@@ -393,6 +398,46 @@ try {
   const changes = await page.locator('#timeline li').count();
   check(changes > 0, `the timeline lists ${changes} status changes`);
   await accessibility(page, 'the hosts view with a cluster');
+
+  // Edit HA Host: an option changed on the running cluster, deployed, live
+  // (no restart, no failover).
+  await selectHost(page, pri);
+  await menuAction(page, 'Edit HA Host');
+  const edit = page.locator('#edit');
+  await edit.waitFor({ state: 'visible', timeout: 10000 });
+  await edit.getByLabel('Synchronization rate (MB/s)').fill('150');
+  await shot(page, 'edit');
+  await accessibility(page, 'the Edit HA Host dialog');
+  await edit.getByRole('button', { name: 'Save' }).click();
+  await edit.waitFor({ state: 'hidden', timeout: 30000 });
+  await waitFor('the edit notice', async () => /changed: deploy/.test(await page.locator('#notice').textContent()), 30000);
+  await deployChanges(page);
+  check((await call('GET', `/clusters/${m1.name}`)).body.cluster?.options?.sync_rate_mb === 150, 'the edited option');
+  await waitStatus(page, { [pri]: 'Active', [sec]: 'Standby' }, 60000);
+
+  // Remove HA Host: the secondary leaves; deployed, both hosts run
+  // unclustered again.
+  await selectHost(page, pri);
+  await menuAction(page, 'Remove HA Host');
+  const removeDialog = page.locator('#confirm');
+  await removeDialog.waitFor({ state: 'visible', timeout: 10000 });
+  check((await removeDialog.textContent()).includes(sec), 'the confirmation names the secondary');
+  await removeDialog.getByRole('button', { name: 'Remove', exact: true }).click();
+  await waitFor('the remove notice', async () => /left cluster/.test(await page.locator('#notice').textContent()), 30000);
+  await deployChanges(page);
+  await waitStatus(page, { [pri]: 'Unclustered', [m2.name]: 'Unclustered' }, 180000);
+  await shot(page, 'removed');
+
+  // Factory Reset of the unclustered host: confirmed, its row goes.
+  await selectHost(page, m2.name);
+  await menuAction(page, 'Factory Reset');
+  const resetDialog = page.locator('#confirm');
+  await resetDialog.waitFor({ state: 'visible', timeout: 10000 });
+  check((await resetDialog.textContent()).includes(m2.name), 'the factory reset confirmation names the host');
+  await resetDialog.getByRole('button', { name: 'Factory reset', exact: true }).click();
+  await waitFor('the factory reset notice', async () => /factory reset and removed/.test(await page.locator('#notice').textContent()), 60000);
+  await page.locator(`tr[data-host="${m2.name}"]`).waitFor({ state: 'detached', timeout: 30000 });
+  check(true, `${m2.name} was factory reset and left the list`);
 
   // Narrow screen.
   await page.setViewportSize({ width: 390, height: 844 });
