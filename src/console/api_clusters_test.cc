@@ -28,30 +28,12 @@ constexpr const char* kGammaAgent = "198.18.0.3:7790";
 // Facts as an agent reports them (docs/CONSOLE.md, "Facts"): a host of the
 // lab subnet 198.18.0.0/24 that passes every R-CL-3 check with its peer.
 json HostFacts(const std::string& name, const std::string& address) {
-  return json{{"name", name},
-              {"version", "0.1.0"},
-              {"packages", json::array({{{"name", "linux-syslog"}, {"version", "1.2.0"}, {"kind", "parser"}},
-                                        {{"name", "relp"}, {"version", "2.0.1"}, {"kind", "protocol"}}})},
-              {"interfaces", json::array({{{"name", "eth0"},
-                                           {"addresses", json::array({address + "/24"})},
-                                           {"physical", true},
-                                           {"up", true}},
-                                          {{"name", "eth1"},
-                                           {"addresses", json::array()},
-                                           {"physical", true},
-                                           {"up", true}},
-                                          {{"name", "lo"},
-                                           {"addresses", json::array({"127.0.0.1/8"})},
-                                           {"physical", false},
-                                           {"up", true}}})},
-              {"management_interface", "eth0"},
-              {"address", address},
-              {"store", {{"dir", "/store"}, {"bytes_total", int64_t{200000000000}}, {"bytes_free", 1}}},
-              {"transient", nullptr},
-              {"external_storage", false},
-              {"virtual", false},
-              {"cluster", nullptr},
-              {"ha", nullptr}};
+  return test_support::ClusterReadyFacts(
+      name, address, address + "/24",
+      json::array({{{"name", "linux-syslog"}, {"version", "1.2.0"}, {"kind", "parser"}},
+                   {{"name", "relp"}, {"version", "2.0.1"}, {"kind", "protocol"}}}),
+      json::array({{{"name", "eth1"}, {"addresses", json::array()}, {"physical", true}, {"up", true}},
+                   {{"name", "lo"}, {"addresses", json::array({"127.0.0.1/8"})}, {"physical", false}, {"up", true}}}));
 }
 
 class ClustersTest : public test_support::ApiFixture {

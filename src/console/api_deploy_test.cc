@@ -23,21 +23,7 @@ constexpr const char* kGammaAgent = "198.18.0.3:7790";
 
 // Facts that pass the cluster checks (as in api_clusters_test.cc).
 json HostFacts(const std::string& name, const std::string& address) {
-  return json{{"name", name},
-              {"version", "0.1.0"},
-              {"packages", json::array()},
-              {"interfaces", json::array({{{"name", "eth0"},
-                                           {"addresses", json::array({address + "/25"})},
-                                           {"physical", true},
-                                           {"up", true}}})},
-              {"management_interface", "eth0"},
-              {"address", address},
-              {"store", {{"dir", "/store"}, {"bytes_total", int64_t{200000000000}}, {"bytes_free", 1}}},
-              {"transient", nullptr},
-              {"external_storage", false},
-              {"virtual", false},
-              {"cluster", nullptr},
-              {"ha", nullptr}};
+  return test_support::ClusterReadyFacts(name, address, address + "/25", json::array());
 }
 
 class DeployTest : public test_support::ApiFixture {

@@ -29,25 +29,10 @@ constexpr const char* kGammaAgent = "198.18.0.3:7790";
 // Facts as an agent reports them: a host of 198.18.0.0/24 that passes every
 // R-CL-3 check with its peer.
 json HostFacts(const std::string& name, const std::string& address, const std::string& cidr = "") {
-  return json{{"name", name},
-              {"version", "0.1.0"},
-              {"packages", json::array({{{"name", "linux-syslog"}, {"version", "1.2.0"}, {"kind", "parser"}}})},
-              {"interfaces", json::array({{{"name", "eth0"},
-                                           {"addresses", json::array({cidr.empty() ? address + "/24" : cidr})},
-                                           {"physical", true},
-                                           {"up", true}},
-                                          {{"name", "eth1"},
-                                           {"addresses", json::array()},
-                                           {"physical", true},
-                                           {"up", true}}})},
-              {"management_interface", "eth0"},
-              {"address", address},
-              {"store", {{"dir", "/store"}, {"bytes_total", int64_t{200000000000}}, {"bytes_free", 1}}},
-              {"transient", nullptr},
-              {"external_storage", false},
-              {"virtual", false},
-              {"cluster", nullptr},
-              {"ha", nullptr}};
+  return test_support::ClusterReadyFacts(
+      name, address, cidr.empty() ? address + "/24" : cidr,
+      json::array({{{"name", "linux-syslog"}, {"version", "1.2.0"}, {"kind", "parser"}}}),
+      json::array({{{"name", "eth1"}, {"addresses", json::array()}, {"physical", true}, {"up", true}}}));
 }
 
 class ReplaceTest : public test_support::ApiFixture {

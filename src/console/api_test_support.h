@@ -145,4 +145,30 @@ class ApiFixture : public ::testing::Test {
   std::string log_;
 };
 
+// Facts of a host that pass the cluster checks (api_clusters.cc): version
+// 0.1.0, `packages`, eth0 (physical, up) holding `cidr`, then `extra`
+// interfaces; a 200 GB store; no cluster and no HA status.
+inline nlohmann::json ClusterReadyFacts(const std::string& name, const std::string& address,
+                                        const std::string& cidr, nlohmann::json packages,
+                                        nlohmann::json extra = nlohmann::json::array()) {
+  using nlohmann::json;
+  json interfaces = json::array({{{"name", "eth0"},
+                                  {"addresses", json::array({cidr})},
+                                  {"physical", true},
+                                  {"up", true}}});
+  for (json& i : extra) interfaces.push_back(std::move(i));
+  return json{{"name", name},
+              {"version", "0.1.0"},
+              {"packages", std::move(packages)},
+              {"interfaces", std::move(interfaces)},
+              {"management_interface", "eth0"},
+              {"address", address},
+              {"store", {{"dir", "/store"}, {"bytes_total", int64_t{200000000000}}, {"bytes_free", 1}}},
+              {"transient", nullptr},
+              {"external_storage", false},
+              {"virtual", false},
+              {"cluster", nullptr},
+              {"ha", nullptr}};
+}
+
 }  // namespace tandem::console::test_support

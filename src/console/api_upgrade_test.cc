@@ -450,7 +450,7 @@ TEST_F(UpgradeTest, AnAutomaticPushDoesNotHoldUpThePolling) {
   }
   EXPECT_EQ(status, "Standby");
   poller.Stop();
-  EXPECT_EQ(Calls("PUT /api/v1/agent/packages/http " + std::string(kSecondaryAgent)), 1);
+  EXPECT_EQ(Calls("PUT /api/v1/agent/packages/http " + std::string(kSecondaryAgent)), 1) << Log();
   EXPECT_EQ(Calls("GET /api/v1/agent/packages/http"), 1);
   EXPECT_NE(Log().find("pushed 1 content package(s) to edge-b automatically"), std::string::npos) << Log();
   std::lock_guard<std::mutex> l(agents_.mu);

@@ -181,6 +181,11 @@ Status Poller::PollOnce() {
   // Facts stored after this by someone else (an upgrade, api_upgrade.cc)
   // are newer than this round's: such a host is left alone this round.
   const int64_t round_start = options_.clock->WallMs();
+  uint64_t push_seq_at_start = 0;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    push_seq_at_start = push_seq_;
+  }
   // The agent calls, a few at a time, outside the database lock.
   std::atomic<size_t> next{0};
   auto work = [&] {
@@ -246,6 +251,14 @@ Status Poller::PollOnce() {
     if (!row.ok()) return row.status();
     if (!*row) continue;
     if (!cur->IsNull(3) && cur->Int(3) > round_start) continue;
+    {
+      // An automatic push to this host finished during the round (the
+      // clock may not have moved: compare push sequence numbers).
+      std::lock_guard<std::mutex> pl(mu_);  // after db_.mu(), as everywhere
+      auto pushed = pushed_at_seq_.find(p.id);
+      if (pushing_hosts_.count(p.id) != 0) continue;
+      if (pushed != pushed_at_seq_.end() && pushed->second > push_seq_at_start) continue;
+    }
     const std::string old_status = cur->Text(0);
     std::string status, reason;
     json facts = p.old_facts;
@@ -376,8 +389,17 @@ void Poller::RunAutoPush(const std::string& cluster) {
   const UpgradeNeed need = CompareFacts(pair.primary.facts, pair.secondary.facts);
   if (!need.needed() || need.software) return;
   const int64_t now = options_.clock->NowMs();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    pushing_hosts_.insert(pair.secondary.id);
+  }
   UpgradeOutcome o = PushPackages(db_, agents_, pair, need, *options_.clock,
                                   "automatic: setting auto_push_packages", /*wait=*/false, &stopping_);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    pushing_hosts_.erase(pair.secondary.id);
+    pushed_at_seq_[pair.secondary.id] = ++push_seq_;
+  }
   if (o.error == "busy") return;  // an upgrade the API asked for runs
   if (!o.error.empty()) {
     {

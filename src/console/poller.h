@@ -172,6 +172,13 @@ class Poller {
   bool pushing_in_thread_ = false;  // GUARDED_BY(mu_): Start()ed
   std::deque<std::string> push_queue_;  // GUARDED_BY(mu_): clusters to push to
   std::set<std::string> push_clusters_;  // GUARDED_BY(mu_): queued or running
+  // Pushes finished (a sequence number) and, per secondary host id, the
+  // number of its last one: a round that began before a push to a host
+  // finished leaves that host's row alone (its answer may predate the push).
+  // A host being pushed to is left alone too (the push writes its status).
+  uint64_t push_seq_ = 0;                              // GUARDED_BY(mu_)
+  std::map<int64_t, uint64_t> pushed_at_seq_;          // GUARDED_BY(mu_)
+  std::set<int64_t> pushing_hosts_;                    // GUARDED_BY(mu_)
   // When an automatic package push to a secondary failed last (steady ms
   // by host name): retried after kAutoPushRetryMs. GUARDED_BY(mu_).
   std::map<std::string, int64_t> auto_push_failed_ms_;

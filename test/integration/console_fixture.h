@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <string>
 #include <utility>
 
@@ -146,6 +147,32 @@ class ConsoleLabFixture : public ::testing::Test {
       return ::testing::AssertionFailure() << "cannot write " << host["pairing_file"];
     }
     return ::testing::AssertionSuccess();
+  }
+
+  // The console's view of a host: {"status", "facts", ...} (null if none).
+  nlohmann::json HostOf(const std::string& name) {
+    Answer a = Call("GET", "/api/v1/hosts/" + name);
+    return a.status == 200 ? a.body["host"] : nlohmann::json();
+  }
+  std::string StatusOf(const std::string& name) {
+    nlohmann::json h = HostOf(name);
+    return h.is_object() ? h.value("status", "") : "";
+  }
+  // Waits until every host has its status (as the console shows it).
+  ::testing::AssertionResult WaitStatuses(const std::map<std::string, std::string>& want, int64_t ms) {
+    std::map<std::string, std::string> seen;
+    bool ok = WaitFor(ms, [&] {
+      bool all = true;
+      for (const auto& [name, status] : want) {
+        seen[name] = StatusOf(name);
+        all = all && seen[name] == status;
+      }
+      return all;
+    });
+    if (ok) return ::testing::AssertionSuccess();
+    auto f = ::testing::AssertionFailure() << "statuses not reached:";
+    for (const auto& [name, status] : want) f << " " << name << "=" << seen[name] << " (want " << status << ")";
+    return f;
   }
 
   // A valid HA license in the console (`tandem license keygen|sign`; its

@@ -30,18 +30,6 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-std::map<std::string, std::string> ReadTree(const std::string& dir) {
-  std::map<std::string, std::string> out;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator(); ++it) {
-    if (!it->is_regular_file()) continue;
-    std::ifstream f(it->path(), std::ios::binary);
-    out[fs::relative(it->path(), dir).string()] =
-        std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-  }
-  return out;
-}
-
 // A UDP socket bound to addr:port (-1 if it cannot be).
 int BindUdp(const std::string& addr, int port) {
   int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -70,31 +58,6 @@ class ConsoleFormTest : public ConsoleLabFixture {
  protected:
   ConsoleFormTest() : ConsoleLabFixture("tandem-console-form", 120) {}
 
-  // The console's view of a host: {"status", "facts", ...} (null if none).
-  json HostOf(const std::string& name) {
-    Answer a = Call("GET", "/api/v1/hosts/" + name);
-    return a.status == 200 ? a.body["host"] : json();
-  }
-  std::string StatusOf(const std::string& name) {
-    json h = HostOf(name);
-    return h.is_object() ? h.value("status", "") : "";
-  }
-  // Waits until every host has its status (as the console shows it).
-  ::testing::AssertionResult WaitStatuses(const std::map<std::string, std::string>& want, int64_t ms) {
-    std::map<std::string, std::string> seen;
-    bool ok = WaitFor(ms, [&] {
-      bool all = true;
-      for (const auto& [name, status] : want) {
-        seen[name] = StatusOf(name);
-        all = all && seen[name] == status;
-      }
-      return all;
-    });
-    if (ok) return ::testing::AssertionSuccess();
-    auto f = ::testing::AssertionFailure() << "statuses not reached:";
-    for (const auto& [name, status] : want) f << " " << name << "=" << seen[name] << " (want " << status << ")";
-    return f;
-  }
   Answer Action(const std::string& host, const std::string& action) {
     return Call("POST", "/api/v1/hosts/" + host + "/actions", json{{"action", action}});
   }

@@ -24,18 +24,6 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-std::map<std::string, std::string> ReadTree(const std::string& dir) {
-  std::map<std::string, std::string> out;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator(); ++it) {
-    if (!it->is_regular_file()) continue;
-    std::ifstream f(it->path(), std::ios::binary);
-    out[fs::relative(it->path(), dir).string()] =
-        std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-  }
-  return out;
-}
-
 std::string RandomBlob(unsigned seed, size_t bytes) {
   std::mt19937 rng(seed);
   std::string blob(bytes, '\0');
@@ -47,29 +35,6 @@ class ConsoleReplaceTest : public ConsoleLabFixture {
  protected:
   ConsoleReplaceTest() : ConsoleLabFixture("tandem-console-replace", 120) {}
 
-  json HostOf(const std::string& name) {
-    Answer a = Call("GET", "/api/v1/hosts/" + name);
-    return a.status == 200 ? a.body["host"] : json();
-  }
-  std::string StatusOf(const std::string& name) {
-    json h = HostOf(name);
-    return h.is_object() ? h.value("status", "") : "";
-  }
-  ::testing::AssertionResult WaitStatuses(const std::map<std::string, std::string>& want, int64_t ms) {
-    std::map<std::string, std::string> seen;
-    bool ok = WaitFor(ms, [&] {
-      bool all = true;
-      for (const auto& [name, status] : want) {
-        seen[name] = StatusOf(name);
-        all = all && seen[name] == status;
-      }
-      return all;
-    });
-    if (ok) return ::testing::AssertionSuccess();
-    auto f = ::testing::AssertionFailure() << "statuses not reached:";
-    for (const auto& [name, status] : want) f << " " << name << "=" << seen[name] << " (want " << status << ")";
-    return f;
-  }
 };
 
 TEST_F(ConsoleReplaceTest, ANewHostReplacesADeadSecondaryAndIsSynchronizedInFull) {

@@ -79,6 +79,21 @@ inline std::string LabLogTails(const std::string& lab_dir, size_t lines = 40) {
   return out;
 }
 
+// Every regular file under `dir`: relative path -> contents (two stores
+// compare byte for byte).
+inline std::map<std::string, std::string> ReadTree(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::map<std::string, std::string> out;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator(); ++it) {
+    if (!it->is_regular_file()) continue;
+    std::ifstream f(it->path(), std::ios::binary);
+    out[fs::relative(it->path(), dir).string()] =
+        std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  }
+  return out;
+}
+
 // Status JSON of the daemon behind `config` (null if it does not answer).
 inline nlohmann::json HostStatus(const std::string& config) {
   std::string dir = std::filesystem::path(config).parent_path().string();
