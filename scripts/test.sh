@@ -26,5 +26,11 @@ echo "== integration and browser tests =="
 # These run labs one at a time: side by side, two sanitized labs on two
 # cores starve each other's heartbeats.
 ctest --test-dir "$dir" --output-on-failure -j1 -R '^(integration_test_|web_test$)'
+# The browser test's own log (every step checked), kept in CI's output; the
+# screenshots are beside it in $dir/web-screenshots.
+if [ -f "$dir/web-screenshots/run.log" ]; then
+  echo "== browser test log ($dir/web-screenshots/run.log) =="
+  cat "$dir/web-screenshots/run.log"
+fi
 echo "== fuzzing (bounded) =="
 FUZZ_SECONDS="${FUZZ_SECONDS:-15}" scripts/fuzz.sh

@@ -45,7 +45,14 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tandem-web-'));
 const labDir = path.join(tmp, 'lab');
 
 let step = 0;
-const log = (...a) => console.log(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
+// Every line also goes to <build>/web-screenshots/run.log, next to the
+// screenshots (scripts/test.sh prints it, so CI keeps the run's log).
+const runLog = path.join(shots, 'run.log');
+const log = (...a) => {
+  const line = `[${new Date().toISOString().slice(11, 19)}] ${a.join(' ')}`;
+  console.log(line);
+  fs.appendFileSync(runLog, `${line}\n`);
+};
 const failures = [];
 function check(ok, what) {
   if (!ok) { failures.push(what); log(`FAIL: ${what}`); } else log(`ok: ${what}`);
@@ -387,6 +394,20 @@ try {
     await waitStatus(page, { [labActive]: 'Active', 'lab-secondary': 'Standby' }, 300000);
     await selectHost(page, pri);
     await waitFor('the troubleshooting advice', async () => (await page.locator('#details-body').textContent()).includes('Standby'), 30000);
+    // Restore System: the primary's state file cannot be written (a
+    // directory in the way of its temporary file), so the giveback that
+    // would make it active fails it (Failed) and the secondary stays
+    // Active; mended, Restore System brings it back to Standby.
+    const blocker = path.join(path.dirname(m1.config), 'state', 'state.json.tmp');
+    fs.mkdirSync(blocker);
+    await hostAction(page, sec, 'Giveback', true);
+    await waitStatus(page, { [pri]: 'Failed', [sec]: 'Active' }, 180000);
+    await shot(page, 'failed');
+    fs.rmdirSync(blocker);
+    await hostAction(page, pri, 'Restore System', false);
+    await waitStatus(page, { [pri]: 'Standby', [sec]: 'Active' }, 180000);
+    await shot(page, 'restored');
+    // Give back: the roles as created.
     await hostAction(page, sec, 'Giveback', true);
     await waitStatus(page, { [pri]: 'Active', [sec]: 'Standby' }, 180000);
     await waitFor('a failover on the timeline', async () => (await page.locator('#timeline li.failover').count()) > 0, 60000);
