@@ -1,6 +1,7 @@
 #include "os/process.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -8,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +17,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "os/testing.h"
@@ -200,6 +203,50 @@ TEST(SpawnTest, ChildStartsWithEmptySignalMaskAndDefaultDispositions) {
   sigaction(SIGPIPE, &old_pipe, nullptr);
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   EXPECT_EQ(out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+}
+
+// The child shares the daemon's memory until it execs (no fork): the
+// spawning thread's signal mask is blocked around it and restored after.
+TEST(SpawnTest, TheSpawningThreadKeepsItsSignalMask) {
+  sigset_t block, before, after;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR2);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &block, &before), 0);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, nullptr, &before), 0);
+  EXPECT_EQ(RunAndCapture({"sh", "-c", "echo ok"}), "ok\n");
+  EXPECT_EQ(RunAndCapture({"/nonexistent/binary"}).rfind("<spawn error", 0), 0u);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, nullptr, &after), 0);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    EXPECT_EQ(sigismember(&before, sig), sigismember(&after, sig)) << "signal " << sig;
+  }
+  pthread_sigmask(SIG_UNBLOCK, &block, nullptr);
+}
+
+// Several threads spawning at once while others write to the memory the
+// children share until exec: every child starts, runs and exits 0.
+TEST(SpawnTest, ManyThreadsSpawnAtOnce) {
+  constexpr int kThreads = 4, kEach = 20;
+  std::atomic<int> ok{0};
+  std::atomic<bool> stop{false};
+  std::vector<uint64_t> scratch(1 << 16, 0);
+  std::thread writer([&] {
+    for (uint64_t n = 0; !stop.load(); ++n) scratch[n % scratch.size()] = n;
+  });
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&] {
+      for (int i = 0; i < kEach; ++i) {
+        Result<pid_t> pid = Spawn({"/bin/sh", "-c", "exit 0"}, {});
+        if (!pid.ok()) continue;
+        std::optional<int> st = WaitExit(*pid);
+        if (st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) ok++;
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  stop = true;
+  writer.join();
+  EXPECT_EQ(ok.load(), kThreads * kEach);
 }
 
 TEST(SpawnTest, InheritedFdsAreClosed) {

@@ -622,6 +622,21 @@ FrameDecoder::Result FrameDecoder::Fail(std::string reason) {
   return kError;
 }
 
+void FrameDecoder::AdoptStorage(std::vector<uint8_t> storage) {
+  TANDEM_CHECK(buffer_.empty() && start_ == 0);
+  storage.clear();
+  buffer_ = std::move(storage);
+}
+
+std::vector<uint8_t> FrameDecoder::ReleaseStorage() {
+  std::vector<uint8_t> out = std::move(buffer_);
+  out.clear();
+  buffer_ = {};
+  start_ = 0;
+  header_ok_ = false;
+  return out;
+}
+
 void FrameDecoder::Feed(std::span<const uint8_t> bytes) {
   if (!error_.empty()) return;
   if (start_ > 0) {  // drop consumed frames; what is left is less than one frame

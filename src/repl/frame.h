@@ -255,6 +255,13 @@ class FrameDecoder {
   uint64_t accept_id() const { return accept_id_; }  // 0 until known
   size_t buffered() const { return buffer_.size() - start_; }
 
+  // The buffer's memory, to be reused by the next connection's decoder: a
+  // fresh buffer faults in its pages while the first frames arrive (the
+  // first sync after a start), and page faults can be dear (a virtual
+  // machine's shadow page tables). Adopt only before the first Feed.
+  void AdoptStorage(std::vector<uint8_t> storage);
+  std::vector<uint8_t> ReleaseStorage();
+
  private:
   Result Fail(std::string reason);
   bool CheckHeader();  // steps 1-3 on a buffered header; false: failed

@@ -454,6 +454,32 @@ TEST(FrameDecoderTest, FirstConnectionIdIsAdopted) {
   EXPECT_EQ(d.error, "wrong_connection");
 }
 
+// The next connection's decoder reuses the buffer's memory (no realloc
+// while it stays within the capacity), and what it decodes is unaffected.
+TEST(FrameDecoderTest, StorageIsReusedByTheNextDecoder) {
+  std::vector<uint8_t> storage;
+  storage.reserve(1 << 20);
+  storage.push_back(0xEE);  // stale contents are dropped
+  const uint8_t* memory = storage.data();
+  FrameDecoder first{std::string(kKey), kFrom};
+  first.AdoptStorage(std::move(storage));
+  Bytes a = EncodeFrame(Make(FrameType::kPing, Ping{1}), kKey, kFrom);
+  first.Feed(std::span<const uint8_t>(a.data(), a.size() - 3));  // a partial frame stays buffered
+  Frame f;
+  EXPECT_EQ(first.Next(&f), FrameDecoder::kNeedMore);
+  storage = first.ReleaseStorage();
+  EXPECT_EQ(storage.data(), memory);
+  EXPECT_TRUE(storage.empty());
+  EXPECT_EQ(first.buffered(), 0u);
+  FrameDecoder second{std::string(kKey), kFrom};
+  second.AdoptStorage(std::move(storage));
+  second.Feed(a);
+  ASSERT_EQ(second.Next(&f), FrameDecoder::kFrame);
+  EXPECT_EQ(std::get<Ping>(f.body).timestamp, 1u);
+  EXPECT_EQ(second.Next(&f), FrameDecoder::kNeedMore);
+  EXPECT_EQ(second.ReleaseStorage().data(), memory);
+}
+
 TEST(FrameDecoderTest, PinnedConnectionId) {
   FrameDecoder d{std::string(kKey), kFrom};
   d.ExpectConnection(kConn + 1);

@@ -2,6 +2,9 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
+
+#include <cstdlib>
 
 namespace tandem::repl {
 
@@ -13,6 +16,7 @@ IoPool::IoPool(size_t threads) {
       sigset_t all;
       sigfillset(&all);
       pthread_sigmask(SIG_BLOCK, &all, nullptr);
+      Warm();
       Work();
     });
   }
@@ -26,6 +30,16 @@ IoPool::~IoPool() {
   }
   wake_.notify_all();
   for (std::thread& t : workers_) t.join();
+}
+
+// A worker's first job would otherwise fault in its stack pages and make
+// the thread's malloc arena (a job opens a file: a new File object), in the
+// middle of a sync or a commit; page faults can be dear (a virtual
+// machine's shadow page tables). Done once, at start.
+void IoPool::Warm() {
+  uint8_t stack[kWarmStackBytes];
+  explicit_bzero(stack, sizeof stack);  // not optimized away
+  std::free(std::malloc(64));
 }
 
 void IoPool::Work() {

@@ -46,6 +46,8 @@ class IoPool {
 
  private:
   void Work();
+  static void Warm();
+  static constexpr size_t kWarmStackBytes = 32 * 1024;
 
   std::mutex mu_;
   std::condition_variable wake_;

@@ -17,6 +17,9 @@ constexpr size_t kBatchBytesMax = 16u * 1024 * 1024;
 constexpr size_t kBatchOpsMax = 8192;
 constexpr size_t kSyncBacklogMax = 4u * 1024 * 1024;  // resync yields to writes beyond this
 constexpr uint32_t kVerifyBatch = 64;
+// The most the service reads from the replication socket at once (see
+// decode_storage_).
+constexpr size_t kDecodeReadBytes = 256u * 1024;
 constexpr uint64_t kFlagDiscard = 1, kFlagSurvivor = 2;
 // The reason of a disk failure kept in the metadata record (the rest of a
 // longer one is cut).
@@ -128,6 +131,12 @@ Replica::Replica(os::FileSystem& fs, const os::Clock& clock, ReplicaOptions opts
       changes_(fs, opts_.meta_dir + "/changes.log", opts_.hot_chunks),
       meta_(fs, opts_.meta_dir + "/meta.slots", opts_.meta_dir + "/meta.json") {
   store_.SetIoPool(opts_.io_pool);
+  // Room for a frame's leftover plus what the service reads at once (256
+  // KiB), faulted in now rather than during the first sync.
+  if (opts_.prefault_receive_buffer) {
+    decode_storage_.resize(kFrameBytesMax + kDecodeReadBytes);
+    decode_storage_.clear();
+  }
 }
 
 Replica::~Replica() = default;
@@ -473,10 +482,19 @@ void Replica::Submit(Write w, WriteDone done) {
   queue_.push_back(Queued{std::move(w), std::move(done)});
 }
 
+bool Replica::WritersWaiting() const {
+  if (!queue_.empty()) return true;
+  for (const Pending& p : pending_) {
+    if (!p.done.empty()) return true;
+  }
+  return false;
+}
+
 void Replica::FailQueued(const std::string& why) {
   auto q = std::move(queue_);
   queue_.clear();
   queued_bytes_ = 0;
+  WritersAnswered();
   for (auto& item : q) item.done(Status::Error(why));
 }
 
@@ -684,14 +702,16 @@ void Replica::Flush() {
     counters_.writes += dones.size();
     last_write_ms_ = clock_.NowMs();
     if (!replicate) {
+      WritersAnswered();
       for (auto& d : dones) d(Status::Ok());
     } else if (opts_.protocol == Protocol::kA) {
       // Acknowledged now, but still tracked until the peer has it durably:
       // a demotion waits for it (a planned switch-over must not lose
       // acknowledged writes), and it counts as unacknowledged bytes.
-      for (auto& d : dones) d(Status::Ok());
       pending_.push_back(Pending{marker, {}, batch_bytes});
       unacked_bytes_ += batch_bytes;
+      WritersAnswered();
+      for (auto& d : dones) d(Status::Ok());
     } else {
       pending_.push_back(Pending{marker, std::move(dones), batch_bytes});
       unacked_bytes_ += batch_bytes;
@@ -739,13 +759,16 @@ std::vector<ChunkRef> Replica::AheadRefs() const {
 }
 
 void Replica::CompleteUpTo(uint64_t write_id, bool durable) {
+  std::vector<WriteDone> answers;
   while (!pending_.empty() && pending_.front().write_id <= write_id) {
     if (!durable && opts_.protocol == Protocol::kC) break;
     Pending p = std::move(pending_.front());
     pending_.pop_front();
     unacked_bytes_ -= std::min(unacked_bytes_, p.bytes);
-    for (auto& d : p.done) d(Status::Ok());
+    for (auto& d : p.done) answers.push_back(std::move(d));
   }
+  if (!answers.empty()) WritersAnswered();
+  for (auto& d : answers) d(Status::Ok());
   if (demoting_ && pending_.empty()) FinishDemote();
 }
 
@@ -840,6 +863,7 @@ void Replica::Connected(std::unique_ptr<Transport> t, bool outgoing) {
   const Direction own = outgoing ? Direction::kFromConnecting : Direction::kFromAccepting;
   const Direction peer = outgoing ? Direction::kFromAccepting : Direction::kFromConnecting;
   decoder_ = std::make_unique<FrameDecoder>(opts_.key, peer);
+  decoder_->AdoptStorage(std::move(decode_storage_));
   encoder_ = std::make_unique<FrameEncoder>(opts_.key, own);
   outgoing_ = outgoing;
   send_seq_ = 0;
@@ -906,6 +930,7 @@ void Replica::Disconnected(const std::string& why) {
   ReplState was = state_;
   if (transport_) transport_->Close();
   transport_.reset();
+  if (decoder_) decode_storage_ = decoder_->ReleaseStorage();
   decoder_.reset();
   encoder_.reset();
   greeted_ = verified_ = false;
@@ -935,11 +960,13 @@ void Replica::Disconnected(const std::string& why) {
   }
   // Writes waiting for the peer complete on the local copy (now recorded
   // as changed, resent at the next sync).
-  while (!pending_.empty()) {
-    for (auto& d : pending_.front().done) d(Status::Ok());
-    pending_.pop_front();
-  }
+  auto waiting = std::move(pending_);
+  pending_.clear();
   unacked_bytes_ = 0;
+  WritersAnswered();
+  for (auto& p : waiting) {
+    for (auto& d : p.done) d(Status::Ok());
+  }
   if (demoting_) FinishDemote();
   if (was == ReplState::kSyncTarget && disk_ == DiskState::kUpToDate) (void)SetDisk(DiskState::kInconsistent);
   if (state_ != ReplState::kStandAlone) SetState(ReplState::kConnecting);

@@ -75,6 +75,10 @@ struct ReplicaOptions {
   // none.
   std::function<void(const std::string& full_path, uint64_t offset, uint64_t length)>
       start_writeback;
+  // Touch the receive buffer's pages at construction (FrameDecoder::
+  // AdoptStorage), so that the first sync after a start does not fault
+  // them in; the daemon does, the simulations do not need to.
+  bool prefault_receive_buffer = false;
 };
 
 // What the transport (TCP in the daemon, a pipe in tests) must offer.
@@ -119,6 +123,9 @@ class Replica {
   void Submit(Write w, WriteDone done);
   void Flush();
   bool Congested() const;  // writers should wait (queue or unacked bytes too large)
+  // Writers still waiting for their answer (queued, or waiting for the
+  // peer's acknowledgement).
+  bool WritersWaiting() const;
 
   // ---- Roles (the HA executor's attach / detach steps).
   Status Promote(bool force);
@@ -169,6 +176,10 @@ class Replica {
   std::string summary() const;  // "UpToDate Established" etc. for logs
   // Called after any change of disk or replication state.
   void SetOnChange(std::function<void()> cb) { on_change_ = std::move(cb); }
+  // Called when the last waiting writer is about to get its answer, before
+  // the answers go out (the service refreshes its status snapshot there,
+  // so that a writer never reads a status still counting its write).
+  void SetOnWritersAnswered(std::function<void()> cb) { on_writers_answered_ = std::move(cb); }
   void SetOnDiskFailed(std::function<void(const std::string&)> cb) { on_disk_failed_ = std::move(cb); }
   void SetLogger(std::function<void(int level, const std::string&)> cb) { log_ = std::move(cb); }
 
@@ -282,6 +293,9 @@ class Replica {
   // Connection.
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<FrameDecoder> decoder_;
+  // The decoders' buffer, kept from one connection to the next and touched
+  // once at construction (FrameDecoder::AdoptStorage).
+  std::vector<uint8_t> decode_storage_;
   std::unique_ptr<FrameEncoder> encoder_;
   bool outgoing_ = false;
   uint64_t conn_id_ = 0;
@@ -359,6 +373,10 @@ class Replica {
 
   ReplCounters counters_;
   std::function<void()> on_change_;
+  std::function<void()> on_writers_answered_;
+  void WritersAnswered() {
+    if (on_writers_answered_ && !WritersWaiting()) on_writers_answered_();
+  }
   std::function<void(const std::string&)> on_disk_failed_;
   std::function<void(int, const std::string&)> log_;
 };

@@ -110,6 +110,37 @@ TEST_F(ReplicaTest, ProtocolCAcknowledgesOnlyAfterThePeerIsDurable) {
   EXPECT_EQ(std::string(c->begin(), c->end()), "x");
 }
 
+// The service refreshes its status snapshot in this hook: it must run
+// before the last writer's answer, when the status no longer counts it.
+TEST_F(ReplicaTest, TheLastWriterIsAnsweredAfterTheStatusStopsCountingIt) {
+  StartBoth();
+  ASSERT_TRUE(pair_.r(0).Promote(false).ok());
+  pair_.Connect();
+  pair_.Run();
+  std::vector<std::string> events;
+  pair_.r(0).SetOnWritersAnswered([&] {
+    nlohmann::json j = pair_.r(0).StatusJson();
+    events.push_back("hook unacked=" + std::to_string(j["unacked_writes"].get<uint64_t>()) +
+                     " pending=" + std::to_string(j["pending_writes"].get<uint64_t>()));
+  });
+  for (int i = 0; i < 3; ++i) {
+    pair_.Write(0, AppendOp("a", "x"), [&, i](const Status& st) {
+      events.push_back("answer " + std::to_string(i) + (st.ok() ? " ok" : " failed"));
+    });
+  }
+  pair_.r(0).Flush();
+  EXPECT_TRUE(events.empty()) << "answered before the peer had the writes";
+  pair_.Run();
+  EXPECT_EQ(events, (std::vector<std::string>{"hook unacked=0 pending=0", "answer 0 ok", "answer 1 ok",
+                                              "answer 2 ok"}));
+  // Writers answered by a lost connection (on the local copy) too.
+  events.clear();
+  pair_.Write(0, AppendOp("a", "y"), [&](const Status& st) { events.push_back(st.ok() ? "answer ok" : "failed"); });
+  pair_.r(0).Flush();
+  pair_.r(0).Disconnected("test");
+  EXPECT_EQ(events, (std::vector<std::string>{"hook unacked=0 pending=0", "answer ok"}));
+}
+
 TEST_F(ReplicaTest, GroupCommitSharesOneRoundTripAndSync) {
   StartBoth();
   ASSERT_TRUE(pair_.r(0).Promote(false).ok());

@@ -103,6 +103,10 @@ struct Service::Impl {
   std::mutex mu;
   json snapshot;
   bool snapshot_up_to_date = false;
+  // The snapshot counts writers waiting (queued, unacknowledged): it is
+  // refreshed before the last of them gets its answer, so that a writer
+  // that has its answer never reads a status still counting its write.
+  bool snapshot_writers_waiting = false;
   int listen_fd = -1;
   int volume_fd = -1;
   bool flush_posted = false;
@@ -159,6 +163,7 @@ struct Service::Impl {
     std::lock_guard<std::mutex> g(mu);
     snapshot = std::move(j);
     snapshot_up_to_date = replica->up_to_date();
+    snapshot_writers_waiting = replica->WritersWaiting();
   }
 
   void Tick() {
@@ -536,6 +541,7 @@ Service::~Service() { Stop(); }
 Status Service::Start() {
   Impl* m = impl_.get();
   m->opts.replica.io_pool = &m->io_pool;
+  m->opts.replica.prefault_receive_buffer = true;
   m->opts.replica.start_writeback = [m](const std::string& path, uint64_t offset, uint64_t length) {
     (void)m->io_pool.Post([path, offset, length] { StartWriteback(path, offset, length); });
   };
@@ -546,6 +552,9 @@ Status Service::Start() {
     if (m->on_change) {
       m->on_change(m->replica->up_to_date(), m->replica->synchronizing(), m->replica->summary());
     }
+  });
+  m->replica->SetOnWritersAnswered([m] {
+    if (m->snapshot_writers_waiting) m->UpdateSnapshot();
   });
   m->replica->SetOnDiskFailed([m](const std::string& why) {
     if (m->on_disk_failed) m->on_disk_failed(why);
@@ -656,3 +665,4 @@ bool Service::up_to_date() {
 }
 
 }  // namespace tandem::repl
+

@@ -107,7 +107,7 @@ TEST_F(ReplicationTest, WritesThroughTheVolumeAreOnBothHostsByteForByte) {
   json s = Repl(0);
   EXPECT_EQ(s["protocol"], "C");
   EXPECT_TRUE(s["protected"].get<bool>());
-  EXPECT_EQ(s["unacked_writes"], 0);
+  EXPECT_EQ(s["unacked_writes"], 0) << s.dump();
   EXPECT_EQ(s["peer"]["node"], lab_["hosts"][1]["name"]);
   // The metadata lives outside the store.
   EXPECT_FALSE(fs::exists(Store(0) + "/meta.json"));
