@@ -23,9 +23,11 @@ constexpr int64_t kTickMaxMs = 100;
 // A collector that could not start (its port still held by the host that
 // just stepped down, say) is tried again this often while the host is active.
 constexpr int64_t kCollectorRetryMs = 250;
+constexpr int kNotifyNice = 10;     // notify hooks' nice value
 constexpr int kNotifyRunningMax = 8;  // notify hooks running at once; more are skipped
 constexpr int kFarewellPackets = 3;   // handover heartbeats sent on a clean exit
 constexpr int64_t kRestartDelayMs = 300;  // a deploy's restart waits for the agent's answer
+constexpr int64_t kDeferredPersistMs = 1000;  // PersistSoon
 
 int64_t WallMs() { return os::RealClock::Get().WallMs(); }
 
@@ -212,13 +214,23 @@ ha::Output Daemon::Feed(ha::Event::Body body) {
   // a new status or a restarted peer daemon is written down.
   bool peer_changed = out.state.peer && (!state_.peer || out.state.peer->status != state_.peer->status ||
                                          link_->peer_incarnation() != file_.peer_incarnation);
+  // The peer becoming or leaving ACTIVE, or a restarted peer daemon, is
+  // written down at once (R-OP-7); its other statuses soon.
+  const bool peer_active_changed =
+      peer_changed && (!state_.peer || link_->peer_incarnation() != file_.peer_incarnation ||
+                       (out.state.peer->status == ha::HostStatus::kActive) !=
+                           (state_.peer->status == ha::HostStatus::kActive));
   state_ = out.state;
   if (peer_changed) {
     file_.peer_status = std::string(ha::StatusName(state_.peer->status));
     file_.peer_epoch = state_.peer->epoch;
     file_.peer_incarnation = link_->peer_incarnation();
     file_.peer_heard_wall_ms = WallMs();
-    Persist();
+    if (peer_active_changed) {
+      Persist();
+    } else {
+      PersistSoon();
+    }
   }
   link_->SetAdvert(ha::MakeAdvert(state_));
   LogTransitions(out);
@@ -241,7 +253,16 @@ void Daemon::LogTransitions(const ha::Output& out) {
   }
 }
 
+void Daemon::PersistSoon() {
+  if (persist_due_) return;
+  persist_due_ = true;
+  loop_.AddTimer(kDeferredPersistMs, [this] {
+    if (persist_due_ && !stopping_) Persist();
+  });
+}
+
 void Daemon::Persist() {
+  persist_due_ = false;
   file_.disk = state_.disk;
   file_.last_status = std::string(ha::StatusName(state_.status));
   file_.last_status_wall_ms = status_since_wall_ms_;
@@ -274,7 +295,19 @@ void Daemon::Execute(const ha::Output& out) {
       default: break;
     }
   }
-  if (!out.transitions.empty() && !persisted) Persist();  // last_status for R-OP-7
+  if (!out.transitions.empty() && !persisted) {
+    // last_status for R-OP-7: at once when ACTIVE is involved (it names
+    // the most recently active host), soon otherwise.
+    bool active = false;
+    for (const auto& t : out.transitions) {
+      active = active || t.from == ha::HostStatus::kActive || t.to == ha::HostStatus::kActive;
+    }
+    if (active || !(file_.disk == state_.disk)) {
+      Persist();
+    } else {
+      PersistSoon();
+    }
+  }
   if (sequence_started) RunNextStep();
 }
 
@@ -468,6 +501,9 @@ void Daemon::Notify(const std::string& detail) {
                            detail.substr(a + 1, b - a - 1), detail.substr(b + 1)});
   os::SpawnOptions opts;
   opts.stdout_path = cfg_.run_dir + "/notify.log";
+  // Best effort, beside the HA core: a hook never takes CPU from the
+  // heartbeats or a synchronization (docs/CONFIG.md, [notify]).
+  opts.nice = kNotifyNice;
   auto pid = os::Spawn(argv, opts);
   counters_.notify_runs++;
   if (!pid.ok()) {

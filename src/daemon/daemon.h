@@ -165,6 +165,15 @@ class Daemon {
   void Execute(const ha::Output& out);
   void LogTransitions(const ha::Output& out);
   void Persist();
+  // Records only what this host saw (R-OP-7: statuses that are not ACTIVE
+  // on either side, the peer's new status): written within
+  // kDeferredPersistMs, once for several changes, so that the state file's
+  // fsync and rename (a commit of the file system's journal) do not land in
+  // the middle of the synchronization a SYNCHRONIZING status announces.
+  // Everything the HA core decides on (kPersist), and every change to or
+  // from ACTIVE, is still written at once.
+  void PersistSoon();
+  bool persist_due_ = false;
   void StartSequence(const ha::Output& out);
   void RunNextStep();
   void StartCollector();

@@ -51,6 +51,7 @@ struct ChildPlan {
   std::vector<char*> envp;
   bool die_with_parent = true;
   bool new_process_group = true;
+  int nice = 0;
   pid_t parent_pid = 0;
   int stdin_fd = -1;   // /dev/null
   int stdout_fd = -1;  // -1: inherit stdout and stderr
@@ -126,6 +127,8 @@ TANDEM_CHILD_SIDE [[noreturn]] void RunChild(const ChildPlan& plan) {
     if (getppid() != plan.parent_pid) _exit(127);
   }
   ResetSignals();
+  // Best effort: a child that cannot be reniced still runs.
+  if (plan.nice > 0) (void)setpriority(PRIO_PROCESS, 0, plan.nice);
   if (!MoveFd(plan.stdin_fd, STDIN_FILENO)) ChildFail(plan.error_fd, ChildStep::kStdio);
   if (plan.stdout_fd >= 0 &&
       (!MoveFd(plan.stdout_fd, STDOUT_FILENO) || !MoveFd(plan.stdout_fd, STDERR_FILENO))) {
@@ -231,6 +234,7 @@ Result<pid_t> Spawn(const std::vector<std::string>& argv, const SpawnOptions& op
   plan.envp.push_back(nullptr);
   plan.die_with_parent = opts.die_with_parent;
   plan.new_process_group = opts.new_process_group;
+  plan.nice = opts.nice;
   plan.parent_pid = getpid();
 
   Status st = OpenStdio(opts, plan);

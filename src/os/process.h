@@ -25,6 +25,9 @@ struct SpawnOptions {
   // signalled with kill(-pid, sig).
   bool new_process_group = true;
   std::string stdout_path;  // append child's stdout+stderr here; empty: inherit
+  // Nice value the child runs at (setpriority before exec); 0: the
+  // daemon's. Only ever raised (a lower priority needs no privilege).
+  int nice = 0;
 };
 
 // Forks and execs argv (argv[0] searched on PATH when not absolute).

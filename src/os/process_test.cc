@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -247,6 +248,14 @@ TEST(SpawnTest, ManyThreadsSpawnAtOnce) {
   stop = true;
   writer.join();
   EXPECT_EQ(ok.load(), kThreads * kEach);
+}
+
+TEST(SpawnTest, NiceValueIsApplied) {
+  SpawnOptions opts;
+  opts.nice = 10;
+  // Field 19 of /proc/<pid>/stat is the nice value (comm "cut" has no space).
+  EXPECT_EQ(RunAndCapture({"cut", "-d", " ", "-f19", "/proc/self/stat"}, opts), "10\n");
+  EXPECT_EQ(RunAndCapture({"cut", "-d", " ", "-f19", "/proc/self/stat"}), std::to_string(getpriority(PRIO_PROCESS, 0)) + "\n");
 }
 
 TEST(SpawnTest, InheritedFdsAreClosed) {

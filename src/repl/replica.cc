@@ -1169,7 +1169,7 @@ void Replica::ResetSyncProgress(uint64_t total_bytes) {
   sync_total_bytes_ = total_bytes;
   sync_done_bytes_ = 0;
   sync_started_ms_ = clock_.NowMs();
-  sync_requests_in_ms_ = sync_data_out_ms_ = sync_first_data_ms_ = sync_last_data_ms_ = -1;
+  sync_requests_in_ms_ = sync_data_out_ms_ = sync_target_done_ms_ = sync_first_data_ms_ = sync_last_data_ms_ = -1;
   StartTokenBucket();
   writeback_path_.clear();
   writeback_bytes_ = 0;
@@ -1410,6 +1410,7 @@ void Replica::OnSyncDone(const SyncDone& d) {
         peer_requests_done_ = true;
         sync_requests_in_ms_ = clock_.NowMs() - sync_started_ms_;
       } else if (sync_sent_done_) {
+        sync_target_done_ms_ = clock_.NowMs() - sync_started_ms_;
         FinishSyncSource();
       } else {
         Drop("protocol: sync finished before it was sent");
@@ -1526,17 +1527,21 @@ void Replica::FinishSyncSource() {
   // one that keeps only the metadata leaves old journal entries, which only
   // resend chunks that are equal (docs/REPLICATION.md).
   changes_.SyncFinishedEntries(std::max(sync_covered_id_, acked_durable_));
-  Status st = RunSideBySide({[this] { return changes_.RewriteJournal(); }, PersistJob()});
   changes_.UnpinAll();
-  if (!st.ok()) {
-    DiskFailed(st);
-    return;
-  }
+  // The change journal and the rotated generations are written at the next
+  // tick, after the sync (docs/REPLICATION.md, "Order of the disk syncs of
+  // a sync"): the target has everything durably already, and until then a
+  // power loss here only brings back the older records (over-inclusive, as
+  // below). Written here, their syncs (a journal still holding entries is
+  // rewritten through a temporary file and a rename: a commit of the file
+  // system's journal) made the end of every resync wait for them.
+  source_records_due_ = true;
   counters_.syncs_completed++;
   int64_t took = clock_.NowMs() - sync_started_ms_;
   last_sync_ = "sent " + std::to_string(sync_done_bytes_) + " bytes in " + std::to_string(took) +
                " ms (requests in by +" + std::to_string(sync_requests_in_ms_) + " ms, data out by +" +
-               std::to_string(sync_data_out_ms_) + " ms)";
+               std::to_string(sync_data_out_ms_) + " ms, the target done by +" +
+               std::to_string(sync_target_done_ms_) + " ms)";
   Log(kWarn, "sync to " + PeerName() + " finished: " + last_sync_ + "; generations " +
                  ToString(gens_));
   peer_->gen_current = gens_.current;
@@ -1983,6 +1988,11 @@ void Replica::Tick() {
   }
   PumpVerify();
   PumpSync();
+  if (source_records_due_ && disk_ != DiskState::kFailed) {
+    source_records_due_ = false;
+    Status st = RunSideBySide({[this] { return changes_.RewriteJournal(); }, PersistJob()});
+    if (!st.ok()) DiskFailed(st);
+  }
   // Quiet and protected: forget the activity log, so a crash now resends
   // nothing (it is rebuilt by the next writes).
   if (primary_ && InSync() && pending_.empty() && queue_.empty() && changes_.size() > 0 &&

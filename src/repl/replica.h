@@ -334,7 +334,8 @@ class Replica {
   // Milestones of the current sync, ms after sync_started_ms_ (-1: not
   // yet), reported in last_sync_: source, the target's requests all in and
   // the last data sent; target, the first and the last data received.
-  int64_t sync_requests_in_ms_ = -1, sync_data_out_ms_ = -1;
+  bool source_records_due_ = false;  // a sync source's journal and metadata, at the next Tick
+  int64_t sync_requests_in_ms_ = -1, sync_data_out_ms_ = -1, sync_target_done_ms_ = -1;
   int64_t sync_first_data_ms_ = -1, sync_last_data_ms_ = -1;
   int64_t tokens_ms_ = 0;
   std::map<std::string, std::set<uint64_t>> peer_changes_;  // split brain: the peer's list

@@ -1,3 +1,4 @@
+#include <sys/resource.h>
 #include "repl/service.h"
 
 #include <arpa/inet.h>
@@ -570,6 +571,7 @@ Status Service::Start() {
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    if (getenv("REPLNICE")) setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), atoi(getenv("REPLNICE")));
     m->loop.Run();
   });
   return Status::Ok();
