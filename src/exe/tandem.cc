@@ -308,6 +308,9 @@ int main(int argc, char** argv) {
   bench_repl->add_option("--store-mb", ro.store_mb, "MB in the store for the syncs (a multiple of 8)")
       ->check(CLI::Range(int64_t{8}, int64_t{1} << 20))->capture_default_str();
   bench_repl->add_flag("--quick", ro.quick, "1 s per write run instead of 3 s");
+  bench_repl->add_option("--secondary-store", ro.secondary_store,
+                         "the secondary's store directory, e.g. on another disk (default: in the lab "
+                         "directory, on the primary's disk); created, removed at the end");
   tandem::lab::IngestBenchOptions io;
   auto* bench_ingest = bench->add_subcommand(
       "ingest", "syslog ingest (UDP, TCP, RELP) vs rsyslog, search latency, bytes per event, memory");

@@ -42,6 +42,8 @@ std::string LoadAverage();
 // "lab_filesystem": {"mount","device","fstype","options"} of the mount that
 // holds `dir` when it is given.
 nlohmann::json MachineJson(const std::string& dir = "");
+// The mount holding `path` (device, fstype, mount point, options).
+nlohmann::json MountOf(const std::string& path);
 
 // SIGINT/SIGTERM while a benchmark runs: caught for the lifetime of a
 // BenchSignalScope (the previous handlers come back afterwards), so the
@@ -120,6 +122,9 @@ struct ReplBenchOptions {
   std::string bin_dir;  // empty: next to this binary
   int64_t store_mb = 256;  // MB (10^6 bytes) in the store for the syncs; a multiple of 8
   bool quick = false;      // 1 s per write run instead of 3 s
+  // The secondary's store directory (created; removed at the end); empty:
+  // in the lab directory, on the same disk as the primary's.
+  std::string secondary_store;
 };
 Result<nlohmann::json> BenchRepl(const ReplBenchOptions& o);
 

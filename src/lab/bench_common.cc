@@ -97,6 +97,12 @@ std::string LoadAverage() {
 namespace {
 
 // Filesystem type and options of the mount holding `path` (/proc/mounts).
+
+std::atomic<bool> g_interrupted{false};
+void OnBenchSignal(int) { g_interrupted.store(true); }
+
+}  // namespace
+
 json MountOf(const std::string& path) {
   std::error_code ec;
   std::string p = std::filesystem::weakly_canonical(path, ec).string();
@@ -113,11 +119,6 @@ json MountOf(const std::string& path) {
   }
   return best;
 }
-
-std::atomic<bool> g_interrupted{false};
-void OnBenchSignal(int) { g_interrupted.store(true); }
-
-}  // namespace
 
 struct BenchSignalScope::Saved {
   struct sigaction old_int {}, old_term {};

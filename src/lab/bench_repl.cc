@@ -330,6 +330,13 @@ Status Bench::Setup() {
   lo.bin_dir = o_.bin_dir;
   lo.replication = true;
   lo.sync_rate_mb = 4096;  // the limit lifted for the full sync
+  if (!o_.secondary_store.empty()) {
+    std::error_code ec;
+    if (fs::exists(o_.secondary_store, ec) && !fs::is_empty(o_.secondary_store, ec)) {
+      return Status::Error(o_.secondary_store + ": not empty (the benchmark removes it at the end)");
+    }
+    lo.store_dirs = {o_.dir + "/primary/store", fs::absolute(o_.secondary_store).string()};
+  }
   auto up = Up(lo);
   if (!up.ok()) return up.status().Prefix("lab up: ");
   lab_up_ = true;
@@ -961,26 +968,49 @@ Result<json> Bench::Run() {
   out["full_sync_vs_cp"] = vs;
   double full_wall_s = Median(full_wall), full_phase_s = full_phase.empty() ? 0 : Median(full_phase);
 
-  // ---- 4. Resync after a 1% change (same store, now in sync).
-  TANDEM_RETURN_IF_ERROR(StopBenchHost(o_.dir, s_));
-  TANDEM_RETURN_IF_ERROR(WaitPeerGone(p_, kSettleMs));
-  auto change = ChangeOnePercent();
-  if (!change.ok()) return change.status();
-  Settle();
-  auto resync = TimedSync((*change)["bytes"].get<uint64_t>(), false);
-  if (!resync.ok()) return resync.status().Prefix("resync: ");
-  std::string diff = CompareTrees(p_.store, s_.store);
-  if (!diff.empty()) return Status::Error("after the resync the two stores differ: " + diff);
+  // ---- 4. Resync after a 1% change (same store, now in sync), repeated
+  // like the full sync (another 1% each time); the median is reported.
   {
-    json r = {{"change", *change}, {"resync", *resync}, {"identical_after", true}};
-    double rt = (*resync)["wall_s"].get<double>() / std::max(1e-9, full_wall_s);
-    uint64_t sent = (*resync)["sync_bytes_sent"].get<uint64_t>();
-    r["time_ratio_wall"] = RoundTo(rt, 4);
-    if (resync->contains("sync_phase_s") && full_phase_s > 0) {
-      r["time_ratio_sync_phase"] = RoundTo((*resync)["sync_phase_s"].get<double>() / full_phase_s, 4);
+    std::vector<json> runs;
+    std::vector<double> walls, phases;
+    uint64_t sent_max = 0;
+    for (int rep = 0; rep < reps; ++rep) {
+      TANDEM_RETURN_IF_ERROR(StopBenchHost(o_.dir, s_));
+      TANDEM_RETURN_IF_ERROR(WaitPeerGone(p_, kSettleMs));
+      auto change = ChangeOnePercent();
+      if (!change.ok()) return change.status();
+      Settle();
+      auto resync = TimedSync((*change)["bytes"].get<uint64_t>(), false);
+      if (!resync.ok()) return resync.status().Prefix("resync: ");
+      std::string diff = CompareTrees(p_.store, s_.store);
+      if (!diff.empty()) return Status::Error("after the resync the two stores differ: " + diff);
+      walls.push_back((*resync)["wall_s"].get<double>());
+      if (resync->contains("sync_phase_s")) phases.push_back((*resync)["sync_phase_s"].get<double>());
+      sent_max = std::max(sent_max, (*resync)["sync_bytes_sent"].get<uint64_t>());
+      runs.push_back(json{{"change", *change}, {"resync", *resync}});
     }
-    r["compared_with"] = "the median full sync of the same store (full_sync.wall_s / sync_phase_s)";
-    r["bytes_ratio"] = RoundTo(static_cast<double>(sent) / static_cast<double>(store_bytes_), 4);
+    // The run whose sync phase is the median stands for all (its details).
+    size_t mid = 0;
+    if (phases.size() == runs.size()) {
+      std::vector<size_t> order(runs.size());
+      for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return phases[a] < phases[b]; });
+      mid = order[order.size() / 2];
+    }
+    json r = {{"repetitions", reps}, {"change", runs[mid]["change"]}, {"resync", runs[mid]["resync"]},
+              {"identical_after", true}};
+    double rt = Median(walls) / std::max(1e-9, full_wall_s);
+    r["wall_s_each"] = rounded(walls, 3);
+    r["time_ratio_wall"] = RoundTo(rt, 4);
+    if (phases.size() == runs.size() && full_phase_s > 0) {
+      r["sync_phase_s_each"] = rounded(phases, 3);
+      r["time_ratio_sync_phase"] = RoundTo(Median(phases) / full_phase_s, 4);
+    }
+    r["compared_with"] = "medians over the repetitions (each another 1% of the store) against the median full "
+                         "sync of the same store (full_sync.wall_s / sync_phase_s); change and resync: the "
+                         "median run's";
+    r["bytes_ratio"] = RoundTo(static_cast<double>(sent_max) / static_cast<double>(store_bytes_), 4);
+    r["bytes_ratio_is"] = "the largest of the repetitions";
     r["target"] = "time ratio <= 0.05";
     r["met_wall"] = rt <= 0.05;
     if (r.contains("time_ratio_sync_phase")) r["met_sync_phase"] = r["time_ratio_sync_phase"].get<double>() <= 0.05;
@@ -1062,6 +1092,10 @@ Result<json> Bench::Run() {
   load["end"] = LoadAverage();
   out["load_average_1_5_15min"] = load;
   out["machine"] = MachineJson(o_.dir);
+  if (!o_.secondary_store.empty()) {
+    out["secondary_store"] = {{"dir", s_.store}, {"filesystem", MountOf(s_.store)},
+                              {"note", "the secondary's store directory was given with --secondary-store"}};
+  }
   return out;
 }
 
