@@ -48,6 +48,12 @@ class ReplicationTest : public ::testing::Test {
   }
   std::string Config(int i) const { return lab_["hosts"][static_cast<size_t>(i)]["config"]; }
   std::string Store(int i) const { return lab_["hosts"][static_cast<size_t>(i)]["store_dir"]; }
+  // The host's state file (<state_dir>/state.json; the lab's state_dir is
+  // "state" next to the configuration).
+  json StateFile(int i) const {
+    std::ifstream in(fs::path(Config(i)).parent_path() / "state" / "state.json");
+    return json::parse(in, nullptr, false);
+  }
   json Repl(int i) {
     json s = HostStatus(Config(i));
     return s.is_null() ? json() : s["replication"];
@@ -137,6 +143,14 @@ TEST_F(ReplicationTest, KillNineOfTheActiveThenResyncOnlyTheChanges) {
   ASSERT_TRUE(pid2.ok());
   ASSERT_TRUE(WaitFor(15000, [&] { return InSync(); })) << Repl(0).dump() << Repl(1).dump();
   EXPECT_EQ(Status(0), "STANDBY");  // no failback
+  // The new active wrote its ACTIVE at once; the returning host's
+  // STANDBY (after SYNCHRONIZING) and its peer's ACTIVE reach its state
+  // file within a second of the change (Daemon::PersistSoon).
+  EXPECT_EQ(StateFile(1).value("last_status", ""), "ACTIVE");
+  EXPECT_TRUE(WaitFor(5000, [&] {
+    json f = StateFile(0);
+    return f.value("last_status", "") == "STANDBY" && f.value("peer_status", "") == "ACTIVE";
+  })) << StateFile(0).dump();
   ExpectFilled(0, 6, 8'000'000, "a/", 1);
   ExpectFilled(0, 2, 500'000, "b/", 2);
   ExpectIdentical();
