@@ -17,9 +17,6 @@ constexpr size_t kBatchBytesMax = 16u * 1024 * 1024;
 constexpr size_t kBatchOpsMax = 8192;
 constexpr size_t kSyncBacklogMax = 4u * 1024 * 1024;  // resync yields to writes beyond this
 constexpr uint32_t kVerifyBatch = 64;
-// The most the service reads from the replication socket at once (see
-// decode_storage_).
-constexpr size_t kDecodeReadBytes = 256u * 1024;
 constexpr uint64_t kFlagDiscard = 1, kFlagSurvivor = 2;
 // The reason of a disk failure kept in the metadata record (the rest of a
 // longer one is cut).
@@ -131,10 +128,10 @@ Replica::Replica(os::FileSystem& fs, const os::Clock& clock, ReplicaOptions opts
       changes_(fs, opts_.meta_dir + "/changes.log", opts_.hot_chunks),
       meta_(fs, opts_.meta_dir + "/meta.slots", opts_.meta_dir + "/meta.json") {
   store_.SetIoPool(opts_.io_pool);
-  // Room for a frame's leftover plus what the service reads at once (256
-  // KiB), faulted in now rather than during the first sync.
+  // Room for a frame's leftover plus one Received, faulted in now rather
+  // than during the first sync.
   if (opts_.prefault_receive_buffer) {
-    decode_storage_.resize(kFrameBytesMax + kDecodeReadBytes);
+    decode_storage_.resize(kFrameBytesMax + kReceiveBytesMax);
     decode_storage_.clear();
   }
 }

@@ -135,6 +135,10 @@ class Replica {
   // ---- The connection. `outgoing`: we connected and speak first.
   void Connected(std::unique_ptr<Transport> t, bool outgoing);
   void Received(std::span<const uint8_t> bytes);
+  // The most a transport should hand to one Received (the service's reads
+  // from the socket): the receive buffer kept across connections holds a
+  // frame's leftover plus this much without growing.
+  static constexpr size_t kReceiveBytesMax = 256 * 1024;
   void Disconnected(const std::string& why);
   bool connected() const { return transport_ != nullptr; }
   bool wants_connection() const { return state_ != ReplState::kStandAlone; }

@@ -34,7 +34,7 @@ namespace {
 constexpr int64_t kTickMs = 10;
 constexpr int64_t kSnapshotMs = 200;
 constexpr int64_t kSnapshotAfterWritesMs = 20;
-constexpr size_t kReadChunk = 256 * 1024;
+constexpr size_t kReadChunk = Replica::kReceiveBytesMax;
 constexpr size_t kHeaderLineMax = 8192;
 constexpr int kVolumeClientsMax = 64;
 // Threads syncing a group commit's files side by side (the replication
