@@ -1970,6 +1970,13 @@ void Replica::OnVerifyReply(const VerifyReply& v) {
 
 // ---------------------------------------------------------------- timers
 
+void Replica::WriteDueRecords() {
+  if (!source_records_due_ || disk_ == DiskState::kFailed) return;
+  source_records_due_ = false;
+  Status st = RunSideBySide({[this] { return changes_.RewriteJournal(); }, PersistJob()});
+  if (!st.ok()) DiskFailed(st);
+}
+
 void Replica::Tick() {
   int64_t now = clock_.NowMs();
   if (transport_) {
@@ -1985,11 +1992,7 @@ void Replica::Tick() {
   }
   PumpVerify();
   PumpSync();
-  if (source_records_due_ && disk_ != DiskState::kFailed) {
-    source_records_due_ = false;
-    Status st = RunSideBySide({[this] { return changes_.RewriteJournal(); }, PersistJob()});
-    if (!st.ok()) DiskFailed(st);
-  }
+  WriteDueRecords();
   // Quiet and protected: forget the activity log, so a crash now resends
   // nothing (it is rebuilt by the next writes).
   if (primary_ && InSync() && pending_.empty() && queue_.empty() && changes_.size() > 0 &&

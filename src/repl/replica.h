@@ -183,6 +183,9 @@ class Replica {
   // Called when the last waiting writer is about to get its answer, before
   // the answers go out (the service refreshes its status snapshot there,
   // so that a writer never reads a status still counting its write).
+  // Writes what a finished sync source left for later (its change journal
+  // and rotated generations; done by Tick, and on a clean stop).
+  void WriteDueRecords();
   void SetOnWritersAnswered(std::function<void()> cb) { on_writers_answered_ = std::move(cb); }
   void SetOnDiskFailed(std::function<void(const std::string&)> cb) { on_disk_failed_ = std::move(cb); }
   void SetLogger(std::function<void(int level, const std::string&)> cb) { log_ = std::move(cb); }

@@ -1,4 +1,3 @@
-#include <sys/resource.h>
 #include "repl/service.h"
 
 #include <arpa/inet.h>
@@ -571,7 +570,6 @@ Status Service::Start() {
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, nullptr);
-    if (getenv("REPLNICE")) setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), atoi(getenv("REPLNICE")));
     m->loop.Run();
   });
   return Status::Ok();
@@ -582,6 +580,7 @@ void Service::Stop() {
   if (!m->thread.joinable()) return;
   m->loop.Post([m] {
     m->stopping = true;
+    m->replica->WriteDueRecords();  // a sync that just finished here
     if (m->conn) m->CloseConn(m->conn, false);
     for (auto& [fd, c] : std::map(m->clients)) m->CloseClient(c);
     m->loop.Stop();
@@ -667,4 +666,3 @@ bool Service::up_to_date() {
 }
 
 }  // namespace tandem::repl
-
