@@ -96,13 +96,12 @@ std::string LoadAverage() {
 
 namespace {
 
-// Filesystem type and options of the mount holding `path` (/proc/mounts).
-
 std::atomic<bool> g_interrupted{false};
 void OnBenchSignal(int) { g_interrupted.store(true); }
 
 }  // namespace
 
+// Filesystem type and options of the mount holding `path` (/proc/mounts).
 json MountOf(const std::string& path) {
   std::error_code ec;
   std::string p = std::filesystem::weakly_canonical(path, ec).string();
